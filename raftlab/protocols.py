@@ -1,0 +1,186 @@
+"""Every contract between raftlab's parts, in one file a newcomer can read in one sitting.
+
+Each protocol is small (five methods at most). Optional abilities are separate
+``@runtime_checkable`` protocols found with ``isinstance`` (Jepsen's ``satisfies?``), never stubbed
+methods that raise. A method is ``async`` exactly when it does I/O. Nothing here needs to be
+inherited from: any object with the right methods fits.
+
+Only the standard library and ``raftlab.history`` are imported, so every part can depend on this
+file without depending on each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+
+from raftlab.history import History, Op, Operation
+
+if TYPE_CHECKING:
+    from raftlab.checker.result import Result
+
+Host = str
+"""A host's name as the lab knows it (``n1`` .. ``n5``)."""
+
+Grudge = dict[Host, frozenset[Host]]
+"""A partition: each host maps to the hosts whose traffic it drops (Jepsen's grudge)."""
+
+S = TypeVar("S", bound=Hashable)
+
+
+# --- checking -----------------------------------------------------------------------------------
+
+
+class Model(Protocol[S]):
+    """A sequential specification (porcupine's Model). Pure: ``step`` never mutates ``state``.
+
+    States are hashable so the checker can memoise (linearized set, state) pairs. Models see only
+    definite outputs: ``info`` and ``fail`` semantics live in the checker.
+    """
+
+    def init(self) -> S: ...
+
+    def step(self, state: S, operation: Operation) -> tuple[bool, S]: ...
+
+    def describe_op(self, operation: Operation) -> str: ...
+
+    def describe_state(self, state: S) -> str: ...
+
+
+@runtime_checkable
+class Partitioned(Protocol):
+    """A model whose histories split into independent parts (P-compositionality), e.g. by key."""
+
+    def partition(self, history: History) -> list[History]: ...
+
+
+class Checker(Protocol):
+    """Decides something about a whole history. Pure; a crash becomes an ``unknown`` Result."""
+
+    def check(self, history: History, opts: dict[str, Any]) -> Result: ...
+
+
+# --- driving a system ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunResult:
+    """What a command run on a host returned."""
+
+    exit_status: int
+    stdout: str
+    stderr: str
+
+
+class Remote(Protocol):
+    """Runs commands and moves files on one host (local subprocess, or SSH)."""
+
+    async def run(self, cmd: str, *, stdin: str | None = None, check: bool = True) -> RunResult: ...
+
+    async def put(self, local: str, remote: str) -> None: ...
+
+    async def get(self, remote: str, local: str) -> None: ...
+
+
+class Net(Protocol):
+    """Cuts and heals links between hosts."""
+
+    async def partition(self, grudge: Grudge) -> None: ...
+
+    async def heal(self) -> None: ...
+
+
+class Lab(Protocol):
+    """Where the nodes run: a set of hosts, a way to reach each, and control of their network."""
+
+    @property
+    def hosts(self) -> Sequence[Host]: ...
+
+    def remote(self, host: Host) -> Remote: ...
+
+    @property
+    def net(self) -> Net: ...
+
+    async def close(self) -> None: ...
+
+
+class DB(Protocol):
+    """Installs and removes the system under test on a host."""
+
+    async def setup(self, host: Host) -> None: ...
+
+    async def teardown(self, host: Host) -> None: ...
+
+
+@runtime_checkable
+class Killable(Protocol):
+    async def kill(self, host: Host) -> None: ...
+
+    async def start(self, host: Host) -> None: ...
+
+
+@runtime_checkable
+class Pausable(Protocol):
+    async def pause(self, host: Host) -> None: ...
+
+    async def resume(self, host: Host) -> None: ...
+
+
+@runtime_checkable
+class HasPrimaries(Protocol):
+    async def primaries(self) -> list[Host]: ...
+
+
+@runtime_checkable
+class HasLogFiles(Protocol):
+    def log_files(self, host: Host) -> dict[str, str]: ...
+
+
+class Client(Protocol):
+    """Talks to the system for one worker.
+
+    ``invoke`` returns the completion of ``op``: the same process and ``f``, with type ``ok``,
+    ``fail`` (it definitely did not happen) or ``info`` (unknown). It never retries silently.
+    """
+
+    async def open(self, host: Host) -> Client: ...
+
+    async def invoke(self, op: Op) -> Op: ...
+
+    async def close(self) -> None: ...
+
+
+class Nemesis(Protocol):
+    """Injects faults. ``invoke`` returns an ``info`` completion saying what was really done."""
+
+    async def setup(self, lab: Lab) -> None: ...
+
+    async def invoke(self, op: Op) -> Op: ...
+
+    async def teardown(self) -> None: ...
+
+    def fs(self) -> frozenset[str]: ...
+
+
+class GeneratorContext(Protocol):
+    """What a generator may look at: the time and chance it must use, and who is free."""
+
+    @property
+    def time(self) -> int: ...
+
+    @property
+    def free_processes(self) -> Sequence[int | str]: ...
+
+
+Pending = Any
+"""The generator's "not yet" answer; the value lives in ``raftlab.generator.PENDING``."""
+
+
+class Generator(Protocol):
+    """Produces operations. Time and randomness come only from the context (Jepsen generators)."""
+
+    def op(self, ctx: Any) -> Op | Pending | None: ...
+
+    def update(self, ctx: Any, event: Op) -> None: ...
+

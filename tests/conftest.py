@@ -1,0 +1,52 @@
+"""Shared test set-up: the seed every randomised test prints, and honest skips.
+
+A test that needs a capability this machine lacks (root, FUSE, a binary) is skipped with the
+reason printed, never silently; README.md says what each capability adds.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+HISTORIES = SHARED / "histories"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--rewrite", action="store_true", help="rewrite transcript expectations")
+    parser.addoption("--seed", type=int, default=None, help="seed for randomised tests")
+
+
+@pytest.fixture
+def seed(request: pytest.FixtureRequest) -> int:
+    value = request.config.getoption("--seed")
+    if value is None:
+        value = random.SystemRandom().randrange(2**32)
+    print(f"seed={value} (replay with --seed {value})")
+    return value
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def need_root() -> None:
+    if not is_root():
+        pytest.skip("needs root (network namespaces, iptables, mounts); run the suite as root")
+
+
+def need_binary(*names: str) -> None:
+    missing = [n for n in names if shutil.which(n) is None]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} on PATH")
+
+
+def need_histories() -> Path:
+    if not HISTORIES.is_dir():
+        pytest.skip(f"conformance histories not found at {HISTORIES} (shared/ beside the clone)")
+    return HISTORIES
