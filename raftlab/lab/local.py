@@ -1,0 +1,185 @@
+"""The local lab (the default, no root): hosts n1..nN are directories on this machine.
+
+Commands run with asyncio subprocesses in the host's directory, files move by copying, and every
+node listens on 127.0.0.1 on its own ports. Peers reach each other through the ``ProxyMesh``, so
+partitions work without root: ``endpoint(src, dst, port)`` is ``127.0.0.1:port`` for the control
+machine and for a host reaching itself, and a per-link proxy listener otherwise.
+
+``down`` removes what runs left behind: it lazily unmounts FUSE mounts under the lab directory,
+SIGKILLs every process named in a ``*.pid`` file under it (only when that process's command line
+names the lab directory, so a recycled pid is never hit) and deletes the directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from raftlab.lab import LabError, LabState, RemoteError
+from raftlab.lab.proxy import ProxyMesh
+from raftlab.protocols import Host, RunResult
+
+
+class LocalRemote:
+    """Runs shell commands on this machine, in the host's directory."""
+
+    def __init__(self, host: Host, cwd: Path) -> None:
+        self.host = host
+        self.cwd = cwd
+
+    async def run(self, cmd: str, *, stdin: str | None = None, check: bool = True) -> RunResult:
+        """Run ``cmd`` with ``sh -c``. Background processes must redirect their output (as over SSH)."""
+        proc = await asyncio.create_subprocess_shell(
+            cmd, cwd=self.cwd, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate(None if stdin is None else stdin.encode())
+        result = RunResult(exit_status=proc.returncode if proc.returncode is not None else -1,
+                           stdout=out.decode(errors="replace"), stderr=err.decode(errors="replace"))
+        if check and result.exit_status != 0:
+            raise RemoteError(self.host, cmd, result.exit_status, result.stderr)
+        return result
+
+    async def put(self, local: str, remote: str) -> None:
+        await asyncio.to_thread(_copy, Path(local), self.cwd / remote)
+
+    async def get(self, remote: str, local: str) -> None:
+        await asyncio.to_thread(_copy, self.cwd / remote, Path(local))
+
+
+def _copy(src: Path, dst: Path) -> None:
+    if not src.exists():
+        raise LabError(f"cannot copy {src}: no such file")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if src.is_dir():
+        shutil.copytree(src, dst, dirs_exist_ok=True)
+    else:
+        shutil.copy2(src, dst)
+
+
+class LocalLab:
+    """Hosts as directories on 127.0.0.1, linked through a proxy mesh."""
+
+    kind = "local"
+
+    def __init__(self, state: LabState, mesh: ProxyMesh) -> None:
+        self.state = state
+        self._root = Path(state.workdir)
+        self._mesh = mesh
+        self._remotes = {h: LocalRemote(h, self._root / "hosts" / h) for h in state.hosts}
+
+    @property
+    def hosts(self) -> Sequence[Host]:
+        return self.state.hosts
+
+    def _check(self, host: Host) -> None:
+        if host not in self._remotes:
+            raise LabError(f"unknown host {host!r} (this lab has {', '.join(self.hosts)})")
+
+    def remote(self, host: Host) -> LocalRemote:
+        self._check(host)
+        return self._remotes[host]
+
+    @property
+    def net(self) -> ProxyMesh:
+        return self._mesh
+
+    def endpoint(self, src: Host | None, dst: Host, port: int) -> tuple[str, int]:
+        self._check(dst)
+        if src is None or src == dst:
+            return ("127.0.0.1", port)
+        self._check(src)
+        return self._mesh.endpoint(src, dst, port)
+
+    def node_dir(self, host: Host) -> str:
+        self._check(host)
+        return str(self._root / "hosts" / host)
+
+    def python(self, host: Host) -> str:
+        return sys.executable
+
+    async def close(self) -> None:
+        self._mesh.close()
+
+
+async def up(state: LabState) -> None:
+    for host in state.hosts:
+        (Path(state.workdir) / "hosts" / host).mkdir(parents=True, exist_ok=True)
+
+
+async def attach(state: LabState) -> LocalLab:
+    await up(state)  # cheap and idempotent: a removed host directory comes back
+    return LocalLab(state, ProxyMesh(asyncio.get_running_loop()))
+
+
+async def down(state: LabState) -> None:
+    await asyncio.to_thread(sweep, Path(state.workdir))
+    shutil.rmtree(state.workdir, ignore_errors=True)
+
+
+async def status(state: LabState) -> dict[str, Any]:
+    root = Path(state.workdir)
+    return {"hosts": {h: {"dir": str(root / "hosts" / h), "exists": (root / "hosts" / h).is_dir(),
+                          "running": [p for p, _ in _pid_files(root / "hosts" / h)]} for h in state.hosts}}
+
+
+def mounts_under(directory: Path) -> list[str]:
+    """Mount points at or below ``directory``, deepest first (the order to unmount them)."""
+    prefix = str(directory.resolve())
+    found = []
+    try:
+        lines = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        parts = line.split()
+        if len(parts) > 1:
+            point = parts[1].replace("\\040", " ")
+            if point == prefix or point.startswith(prefix + "/"):
+                found.append(point)
+    return sorted(found, key=len, reverse=True)
+
+
+def _pid_files(directory: Path) -> list[tuple[int, Path]]:
+    """Live processes named by ``*.pid`` files under ``directory`` whose command line names it."""
+    if not directory.is_dir():
+        return []
+    marker = str(directory.resolve())
+    found = []
+    for pid_file in directory.rglob("*.pid"):
+        try:
+            pid = int(pid_file.read_text().split()[0])
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except (OSError, ValueError, IndexError):
+            continue
+        if marker in cmdline or cwd == marker or cwd.startswith(marker + "/"):
+            found.append((pid, pid_file))
+    return found
+
+
+def sweep(directory: Path) -> None:
+    """Unmount FUSE layers and kill processes a lab left under ``directory``.
+
+    Unmounting comes first: a process blocked on a paused FUSE disk ignores SIGKILL until its
+    request is answered (LAB-NOTES), and a lazy unmount aborts the request.
+    """
+    for point in mounts_under(directory):
+        for tool in ("fusermount3", "fusermount"):
+            if shutil.which(tool):
+                os.system(f"{tool} -u -z '{point}' >/dev/null 2>&1")
+                break
+        if point in mounts_under(directory) and shutil.which("umount"):
+            os.system(f"umount -l '{point}' >/dev/null 2>&1")
+    for pid, _ in _pid_files(directory):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        except PermissionError as e:
+            raise LabError(f"cannot kill pid {pid} left under {directory}: {e}") from None

@@ -1,0 +1,272 @@
+"""A per-link TCP proxy mesh on 127.0.0.1 that can cut links silently and heal them.
+
+Why: in the local lab all nodes share one address, so the kernel cannot drop "traffic from n2 to
+n3" for us. Instead every ordered link (src, dst, port) gets its own listening socket; src's node
+is told to reach dst through it, and the mesh forwards bytes to ``127.0.0.1:port``.
+
+Guarantees:
+
+* ``endpoint()`` is synchronous: the listener is bound and listening before it returns, so a node
+  started right after can connect at once (the kernel queues the connection until the loop
+  accepts it).
+* A cut link behaves like a link whose packets are dropped, never like a reset: the mesh stops
+  reading from both sides of every connection on that link, and new connections on it are accepted
+  by the kernel but not forwarded. Nothing is sent, no RST, no FIN. Bytes already written stay in
+  the kernel buffers, exactly as unacknowledged TCP segments stay in a real sender's queue, and
+  are delivered intact when the link heals (real TCP retransmits them). Dropping bytes from the
+  middle of a stream instead would corrupt the framing in a way no packet loss can.
+* A link is cut when either end holds a grudge against the other: a TCP connection cannot work
+  in only one direction, as with iptables dropping on INPUT.
+* No tasks: forwarding is done with non-blocking sockets and ``loop.add_reader``/``add_writer``
+  callbacks owned by the mesh (``close()`` removes every one), which is also the fastest way to
+  move bytes in asyncio (no stream or transport layers on the hot path).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from raftlab.protocols import Grudge, Host
+
+CHUNK = 256 * 1024
+_RETRY = (BlockingIOError, InterruptedError)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LinkKey:
+    src: Host
+    dst: Host
+    port: int
+
+
+def cut(grudge: Grudge, a: Host, b: Host) -> bool:
+    """Whether the link between ``a`` and ``b`` is cut by ``grudge`` (in either direction)."""
+    return b in grudge.get(a, frozenset()) or a in grudge.get(b, frozenset())
+
+
+class _Pipe:
+    """One proxied connection: two non-blocking sockets and a pending buffer per direction."""
+
+    __slots__ = ("closed", "eof", "link", "loop", "pending", "reading", "socks")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, link: _Link, client: socket.socket,
+                 upstream: socket.socket) -> None:
+        self.loop = loop
+        self.link = link
+        self.socks = (client, upstream)
+        self.pending: list[bytearray] = [bytearray(), bytearray()]  # bytes waiting to go to socks[i]
+        self.reading = [False, False]
+        self.eof = [False, False]  # socks[i] sent FIN
+        self.closed = False
+
+    def start(self) -> None:
+        if not self.link.blocked:
+            self.resume()
+
+    def resume(self) -> None:
+        for i in (0, 1):
+            if not self.pending[1 - i]:
+                self._read(i, True)
+            else:
+                self.loop.add_writer(self.socks[1 - i], self._on_writable, 1 - i)
+
+    def freeze(self) -> None:
+        for i in (0, 1):
+            self._read(i, False)
+            self.loop.remove_writer(self.socks[i])
+
+    def _read(self, i: int, on: bool) -> None:
+        if self.closed or self.reading[i] == on or (on and self.eof[i]):
+            return
+        self.reading[i] = on
+        if on:
+            self.loop.add_reader(self.socks[i], self._on_readable, i)
+        else:
+            self.loop.remove_reader(self.socks[i])
+
+    def _on_readable(self, i: int) -> None:
+        src, dst = self.socks[i], self.socks[1 - i]
+        try:
+            data = src.recv(CHUNK)
+        except _RETRY:
+            return
+        except OSError:
+            self.close()
+            return
+        if not data:
+            self._read(i, False)
+            self.eof[i] = True
+            if not self.pending[1 - i]:
+                self._finish(1 - i)
+            return
+        try:
+            sent = dst.send(data)
+        except _RETRY:
+            sent = 0
+        except OSError:
+            self.close()
+            return
+        if sent < len(data):
+            self.pending[1 - i] += data[sent:]
+            self._read(i, False)  # back-pressure: stop reading until dst drains
+            self.loop.add_writer(dst, self._on_writable, 1 - i)
+
+    def _on_writable(self, j: int) -> None:
+        buf = self.pending[j]
+        try:
+            sent = self.socks[j].send(buf)
+        except _RETRY:
+            return
+        except OSError:
+            self.close()
+            return
+        del buf[:sent]
+        if not buf:
+            self.loop.remove_writer(self.socks[j])
+            if self.eof[1 - j]:
+                self._finish(j)
+            elif not self.link.blocked:
+                self._read(1 - j, True)
+
+    def _finish(self, j: int) -> None:
+        """Pass a FIN on to socks[j]; close the pipe once both sides have finished."""
+        try:
+            self.socks[j].shutdown(socket.SHUT_WR)
+        except OSError:
+            self.close()
+            return
+        if all(self.eof) and not any(self.pending):
+            self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.freeze()
+        self.closed = True
+        for s in self.socks:
+            s.close()
+        self.link.pipes.discard(self)
+
+
+class _Link:
+    """The listener of one ordered link and the connections accepted on it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, key: LinkKey, host: str) -> None:
+        self.loop = loop
+        self.key = key
+        self.upstream = (host, key.port)
+        self.listener = socket.create_server((host, 0), backlog=128)
+        self.listener.setblocking(False)
+        self.address: tuple[str, int] = self.listener.getsockname()[:2]
+        self.pipes: set[_Pipe] = set()
+        self.held: list[socket.socket] = []  # accepted while blocked, not yet connected upstream
+        self.blocked = False
+        self.accepted = 0
+        loop.add_reader(self.listener, self._on_accept)
+
+    def _on_accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except _RETRY:
+                return
+            except OSError:
+                return
+            self.accepted += 1
+            client.setblocking(False)
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.blocked:
+                self.held.append(client)
+            else:
+                self._connect(client)
+
+    def _connect(self, client: socket.socket) -> None:
+        upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        upstream.setblocking(False)
+        upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        code = upstream.connect_ex(self.upstream)
+        if code not in (0, errno.EINPROGRESS):
+            # Nothing listens at dst (node down): close the client like a refused connect would.
+            upstream.close()
+            client.close()
+            return
+        pipe = _Pipe(self.loop, self, client, upstream)
+        self.pipes.add(pipe)
+        if code == 0:
+            pipe.start()
+        else:
+            self.loop.add_writer(upstream, self._on_connected, pipe)
+
+    def _on_connected(self, pipe: _Pipe) -> None:
+        upstream = pipe.socks[1]
+        self.loop.remove_writer(upstream)
+        if upstream.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0:
+            pipe.close()
+        else:
+            pipe.start()
+
+    def set_blocked(self, blocked: bool) -> None:
+        if blocked == self.blocked:
+            return
+        self.blocked = blocked
+        if blocked:
+            for pipe in list(self.pipes):
+                pipe.freeze()
+        else:
+            held, self.held = self.held, []
+            for client in held:
+                self._connect(client)
+            for pipe in list(self.pipes):
+                pipe.resume()
+
+    def close(self) -> None:
+        self.loop.remove_reader(self.listener)
+        self.listener.close()
+        for pipe in list(self.pipes):
+            pipe.close()
+        for client in self.held:
+            client.close()
+        self.held.clear()
+
+
+class ProxyMesh:
+    """The local lab's ``Net``: one listener per ordered link, partitioned by grudge."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None, *, host: str = "127.0.0.1") -> None:
+        self._loop = loop or asyncio.get_running_loop()
+        self._host = host
+        self._links: dict[LinkKey, _Link] = {}
+        self._grudge: Grudge = {}
+
+    def endpoint(self, src: Host, dst: Host, port: int) -> tuple[str, int]:
+        key = LinkKey(src=src, dst=dst, port=port)
+        link = self._links.get(key)
+        if link is None:
+            link = _Link(self._loop, key, self._host)
+            link.set_blocked(cut(self._grudge, src, dst))
+            self._links[key] = link
+        return link.address
+
+    def links(self) -> Iterable[LinkKey]:
+        return list(self._links)
+
+    def blocked(self, src: Host, dst: Host) -> bool:
+        return cut(self._grudge, src, dst)
+
+    async def partition(self, grudge: Grudge) -> None:
+        """Cut exactly the links ``grudge`` names (replacing any earlier partition)."""
+        self._grudge = {h: frozenset(v) for h, v in grudge.items()}
+        for key, link in self._links.items():
+            link.set_blocked(cut(self._grudge, key.src, key.dst))
+
+    async def heal(self) -> None:
+        await self.partition({})
+
+    def close(self) -> None:
+        for link in self._links.values():
+            link.close()
+        self._links.clear()
