@@ -51,8 +51,9 @@ def test_state_is_reused_and_down_removes_processes_and_dirs(tmp_path: Path) -> 
         node_dir = lab.node_dir("n1")
         # A stand-in node: a background process with a pid file, its command line naming its dir.
         await lab.remote("n1").run(
-            f"nohup sleep 1000 {node_dir} >/dev/null 2>&1 </dev/null & echo $! > node.pid", check=True)
+            "nohup sleep 1000 >/dev/null 2>&1 </dev/null & echo $! > node.pid", check=True)
         pid = int(Path(node_dir, "node.pid").read_text())
+        assert Path(f"/proc/{pid}/stat").read_text().split()[2] in "SR"
         await lab.close()
         assert LabState.load("t2") is not None
         again = await open_lab("local", nodes=2, name="t2")

@@ -1,0 +1,67 @@
+"""kill really removes the pid, pause really stops the process (state T), and failures are recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+import pytest
+from raftlab.nemesis import package
+from raftlab.nemesis.package import NemesisContractError
+from raftlab.nemesis.process import op, process_state
+
+from raftlab.history import NEMESIS, OpType
+from raftlab.lab import lab_down, open_lab
+from tests.nemesis.standin import SleepDB
+
+
+@pytest.fixture(autouse=True)
+def labs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAFTLAB_LABS_DIR", str(tmp_path / "labs"))
+
+
+def pid(lab: object, host: str) -> int:
+    return int(Path(lab.node_dir(host), "node.pid").read_text())  # type: ignore[attr-defined]
+
+
+def test_kill_pause_and_heal_on_the_local_lab(tmp_path: Path, seed: int) -> None:
+    async def main() -> None:
+        lab = await open_lab("local", nodes=3, workdir=tmp_path / "w", name="pt")
+        db = SleepDB(lab, leader="n2")
+        try:
+            for h in lab.hosts:
+                await db.start(h)
+            pkg = package("kill-leader,pause", db=db, lab=lab, rng=random.Random(seed), interval=1)
+            nem = pkg.nemesis
+            await nem.setup(lab)
+            old = pid(lab, "n2")
+            done = await nem.invoke(op("kill", "leader"))
+            assert done.type == OpType.INFO and done.process == NEMESIS and done.error is None
+            assert done.value == {"targets": ["n2"], "done": ["n2"]}
+            assert await process_state(lab.remote("n2"), old) in (None, "Z")
+            done = await nem.invoke(op("start"))
+            assert done.value["done"] == ["n2"] and pid(lab, "n2") != old
+            assert await process_state(lab.remote("n2"), pid(lab, "n2")) in ("S", "R")
+
+            done = await nem.invoke(op("pause", ["n1", "n3"]))
+            assert done.value["done"] == ["n1", "n3"]
+            assert await process_state(lab.remote("n1"), pid(lab, "n1")) == "T"
+            assert await process_state(lab.remote("n3"), pid(lab, "n3")) == "T"
+            assert await process_state(lab.remote("n2"), pid(lab, "n2")) in ("S", "R")
+            done = await nem.invoke(op("resume"))
+            assert done.value["done"] == ["n1", "n3"]
+            assert await process_state(lab.remote("n1"), pid(lab, "n1")) in ("S", "R")
+
+            # A fault that cannot apply is recorded as failed, never assumed.
+            db.leader = None
+            done = await nem.invoke(op("kill", "leader"))
+            assert done.type == OpType.INFO and done.error == "no leader known"
+            with pytest.raises(NemesisContractError):
+                await nem.invoke(op("disk-pause", "one"))
+            await nem.teardown()
+        finally:
+            await lab.close()
+            await lab_down("pt")
+
+    asyncio.run(main())
