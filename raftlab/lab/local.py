@@ -13,6 +13,7 @@ names the lab directory, so a recycled pid is never hit) and deletes the directo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -33,12 +34,23 @@ class LocalRemote:
         self.host = host
         self.cwd = cwd
 
-    async def run(self, cmd: str, *, stdin: str | None = None, check: bool = True) -> RunResult:
-        """Run ``cmd`` with ``sh -c``. Background processes must redirect their output (as over SSH)."""
+    async def run(self, cmd: str, *, stdin: str | None = None, check: bool = True,
+                  timeout: float | None = None) -> RunResult:
+        """Run ``cmd`` with ``sh -c``. Background processes must redirect their output (as over SSH),
+        or the command only ends when they do; ``timeout`` (seconds) bounds the wait."""
         proc = await asyncio.create_subprocess_shell(
             cmd, cwd=self.cwd, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await proc.communicate(None if stdin is None else stdin.encode())
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(None if stdin is None else stdin.encode()), timeout)
+        except TimeoutError:
+            # Kill the command and everything it started in its session, so its pipes close.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.communicate(), 5)
+            raise LabError(f"{self.host}: `{cmd}` did not finish within {timeout}s "
+                           "(a background process still holding its output?)") from None
         result = RunResult(exit_status=proc.returncode if proc.returncode is not None else -1,
                            stdout=out.decode(errors="replace"), stderr=err.decode(errors="replace"))
         if check and result.exit_status != 0:

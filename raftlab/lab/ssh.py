@@ -71,22 +71,28 @@ class SshRemote:
             return cmd
         return f"sudo -n sh -c {shlex.quote(cmd)}"
 
-    async def run(self, cmd: str, *, stdin: str | None = None, check: bool = True) -> RunResult:
+    async def run(self, cmd: str, *, stdin: str | None = None, check: bool = True,
+                  timeout: float | None = None) -> RunResult:
+        """Run ``cmd``; background processes must redirect stdout/stderr or the channel stays open
+        until they exit. ``timeout`` (seconds without output) bounds the wait."""
         client = await self.client()
-        result = await asyncio.to_thread(self._run, client, self.wrap(cmd), stdin)
+        result = await asyncio.to_thread(self._run, client, self.wrap(cmd), stdin, timeout)
         if check and result.exit_status != 0:
             raise RemoteError(self.host, cmd, result.exit_status, result.stderr)
         return result
 
-    def _run(self, client: paramiko.SSHClient, cmd: str, stdin: str | None) -> RunResult:
+    def _run(self, client: paramiko.SSHClient, cmd: str, stdin: str | None, timeout: float | None) -> RunResult:
         try:
-            chan_in, chan_out, chan_err = client.exec_command(cmd)
+            chan_in, chan_out, chan_err = client.exec_command(cmd, timeout=timeout)
             if stdin is not None:
                 chan_in.write(stdin)
             chan_in.channel.shutdown_write()
             out = chan_out.read()
             err = chan_err.read()
             status = chan_out.channel.recv_exit_status()
+        except TimeoutError:
+            raise LabError(f"{self.host}: `{cmd}` did not finish within {timeout}s "
+                           "(a background process still holding its output?)") from None
         except (OSError, paramiko.SSHException, EOFError) as e:
             raise LabError(f"lost host {self.host} ({self.spec.address}) while running `{cmd}`: {e}") from None
         return RunResult(exit_status=status, stdout=out.decode(errors="replace"), stderr=err.decode(errors="replace"))

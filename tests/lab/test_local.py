@@ -29,6 +29,8 @@ def test_open_runs_commands_and_moves_files(tmp_path: Path) -> None:
             with pytest.raises(RemoteError, match="n2: `exit 3` exited 3"):
                 await r.run("exit 3")
             assert (await r.run("exit 3", check=False)).exit_status == 3
+            with pytest.raises(LabError, match=r"did not finish within 0\.3s"):
+                await r.run("sleep 2 &", timeout=0.3)  # the background sleep holds stdout open
             (tmp_path / "f.txt").write_text("payload")
             await r.put(str(tmp_path / "f.txt"), "sub/f.txt")
             assert Path(lab.node_dir("n2"), "sub/f.txt").read_text() == "payload"

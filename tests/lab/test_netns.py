@@ -46,6 +46,8 @@ def test_netns_lab_over_ssh_with_iptables_partitions(tmp_path: Path, monkeypatch
             assert (tmp_path / "down.txt").read_text() == "over sftp"
             with pytest.raises(LabError, match="n1: `false` exited 1"):
                 await lab.remote("n1").run("false")
+            with pytest.raises(LabError, match=r"did not finish within 0\.3s"):
+                await lab.remote("n1").run("sleep 2 &", timeout=0.3)
 
             # Someone else's rule on n1 must survive our heal (jepsen-io/jepsen#600).
             await lab.remote("n1").run("iptables -w -A INPUT -s 192.0.2.1 -j DROP")

@@ -20,7 +20,7 @@ class SleepDB:
     async def start(self, host: Host) -> None:
         d = self.lab.node_dir(host)  # type: ignore[attr-defined]
         await self.lab.remote(host).run(  # type: ignore[attr-defined]
-            f"cd {d} && nohup sleep 600 >/dev/null 2>&1 </dev/null & echo $! > {self.pid_file(host)}")
+            f"cd {d}; nohup sleep 600 >/dev/null 2>&1 </dev/null & echo $! > {self.pid_file(host)}")
 
     async def kill(self, host: Host) -> None:
         await signal_pid_file(self.lab.remote(host), self.pid_file(host), "KILL", wait_gone=5)  # type: ignore[attr-defined]
