@@ -125,7 +125,10 @@ class LabFs:
 
     def utimens(self, path: str, times: tuple[int, int] | None = None) -> int:
         self._gate()
-        os.utime(self._full(path), ns=times)
+        if times is None:
+            os.utime(self._full(path))
+        else:
+            os.utime(self._full(path), ns=times)
         return 0
 
     def mkdir(self, path: str, mode: int) -> int:
@@ -169,6 +172,9 @@ class LabFs:
 
     def open(self, path: str, flags: int) -> int:
         self._gate()
+        if self.lazy and flags & os.O_TRUNC:  # an un-fsynced truncation is cached like any write
+            flags &= ~os.O_TRUNC
+            self.truncate(path, 0)
         fd = os.open(self._full(path), flags & ~os.O_APPEND)
         if flags & os.O_APPEND:
             with self._lock:

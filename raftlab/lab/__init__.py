@@ -43,6 +43,10 @@ class LabError(Exception):
     """A lab cannot be created, reached or used; the message names the host and the cause."""
 
 
+class LabConflict(LabError):
+    """What a lab would create already exists (another lab's namespaces, bridge, ...): nothing was made."""
+
+
 class RemoteError(LabError):
     """A command run on a host exited non-zero (with ``check=True``)."""
 
@@ -131,6 +135,9 @@ async def lab_up(kind: str, **kwargs: Any) -> LabState:
     state.save()  # recorded before anything is made, so `down` can clean up a half-made lab
     try:
         await _module(kind).up(state)
+    except LabConflict:
+        state.forget()  # the things in the way belong to someone else: leave them alone
+        raise
     except BaseException:
         await _module(kind).down(state)
         state.forget()
@@ -173,5 +180,5 @@ async def open_lab(kind: str = "local", *, nodes: int = 5, workdir: str | os.Pat
     return await _module(kind).attach(replace(state, nodes=nodes))
 
 
-__all__ = ["KINDS", "LabError", "LabState", "RemoteError", "lab_down", "lab_status", "lab_up", "labs_dir",
+__all__ = ["KINDS", "LabConflict", "LabError", "LabState", "RemoteError", "lab_down", "lab_status", "lab_up", "labs_dir",
            "new_state", "open_lab"]

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from raftlab.lab import LabError, LabState
+from raftlab.lab import LabConflict, LabError, LabState
 from raftlab.lab.local import sweep
 from raftlab.lab.nodesfile import NodeSpec
 from raftlab.lab.ssh import SshLab
@@ -100,6 +100,7 @@ def _sshd_config(host: str, address: str, directory: Path, authorized: Path) -> 
 async def up(state: LabState) -> None:
     _require()
     lay = layout(state)
+    await _check_free(state, lay)
     root = Path(state.workdir)
     ssh_dir = root / "ssh"
     ssh_dir.mkdir(parents=True, exist_ok=True)
@@ -136,6 +137,17 @@ async def up(state: LabState) -> None:
         await _wait_reachable(lab)
     finally:
         await lab.close()
+
+
+async def _check_free(state: LabState, lay: dict[str, Any]) -> None:
+    listed = await sh("ip netns list", check=False)
+    taken = [f"{lay['prefix']}{i}" for i in range(1, state.nodes + 1)
+             if re.search(rf"^{lay['prefix']}{i}\b", listed, re.M)]
+    if (await sh(f"ip link show {lay['bridge']} 2>/dev/null", check=False)).strip():
+        taken.append(f"bridge {lay['bridge']}")
+    if taken:
+        raise LabConflict(f"netns lab {state.name!r}: {', '.join(taken)} already exist (another lab?); "
+                          "pick another --prefix/--bridge/--subnet or bring that lab down")
 
 
 async def _wait_reachable(lab: SshLab, attempts: int = 50) -> None:

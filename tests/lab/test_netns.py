@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from raftlab.lab import LabError, lab_down, open_lab
+from raftlab.lab import LabConflict, LabError, lab_down, open_lab
 from raftlab.lab.ssh import SshLab
 from tests.conftest import need_binary, need_root
 
@@ -48,6 +48,11 @@ def test_netns_lab_over_ssh_with_iptables_partitions(tmp_path: Path, monkeypatch
                 await lab.remote("n1").run("false")
             with pytest.raises(LabError, match=r"did not finish within 0\.3s"):
                 await lab.remote("n1").run("sleep 2 &", timeout=0.3)
+
+            # A second lab that would reuse these names is refused, and this one is left intact.
+            with pytest.raises(LabConflict, match="rlt1, rlt2, rlt3, bridge rltbr0 already exist"):
+                await open_lab("netns", nodes=3, name="rlt-other", workdir=tmp_path / "o", prefix="rlt")
+            assert (await lab.remote("n1").run("hostname")).stdout.strip() == "n1"
 
             # Someone else's rule on n1 must survive our heal (jepsen-io/jepsen#600).
             await lab.remote("n1").run("iptables -w -A INPUT -s 192.0.2.1 -j DROP")

@@ -75,10 +75,15 @@ def test_lose_unfsynced_drops_only_what_was_not_fsynced(tmp_path: Path) -> None:
             with open(data / "meta", "r+b") as f:
                 f.truncate(0)
                 f.write(b"unsynced overwrite")
+            (data / "config").write_bytes(b"durable")
+            with open(data / "config", "rb+") as f:
+                os.fsync(f.fileno())
+            (data / "config").write_bytes(b"rewritten, never fsynced")  # open(O_TRUNC) + write
             assert (data / "log").stat().st_size == 8002  # visible through the mount before the crash
             assert "dropped" in await disk.ctl("crash")
             assert (data / "log").read_bytes() == b"a" * 5001
             assert (data / "meta").read_bytes() == b"xld"
+            assert (data / "config").read_bytes() == b"durable"
         finally:
             await disk.unmount()
 
