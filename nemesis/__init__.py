@@ -72,8 +72,8 @@ def parse_faults(spec: str | Sequence[str]) -> list[Fault]:
     return [FAULTS[n] for n in dict.fromkeys(names) if n != "none"]
 
 
-def package(faults: str | Sequence[str], *, db: object, lab: object, rng: random.Random, interval: float = 10.0,
-            **opts: Any) -> Package:
+def package(faults: str | Sequence[str], *, db: object, lab: object, rng: random.Random,
+            interval: float = 10.0) -> Package:
     """The nemesis, its schedule, its healing phase and its report hints for ``faults``.
 
     ``lab`` is only named for symmetry with the runner; the nemesis receives it in ``setup``.

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import sys
 from pathlib import Path
 
 import pytest
+from raftlab.nemesis import package
 from raftlab.nemesis.disk import FuseDisk
+from raftlab.nemesis.process import op, process_state
 
+from raftlab.lab import lab_down, open_lab
 from raftlab.lab.local import LocalRemote, sweep
 from tests.conftest import need_binary, need_root
+from tests.nemesis.standin import SleepDB
 
 WRITER = "import os,sys; fd=os.open(sys.argv[1], os.O_WRONLY|os.O_CREAT|os.O_APPEND, 0o644); os.write(fd, b'late')"
 
@@ -91,3 +96,48 @@ def test_lose_unfsynced_drops_only_what_was_not_fsynced(tmp_path: Path) -> None:
         asyncio.run(main())
     finally:
         sweep(tmp_path)
+
+
+def test_lose_unfsynced_nemesis_kills_drops_and_restarts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    need_fuse()
+    monkeypatch.setenv("RAFTLAB_LABS_DIR", str(tmp_path / "labs"))
+
+    async def main() -> None:
+        lab = await open_lab("local", nodes=2, workdir=tmp_path / "w", name="lu")
+        try:
+            db = SleepDB(lab)
+            for h in lab.hosts:
+                await db.start(h)
+            nem = package("lose-unfsynced", db=db, lab=lab, rng=random.Random(0), interval=1).nemesis
+            await nem.setup(lab)  # restarts each node around its new mount
+            data = Path(lab.node_dir("n1")) / "data"
+            with open(data / "wal", "wb") as f:
+                f.write(b"synced")
+                f.flush()
+                os.fsync(f.fileno())
+            with open(data / "wal", "ab") as f:
+                f.write(b"+lost")
+            old = int(Path(db.pid_file("n1")).read_text())
+            done = await nem.invoke(op("crash", ["n1"]))
+            assert done.error is None and done.value["done"] == ["n1"]
+            assert await process_state(lab.remote("n1"), old) in (None, "Z")
+            assert (data / "wal").read_bytes() == b"synced"
+            done = await nem.invoke(op("restart"))
+            assert done.value["done"] == ["n1"]
+            assert await process_state(lab.remote("n1"), int(Path(db.pid_file("n1")).read_text())) in ("S", "R")
+            await nem.teardown()
+            assert (data / "wal").read_bytes() == b"synced" and not data.with_suffix(".labfs").exists()
+        finally:
+            await lab.close()
+            await lab_down("lu")
+
+    asyncio.run(main())
+
+
+def test_missing_fuse_support_is_reported_not_assumed(tmp_path: Path) -> None:
+    system_python = "/usr/bin/python3"
+    if not os.path.exists(system_python) or os.system(f"{system_python} -c 'import mfusepy' 2>/dev/null") == 0:
+        pytest.skip("needs a python without mfusepy to stand for a host lacking it")
+    disk = FuseDisk(LocalRemote("n1", tmp_path), system_python, str(tmp_path / "data"))
+    reason = asyncio.run(disk.unavailable())
+    assert reason is not None and ("mfusepy" in reason or "fuse" in reason)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import dataclass, field
 
 import pytest
 from raftlab.nemesis import UnknownFault, package, parse_faults
-from raftlab.nemesis.package import PENDING
+from raftlab.nemesis.package import PENDING, NemesisContractError, validated
+from raftlab.nemesis.process import op
 
 from raftlab.history import NEMESIS, Op, OpType
 
@@ -63,3 +65,22 @@ def test_unknown_fault_is_named() -> None:
     with pytest.raises(UnknownFault, match="unknown fault 'meteor'"):
         parse_faults("kill,meteor")
     assert parse_faults("none") == []
+
+
+def test_validated_wrapper_rejects_a_broken_nemesis() -> None:
+    class Liar:
+        def fs(self) -> frozenset[str]:
+            return frozenset({"kill"})
+
+        async def setup(self, lab: object) -> None: ...
+
+        async def invoke(self, o: Op) -> Op:
+            return Op(type=OpType.OK, process=NEMESIS, f=o.f)  # must be info
+
+        async def teardown(self) -> None: ...
+
+    nem = validated(Liar())  # type: ignore[arg-type]
+    with pytest.raises(NemesisContractError, match="must be an info op"):
+        asyncio.run(nem.invoke(op("kill", "one")))
+    with pytest.raises(NemesisContractError, match="non-nemesis invoke"):
+        asyncio.run(nem.invoke(Op(type=OpType.INVOKE, process=3, f="kill")))
