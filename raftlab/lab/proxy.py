@@ -10,8 +10,10 @@ Guarantees:
   started right after can connect at once (the kernel queues the connection until the loop
   accepts it).
 * A cut link behaves like a link whose packets are dropped, never like a reset: the mesh stops
-  reading from both sides of every connection on that link, and new connections on it are accepted
-  by the kernel but not forwarded. Nothing is sent, no RST, no FIN. Bytes already written stay in
+  reading from both sides of every connection on that link, and stops accepting new ones (the
+  kernel completes the handshake of the first few, up to the listen backlog, and then drops SYNs,
+  so a client's connect hangs as in a real partition). Nothing is sent, no RST, no FIN, and no
+  resource grows while a node keeps reconnecting. Bytes already written stay in
   the kernel buffers, exactly as unacknowledged TCP segments stay in a real sender's queue, and
   are delivered intact when the link heals (real TCP retransmits them). Dropping bytes from the
   middle of a stream instead would corrupt the framing in a way no packet loss can.
@@ -163,9 +165,7 @@ class _Link:
         self.listener.setblocking(False)
         self.address: tuple[str, int] = self.listener.getsockname()[:2]
         self.pipes: set[_Pipe] = set()
-        self.held: list[socket.socket] = []  # accepted while blocked, not yet connected upstream
         self.blocked = False
-        self.accepted = 0
         loop.add_reader(self.listener, self._on_accept)
 
     def _on_accept(self) -> None:
@@ -176,13 +176,9 @@ class _Link:
                 return
             except OSError:
                 return
-            self.accepted += 1
             client.setblocking(False)
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.blocked:
-                self.held.append(client)
-            else:
-                self._connect(client)
+            self._connect(client)
 
     def _connect(self, client: socket.socket) -> None:
         upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -214,23 +210,20 @@ class _Link:
             return
         self.blocked = blocked
         if blocked:
+            self.loop.remove_reader(self.listener)
             for pipe in list(self.pipes):
                 pipe.freeze()
         else:
-            held, self.held = self.held, []
-            for client in held:
-                self._connect(client)
             for pipe in list(self.pipes):
                 pipe.resume()
+            self.loop.add_reader(self.listener, self._on_accept)
+            self._on_accept()  # what queued in the backlog meanwhile
 
     def close(self) -> None:
         self.loop.remove_reader(self.listener)
         self.listener.close()
         for pipe in list(self.pipes):
             pipe.close()
-        for client in self.held:
-            client.close()
-        self.held.clear()
 
 
 class ProxyMesh:
