@@ -66,6 +66,9 @@ def test_netns_lab_over_ssh_with_iptables_partitions(tmp_path: Path, monkeypatch
             rules = (await lab.remote("n1").run("iptables -w -S")).stdout
             assert "-A INPUT -s 192.0.2.1/32 -j DROP" in rules
             assert "-A RAFTLAB" not in rules
+            await lab.net.remove()  # what `lab down` does on hosts that are not ours
+            rules = (await lab.remote("n1").run("iptables -w -S")).stdout
+            assert "RAFTLAB" not in rules and "-A INPUT -s 192.0.2.1/32 -j DROP" in rules
         finally:
             await lab.close()
         await lab_down("rlt")
