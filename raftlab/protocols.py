@@ -102,7 +102,20 @@ class Lab(Protocol):
     @property
     def net(self) -> Net: ...
 
+    def endpoint(self, src: Host | None, dst: Host, port: int) -> tuple[str, int]:
+        """How ``src`` reaches ``dst``'s ``port``; ``src=None`` is the control machine (clients),
+        whose links are never partitioned. In the local lab this is a per-link proxy."""
+        ...
+
     async def close(self) -> None: ...
+
+
+class HostLayout(Protocol):
+    """Where a DB may put things on a host; every lab offers it beside ``Lab``."""
+
+    def node_dir(self, host: Host) -> str: ...
+
+    def python(self, host: Host) -> str: ...
 
 
 class DB(Protocol):
