@@ -1,0 +1,303 @@
+"""``raftlab node`` (run or inspect a member) and ``raftlab kv`` (talk to a cluster).
+
+Both are thin: flags are parsed and validated here, then handed to ``node.run_node`` or
+``client.KvClient``. Every failure a user can cause (a bad flag, an unusable data directory, a
+port in use, no reachable node) ends in one line on stderr and an exit code, never a
+traceback. Exit codes: 0 success; 1 the cluster answered with a definite failure (key not found,
+cas mismatch, ...; ``kv get`` of an absent key); 2 bad input or usage (including an unusable data
+directory or port); 3 unknown outcome (a write that timed out after being sent, or no node
+reachable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from raftlab.impl.client import DefiniteError, IndeterminateError, KvClient, Unavailable
+
+
+def parse_endpoint(text: str, what: str) -> tuple[str, int]:
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"{what} {text!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def parse_endpoints(_ctx: click.Context | None, _param: click.Parameter | None, text: str) -> list[tuple[str, int]]:
+    if not text:
+        raise click.BadParameter("give at least one HOST:PORT")
+    return [parse_endpoint(part, "endpoint") for part in text.split(",") if part.strip()]
+
+
+def parse_peers(_ctx: click.Context | None, _param: click.Parameter | None,
+                text: str | None) -> tuple[tuple[int, str, int], ...] | None:
+    if text is None:
+        return None
+    peers = []
+    for part in text.split(","):
+        ident, sep, address = part.strip().partition("=")
+        if not sep or not ident.isdigit() or int(ident) < 1:
+            raise click.BadParameter(f"{part!r} is not ID=HOST:PORT with a positive integer id")
+        host, port = parse_endpoint(address, f"peer {ident} address")
+        peers.append((int(ident), host, port))
+    return tuple(peers)
+
+
+def make_logger(node_id: int, log_file: Path | None) -> Callable[[str], None]:
+    logger = logging.getLogger(f"raftlab.node.{node_id}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    fmt = logging.Formatter(f"%(asctime)s.%(msecs)03d n{node_id} %(message)s", "%Y-%m-%dT%H:%M:%S")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None:
+        handlers.append(logging.FileHandler(log_file))
+    for handler in handlers:
+        handler.setFormatter(fmt)
+        logger.addHandler(handler)
+    return logger.info
+
+
+def run_async(main: Awaitable[Any]) -> Any:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)  # type: ignore[arg-type]
+    return uvloop.run(main)  # type: ignore[arg-type]
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--id", "node_id", type=click.IntRange(min=1), help="This member's id (a key of --peers).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="WAL and meta live here.")
+@click.option("--peers", callback=parse_peers,
+              help="ID=HOST:PORT,...: every member; our own entry is our peer listen address.")
+@click.option("--client-port", type=click.IntRange(1, 65535), help="Port for client requests.")
+@click.option("--client-host", default="127.0.0.1", show_default=True, help="Address for client requests.")
+@click.option("--fsync", type=click.Choice(["sync", "async"]), default="sync", show_default=True,
+              help="sync: durable before acknowledging or voting; async: fsync about once a second.")
+@click.option("--read-mode", type=click.Choice(["index", "lease"]), default="index", show_default=True,
+              help="Linearizable reads by ReadIndex, or by leader lease (assumes bounded clock drift).")
+@click.option("--tick-ms", type=click.IntRange(min=1), default=50, show_default=True, help="Raft tick length.")
+@click.option("--election-ticks", type=click.IntRange(min=3), default=10, show_default=True,
+              help="Election timeout in ticks (randomised in [n, 2n)).")
+@click.option("--seed", type=int, default=None, help="Seed for election jitter (drawn and logged if absent).")
+@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), help="Also log here.")
+@click.option("--pid-file", type=click.Path(dir_okay=False, path_type=Path), help="Write our pid here.")
+@click.option("--unsafe-local-reads", is_flag=True, help="BROKEN ON PURPOSE: serve reads from local state.")
+@click.option("--unsafe-ack-before-fsync", is_flag=True,
+              help="BROKEN ON PURPOSE: acknowledge appends and votes before the WAL fsync.")
+@click.pass_context
+def node(ctx: click.Context, node_id: int | None, data_dir: Path | None,
+         peers: tuple[tuple[int, str, int], ...] | None, client_port: int | None, client_host: str, fsync: str,
+         read_mode: str, tick_ms: int, election_ticks: int, seed: int | None, log_file: Path | None,
+         pid_file: Path | None, unsafe_local_reads: bool, unsafe_ack_before_fsync: bool) -> None:
+    """Run one Raft + DtKV member until SIGTERM (or use `node status`)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    missing = [flag for flag, value in (("--id", node_id), ("--data-dir", data_dir), ("--peers", peers),
+                                        ("--client-port", client_port)) if value is None]
+    if missing:
+        raise click.UsageError(f"missing {', '.join(missing)}")
+    assert node_id is not None and data_dir is not None and peers is not None and client_port is not None
+    from raftlab.impl.node import NodeConfig, run_node
+    from raftlab.impl.storage.meta import StorageError
+
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**32)
+    try:
+        config = NodeConfig(id=node_id, data_dir=data_dir, peers=peers, client_port=client_port,
+                            client_host=client_host, fsync=fsync, read_mode=read_mode, tick_ms=tick_ms,
+                            election_ticks=election_ticks, seed=seed, unsafe_local_reads=unsafe_local_reads,
+                            unsafe_ack_before_fsync=unsafe_ack_before_fsync)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        log = make_logger(node_id, log_file)
+    except (ValueError, OSError) as e:
+        raise click.UsageError(str(e)) from None
+    if unsafe_local_reads or unsafe_ack_before_fsync:
+        log("WARNING: running a deliberately broken variant (unsafe flags); do not keep data here")
+    if pid_file is not None:
+        pid_file.write_text(f"{os.getpid()}\n")
+    try:
+        run_async(run_node(config, log))
+    except StorageError as e:
+        log(f"cannot start: {e}")
+        sys.exit(2)
+    except OSError as e:
+        log(f"cannot start: {e}")
+        sys.exit(2)
+    finally:
+        if pid_file is not None:
+            pid_file.unlink(missing_ok=True)
+
+
+def endpoints_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--endpoints", required=True, callback=parse_endpoints,
+                        help="HOST:PORT,... of the members' client ports.")(f)
+
+
+def timeout_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--timeout", type=click.FloatRange(min=0.01), default=2.0, show_default=True,
+                        help="Seconds per request, leader search included.")(f)
+
+
+def print_status(rows: list[dict[str, Any]], as_json: bool) -> int:
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            if "error" in row:
+                click.echo(f"{row['endpoint']:<22} unreachable: {row['error']}")
+            else:
+                click.echo(f"{row['endpoint']:<22} id={row['id']} role={row['role']} term={row.get('term')} "
+                           f"leader={row['leader']} commit={row.get('commit')} applied={row['applied']} "
+                           f"last_index={row.get('last_index')}")
+    return 0 if any("error" not in r for r in rows) else 3
+
+
+@node.command("status")
+@endpoints_option
+@timeout_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def node_status(endpoints: list[tuple[str, int]], timeout: float, as_json: bool) -> None:
+    """Role, term, commit and apply index, and leader of every member."""
+    sys.exit(_with_client(endpoints, timeout, lambda c: _status(c, as_json)))
+
+
+async def _status(client: KvClient, as_json: bool) -> int:
+    return print_status(await client.status(), as_json)
+
+
+def _with_client(endpoints: list[tuple[str, int]], timeout: float,
+                 action: Callable[[KvClient], Awaitable[int]]) -> int:
+    async def main() -> int:
+        client = KvClient(endpoints, timeout=timeout)
+        try:
+            return await action(client)
+        except Unavailable as e:
+            click.echo(f"unavailable: {e}", err=True)
+            return 3
+        except DefiniteError as e:
+            click.echo(f"{e.kind}: {e}", err=True)
+            return 1
+        except IndeterminateError as e:
+            click.echo(f"unknown outcome: {e}", err=True)
+            return 3
+        finally:
+            await client.close()
+
+    return run_async(main())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@endpoints_option
+@timeout_option
+@click.pass_context
+def kv(ctx: click.Context, endpoints: list[tuple[str, int]], timeout: float) -> None:
+    """Read and write a DtKV cluster. Keys are '.'-separated paths; values are UTF-8 text."""
+    ctx.obj = (endpoints, timeout)
+
+
+def _run(ctx: click.Context, action: Callable[[KvClient], Awaitable[int]]) -> None:
+    endpoints, timeout = ctx.obj
+    sys.exit(_with_client(endpoints, timeout, action))
+
+
+def _show(value: bytes) -> str:
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return value.hex()
+
+
+@kv.command()
+@click.argument("key")
+@click.pass_context
+def get(ctx: click.Context, key: str) -> None:
+    """Print KEY's value (exit 1 if absent)."""
+    async def action(c: KvClient) -> int:
+        value = await c.get(key)
+        if value is None:
+            click.echo(f"{key}: absent", err=True)
+            return 1
+        click.echo(_show(value))
+        return 0
+    _run(ctx, action)
+
+
+@kv.command()
+@click.argument("key")
+@click.argument("value")
+@click.pass_context
+def put(ctx: click.Context, key: str, value: str) -> None:
+    """Set KEY to VALUE (its parent directory must exist)."""
+    async def action(c: KvClient) -> int:
+        click.echo(f"ok index={await c.put(key, value.encode())}")
+        return 0
+    _run(ctx, action)
+
+
+@kv.command()
+@click.argument("key")
+@click.pass_context
+def rm(ctx: click.Context, key: str) -> None:
+    """Remove KEY (a value or an empty directory)."""
+    async def action(c: KvClient) -> int:
+        click.echo(f"ok index={await c.remove(key)}")
+        return 0
+    _run(ctx, action)
+
+
+@kv.command()
+@click.argument("key")
+@click.argument("new")
+@click.option("--expected", help="Current value required for the swap.")
+@click.option("--absent", is_flag=True, help="Require KEY to be absent instead.")
+@click.pass_context
+def cas(ctx: click.Context, key: str, new: str, expected: str | None, absent: bool) -> None:
+    """Set KEY to NEW iff it holds --expected (or is --absent)."""
+    if (expected is None) == (not absent):
+        raise click.UsageError("give exactly one of --expected VALUE or --absent")
+    async def action(c: KvClient) -> int:
+        index = await c.cas(key, None if absent else (expected or "").encode(), new.encode())
+        click.echo(f"ok index={index}")
+        return 0
+    _run(ctx, action)
+
+
+@kv.command()
+@click.argument("key", default="")
+@click.pass_context
+def ls(ctx: click.Context, key: str) -> None:
+    """List the children of directory KEY (the root by default)."""
+    async def action(c: KvClient) -> int:
+        for child in await c.list(key):
+            click.echo(child)
+        return 0
+    _run(ctx, action)
+
+
+@kv.command()
+@click.argument("key")
+@click.pass_context
+def mkdir(ctx: click.Context, key: str) -> None:
+    """Create directory KEY (its parent must exist; no-op if it exists)."""
+    async def action(c: KvClient) -> int:
+        click.echo(f"ok index={await c.mkdir(key)}")
+        return 0
+    _run(ctx, action)
+
+
+@kv.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def kv_status(ctx: click.Context, as_json: bool) -> None:
+    """Every member's role, term, commit and apply index, and the leader."""
+    _run(ctx, lambda c: _status(c, as_json))

@@ -1,0 +1,331 @@
+"""The asyncio DtKV client: finds the leader, follows redirects, and never hides uncertainty.
+
+``KvClient(endpoints, timeout)`` keeps one pipelined connection per node it has talked to
+(an ``asyncio.Protocol``, so no background tasks). A new connection starts with ``hello``,
+which tells the client that node's id and whom it believes leads; that map turns a
+``not-leader`` reply's leader hint (a node id) into an endpoint. With no usable hint it probes
+the endpoints in order, backing off briefly when a whole round found no leader (an election).
+
+Every failure is one of two kinds (style rule 10):
+
+- ``DefiniteError``: the operation was definitely not applied: rejected before it was proposed
+  (``NotLeader``, ``ValidationError``, ``TooLarge``, ``Unavailable`` when no node could be
+  reached before sending), rejected when applied (``KeyNotFound``, ``NotADir``, ``IsADir``,
+  ``DirNotEmpty``, ``CasMismatch``), or its log slot went to another term (``Dropped``).
+- ``IndeterminateError``: a write was sent and then the connection died or the deadline
+  passed; it may or may not have been applied. It is never retried.
+
+Definite failures that say "try elsewhere" (not-leader, dropped, connection refused) are
+retried until the per-call ``timeout``; reads, being idempotent, are also retried after a lost
+connection. Everything else surfaces to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from typing import Any
+
+from raftlab.impl.dtkv.commands import (
+    BatchGet,
+    BatchPut,
+    BatchRemove,
+    Cas,
+    Command,
+    CommandError,
+    ErrorKind,
+    Get,
+    List,
+    Mkdir,
+    Put,
+    Remove,
+)
+from raftlab.impl.net.codec import WireError, decode_reply, encode_request
+from raftlab.impl.net.framing import FrameDecoder, FrameError, encode_frame
+
+Endpoint = tuple[str, int]
+RETRY_PAUSE = 0.05  # after a round of endpoints found no leader
+
+
+class KvError(Exception):
+    def __init__(self, message: str, *, body: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.body = body or {}
+
+
+class DefiniteError(KvError):
+    """The operation was definitely not applied."""
+
+    kind = "definite"
+
+
+class IndeterminateError(KvError):
+    """The operation may or may not have been applied (timeout or connection lost after sending)."""
+
+
+class NotLeader(DefiniteError):
+    kind = ErrorKind.NOT_LEADER
+
+
+class KeyNotFound(DefiniteError):
+    kind = ErrorKind.KEY_NOT_FOUND
+
+
+class NotADir(DefiniteError):
+    kind = ErrorKind.NOT_A_DIR
+
+
+class IsADir(DefiniteError):
+    kind = ErrorKind.IS_A_DIR
+
+
+class DirNotEmpty(DefiniteError):
+    kind = ErrorKind.DIR_NOT_EMPTY
+
+
+class CasMismatch(DefiniteError):
+    """``current`` is the value found instead of the expected one (None: absent)."""
+
+    kind = ErrorKind.CAS_MISMATCH
+
+    @property
+    def current(self) -> bytes | None:
+        return self.body.get("value")
+
+
+class TooLarge(DefiniteError):
+    kind = ErrorKind.TOO_LARGE
+
+
+class ValidationError(DefiniteError):
+    kind = ErrorKind.VALIDATION
+
+
+class Dropped(DefiniteError):
+    kind = ErrorKind.DROPPED
+
+
+class Unavailable(DefiniteError):
+    """No node could be reached (or none led) before the deadline; nothing was sent."""
+
+    kind = "unavailable"
+
+
+ERRORS: dict[str, type[DefiniteError]] = {
+    cls.kind: cls for cls in (NotLeader, KeyNotFound, NotADir, IsADir, DirNotEmpty, CasMismatch, TooLarge,
+                              ValidationError, Dropped)}
+
+
+class _ConnectionLost(Exception):
+    pass
+
+
+class _Connection(asyncio.Protocol):
+    """One pipelined connection: replies resolve the futures of their request ids."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.transport: asyncio.Transport | None = None
+        self.pending: dict[int, asyncio.Future[tuple[str | None, dict[str, Any]]]] = {}
+        self.decoder = FrameDecoder()
+        self.lost: Exception | None = None
+        self.node_id = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            for frame in self.decoder.feed(data):
+                request_id, error, body = decode_reply(frame)
+                fut = self.pending.pop(request_id, None)
+                if fut is not None and not fut.done():
+                    fut.set_result((error, body))
+        except (FrameError, WireError) as e:
+            self._fail(_ConnectionLost(f"{self.endpoint[0]}:{self.endpoint[1]} sent garbage: {e}"))
+            assert self.transport is not None
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(_ConnectionLost(f"connection to {self.endpoint[0]}:{self.endpoint[1]} lost"
+                                   + (f": {exc}" if exc else "")))
+
+    def _fail(self, exc: Exception) -> None:
+        if self.lost is None:
+            self.lost = exc
+        for fut in self.pending.values():
+            if not fut.done():
+                fut.set_exception(exc)
+        self.pending.clear()
+
+    def send(self, request_id: int, frame: bytes) -> asyncio.Future[tuple[str | None, dict[str, Any]]]:
+        if self.lost is not None or self.transport is None:
+            raise _ConnectionLost(str(self.lost))
+        fut: asyncio.Future[tuple[str | None, dict[str, Any]]] = asyncio.get_running_loop().create_future()
+        self.pending[request_id] = fut
+        self.transport.write(frame)
+        return fut
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+def _build(cls: Any, **fields: Any) -> Command:
+    """Build a command, turning a local validation failure into its DefiniteError."""
+    try:
+        return cls(**fields)
+    except CommandError as e:
+        raise ERRORS.get(e.kind, ValidationError)(e.message) from None
+
+
+class KvClient:
+    def __init__(self, endpoints: list[Endpoint] | list[tuple[str, int]], *, timeout: float = 1.0) -> None:
+        if not endpoints:
+            raise ValueError("KvClient needs at least one endpoint")
+        self.endpoints: list[Endpoint] = [(h, int(p)) for h, p in endpoints]
+        self.timeout = timeout
+        self._conns: dict[Endpoint, _Connection] = {}
+        self._connecting: dict[Endpoint, asyncio.Future[_Connection]] = {}
+        self._by_id: dict[int, Endpoint] = {}
+        self._leader: Endpoint | None = None
+        self._ids = itertools.count(1)
+
+    # -- the public operations ---------------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        return (await self._call(_build(Get, key=key))).get("value")
+
+    async def put(self, key: str, value: bytes) -> int:
+        return (await self._call(_build(Put, key=key, value=value)))["index"]
+
+    async def cas(self, key: str, expected: bytes | None, new: bytes) -> int:
+        return (await self._call(_build(Cas, key=key, expected=expected, new=new)))["index"]
+
+    async def remove(self, key: str) -> int:
+        return (await self._call(_build(Remove, key=key)))["index"]
+
+    async def mkdir(self, key: str) -> int:
+        return (await self._call(_build(Mkdir, key=key)))["index"]
+
+    async def list(self, key: str = "") -> list[str]:
+        return list((await self._call(_build(List, key=key))).get("children", []))
+
+    async def batch_put(self, items: dict[str, bytes]) -> int:
+        return (await self._call(_build(BatchPut, items=tuple(items.items()))))["index"]
+
+    async def batch_get(self, keys: list[str]) -> list[bytes | None]:
+        body = await self._call(_build(BatchGet, keys=tuple(keys)))
+        return list(body.get("values") or [None] * len(keys))
+
+    async def batch_remove(self, keys: list[str]) -> int:
+        return (await self._call(_build(BatchRemove, keys=tuple(keys))))["index"]
+
+    async def status(self) -> list[dict[str, Any]]:
+        """Every endpoint's status, or ``{"endpoint", "error"}`` for one that did not answer."""
+        return list(await asyncio.gather(*(self._status_of(ep) for ep in self.endpoints)))
+
+    async def close(self) -> None:
+        for conn in self._conns.values():
+            conn.close()
+        self._conns.clear()
+
+    # -- machinery ---------------------------------------------------------------------------
+
+    async def _status_of(self, ep: Endpoint) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(self.timeout):
+                conn = await self._connection(ep)
+                rid = next(self._ids)
+                _, body = await conn.send(rid, encode_frame(encode_request(rid, "status")))
+            return {"endpoint": f"{ep[0]}:{ep[1]}", **body["status"]}
+        except (OSError, TimeoutError, _ConnectionLost, KeyError) as e:
+            return {"endpoint": f"{ep[0]}:{ep[1]}", "error": str(e) or type(e).__name__}
+
+    async def _connection(self, ep: Endpoint) -> _Connection:
+        conn = self._conns.get(ep)
+        if conn is not None and conn.lost is None:
+            return conn
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.create_connection(lambda: _Connection(ep), ep[0], ep[1])
+        rid = next(self._ids)
+        _, body = await conn.send(rid, encode_frame(encode_request(rid, "hello")))
+        conn.node_id = int(body.get("id", 0))
+        self._by_id[conn.node_id] = ep
+        leader = self._by_id.get(int(body.get("leader", 0)))
+        if leader is not None and self._leader is None:
+            self._leader = leader
+        old = self._conns.get(ep)
+        if old is not None and old.lost is None:  # a concurrent caller won the race
+            conn.close()
+            return old
+        self._conns[ep] = conn
+        return conn
+
+    def _next_endpoint(self, tried: list[Endpoint]) -> Endpoint | None:
+        if self._leader is not None and self._leader not in tried:
+            return self._leader
+        for ep in self.endpoints:
+            if ep not in tried:
+                return ep
+        return None
+
+    async def _call(self, cmd: Command) -> dict[str, Any]:
+        deadline = time.monotonic() + self.timeout
+        tried: list[Endpoint] = []
+        last_problem = "no endpoint answered"
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Unavailable(f"{cmd.op} {getattr(cmd, 'key', '')!r}: not sent within {self.timeout}s "
+                                  f"({last_problem})")
+            ep = self._next_endpoint(tried)
+            if ep is None:
+                tried.clear()
+                await asyncio.sleep(min(RETRY_PAUSE, max(remaining, 0)))
+                continue
+            try:
+                async with asyncio.timeout(remaining):
+                    conn = await self._connection(ep)
+            except (OSError, TimeoutError, _ConnectionLost) as e:
+                last_problem = f"{ep[0]}:{ep[1]}: {e or type(e).__name__}"
+                tried.append(ep)
+                if self._leader == ep:
+                    self._leader = None
+                continue
+            rid = next(self._ids)
+            try:
+                fut = conn.send(rid, encode_frame(encode_request(rid, cmd.op, cmd)))
+            except _ConnectionLost as e:
+                last_problem = str(e)
+                tried.append(ep)
+                continue
+            try:
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
+                    error, body = await fut
+            except (TimeoutError, _ConnectionLost) as e:
+                conn.pending.pop(rid, None)
+                what = "timed out" if isinstance(e, TimeoutError) else str(e)
+                if cmd.write:
+                    raise IndeterminateError(f"{cmd.op} {getattr(cmd, 'key', '')!r} sent to {ep[0]}:{ep[1]}, "
+                                             f"then {what}: it may or may not have been applied") from None
+                last_problem = what
+                tried.append(ep)
+                if self._leader == ep:
+                    self._leader = None
+                continue
+            if error is None:
+                self._leader = ep
+                return body
+            if error in (ErrorKind.NOT_LEADER, ErrorKind.DROPPED):
+                tried.append(ep)
+                hint = self._by_id.get(int(body.get("leader") or 0))
+                self._leader = hint if hint != ep else None
+                last_problem = f"{ep[0]}:{ep[1]} answered {error}"
+                if hint is None or hint in tried:
+                    await asyncio.sleep(min(RETRY_PAUSE / 5, max(deadline - time.monotonic(), 0)))
+                continue
+            cls = ERRORS.get(error, DefiniteError)
+            raise cls(body.get("message") or error, body=body)

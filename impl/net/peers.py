@@ -1,0 +1,118 @@
+"""Peer links: how one node's Raft messages reach the others over TCP.
+
+Each remote peer gets one ``PeerLink``: a bounded queue of encoded frames and one writer task
+that connects, writes everything queued in one ``write()``, and reconnects with exponential
+backoff when the connection fails. Sending never blocks the Ready loop: when the queue is full
+(a slow or dead peer) the newest message is dropped, which Raft tolerates (it retries by
+heartbeats and probes). A link's frames are written in the order they were queued.
+
+Inbound connections are served by ``serve_peers``: every frame is decoded by ``codec`` and handed
+to the node's ``deliver`` callback. A garbage, oversized or truncated frame closes that one
+connection with a log line; every other connection is untouched.
+
+Tasks are owned by the caller's ``asyncio.TaskGroup`` (style rule 11).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable
+
+from raftlab.impl.net.codec import WireError, decode_message, encode_message
+from raftlab.impl.net.framing import FrameDecoder, FrameError, encode_frame
+from raftlab.impl.raft.messages import Message
+
+READ_CHUNK = 256 * 1024
+
+
+class PeerLink:
+    """One outbound link to ``peer_id`` at (host, port). Invariant: ``len(queue) <= max_queue``."""
+
+    def __init__(self, peer_id: int, host: str, port: int, *, max_queue: int = 8192,
+                 logger: Callable[[str], None], connect_timeout: float = 1.0,
+                 min_backoff: float = 0.02, max_backoff: float = 0.5) -> None:
+        self.peer_id = peer_id
+        self.host = host
+        self.port = port
+        self.max_queue = max_queue
+        self.connect_timeout = connect_timeout
+        self.min_backoff = min_backoff
+        self.max_backoff = max_backoff
+        self.dropped = 0
+        self._log = logger
+        self._queue: deque[bytes] = deque()
+        self._wake = asyncio.Event()
+        self._connected = False
+
+    def send(self, msg: Message) -> None:
+        if len(self._queue) >= self.max_queue:
+            self.dropped += 1
+            return
+        self._queue.append(encode_frame(encode_message(msg)))
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Connect, write, reconnect with backoff; runs until cancelled."""
+        backoff = self.min_backoff
+        while True:
+            try:
+                _reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(self.host, self.port), self.connect_timeout)
+            except (OSError, TimeoutError) as e:
+                if self._connected:
+                    self._log(f"peer {self.peer_id}: cannot connect to {self.host}:{self.port}: {e}")
+                    self._connected = False
+                self._queue.clear()  # stale by the time we reconnect; Raft resends what matters
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+                continue
+            if not self._connected:
+                self._log(f"peer {self.peer_id}: connected to {self.host}:{self.port}")
+            self._connected = True
+            backoff = self.min_backoff
+            try:
+                await self._pump(writer)
+            except (OSError, ConnectionError) as e:
+                self._log(f"peer {self.peer_id}: connection lost: {e}")
+                self._connected = False
+            finally:
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await writer.wait_closed()
+            await asyncio.sleep(backoff)
+
+    async def _pump(self, writer: asyncio.StreamWriter) -> None:
+        queue = self._queue
+        while True:
+            if not queue:
+                self._wake.clear()
+                await self._wake.wait()
+            chunks = list(queue)
+            queue.clear()
+            writer.write(b"".join(chunks))
+            await writer.drain()
+            if writer.is_closing():
+                raise ConnectionError("closed by peer")
+
+
+async def serve_peer_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                                deliver: Callable[[Message], None], logger: Callable[[str], None]) -> None:
+    """Read frames from one inbound peer connection until EOF or a protocol error."""
+    peer = writer.get_extra_info("peername")
+    decoder = FrameDecoder()
+    try:
+        while True:
+            data = await reader.read(READ_CHUNK)
+            if not data:
+                decoder.eof()
+                return
+            for frame in decoder.feed(data):
+                deliver(decode_message(frame))
+    except (FrameError, WireError) as e:
+        logger(f"peer connection from {peer}: {e}; closing it")
+    except (OSError, ConnectionError):
+        pass
+    finally:
+        writer.close()
