@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import click
-from raftlab.impl.client import DefiniteError, IndeterminateError, KvClient, Unavailable
+from raftlab.impl.client import (
+    DefiniteError,
+    IndeterminateError,
+    KvClient,
+    TooLarge,
+    Unavailable,
+    ValidationError,
+)
 
 
 def parse_endpoint(text: str, what: str) -> tuple[str, int]:
@@ -184,6 +191,9 @@ def _with_client(endpoints: list[tuple[str, int]], timeout: float,
         except Unavailable as e:
             click.echo(f"unavailable: {e}", err=True)
             return 3
+        except (ValidationError, TooLarge) as e:
+            click.echo(f"{e.kind}: {e}", err=True)
+            return 2
         except DefiniteError as e:
             click.echo(f"{e.kind}: {e}", err=True)
             return 1
@@ -194,6 +204,37 @@ def _with_client(endpoints: list[tuple[str, int]], timeout: float,
             await client.close()
 
     return run_async(main())
+
+
+@node.command("cluster")
+@click.option("--nodes", type=click.IntRange(1, 99), default=3, show_default=True, help="Cluster size.")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Each member's data, log and pid file go to WORKDIR/n<i>/.")
+@click.option("--base-port", type=click.IntRange(1024, 65000), default=17000, show_default=True,
+              help="Member i listens on BASE+i (peers) and BASE+100+i (clients).")
+@click.argument("node_args", nargs=-1, type=click.UNPROCESSED)
+def node_cluster(nodes: int, workdir: Path, base_port: int, node_args: tuple[str, ...]) -> None:
+    """Run a local N-member cluster on loopback until Ctrl-C; extra args go to every member."""
+    import time
+
+    from raftlab.impl.cluster import LocalCluster
+
+    cluster = LocalCluster(nodes, workdir, base_port=base_port, node_args=node_args, quiet=False)
+    try:
+        cluster.start_all()
+    except (RuntimeError, TimeoutError) as e:
+        cluster.close()
+        raise click.ClickException(str(e)) from None
+    click.echo(f"cluster of {nodes} running; endpoints: {cluster.endpoints_arg()}", err=True)
+    click.echo(f"try: raftlab kv --endpoints {cluster.endpoints_arg()} status", err=True)
+    try:
+        while all(cluster.running(i) for i in cluster.ids):
+            time.sleep(0.5)
+        click.echo("a member exited; stopping the cluster", err=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cluster.close()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

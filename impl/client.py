@@ -133,8 +133,7 @@ class _Connection(asyncio.Protocol):
         self.node_id = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -162,7 +161,7 @@ class _Connection(asyncio.Protocol):
 
     def send(self, request_id: int, frame: bytes) -> asyncio.Future[tuple[str | None, dict[str, Any]]]:
         if self.lost is not None or self.transport is None:
-            raise _ConnectionLost(str(self.lost))
+            raise _ConnectionLost(str(self.lost or f"not connected to {self.endpoint[0]}:{self.endpoint[1]}"))
         fut: asyncio.Future[tuple[str | None, dict[str, Any]]] = asyncio.get_running_loop().create_future()
         self.pending[request_id] = fut
         self.transport.write(frame)
