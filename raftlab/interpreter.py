@@ -89,12 +89,14 @@ class Interpreter:
 
     ``client`` is opened once per client process on ``hosts[thread % len(hosts)]``; ``nemesis``
     (already set up) runs the nemesis thread's ops. ``on_event`` sees every recorded event.
+    Times are ``clock() - origin`` (``origin`` defaults to now; pass another interpreter's to
+    continue its history on the same clock).
     """
 
     def __init__(self, *, client: Client, nemesis: Nemesis, hosts: Sequence[Host], concurrency: int,
                  writer: HistoryWriter, rng: random.Random, op_timeout: float = 10.0,
                  nemesis_timeout: float = 120.0, on_event: Callable[[Op], None] | None = None,
-                 clock: Callable[[], int] = time.monotonic_ns) -> None:
+                 clock: Callable[[], int] = time.monotonic_ns, origin: int | None = None) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {concurrency}")
         if not hosts:
@@ -110,7 +112,7 @@ class Interpreter:
         self.on_event = on_event
         self.clock = clock
         self.stats = Stats()
-        self.origin = clock()
+        self.origin = clock() if origin is None else origin
         self.workers: dict[Thread, _Worker] = {t: _Worker(thread=t, process=t) for t in range(concurrency)}
         self.workers[NEMESIS] = _Worker(thread=NEMESIS, process=NEMESIS)
         self.free: set[Thread] = set(self.workers)

@@ -1,0 +1,237 @@
+"""``raftlab run`` and ``raftlab replay``: a campaign from the command line, with live progress.
+
+``run`` builds a ``Campaign`` from its flags (drawing and printing a seed when none is given),
+``replay`` loads one from a stored ``campaign.json``; both hand it to ``runner.run_campaign``,
+show a progress line (stage, elapsed, ops, faults) while it runs, and end with the verdict, the
+reasons and the report's path. Exit codes: 0 valid, 1 violation, 2 bad usage or a run that could
+not complete, 3 unknown; 130 when interrupted (after healing, teardown and results).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+import click
+
+from raftlab.history import Op
+from raftlab.interpreter import Stats
+from raftlab.rng import new_seed, parse_seed
+from raftlab.runner import Campaign, CampaignError, Outcome, load_campaign, run_campaign
+from raftlab.store import StoreError
+
+
+def _workload_opts(values: tuple[str, ...]) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--workload-opt")
+        value: Any = raw
+        for cast in (int, float):
+            try:
+                value = cast(raw)
+                break
+            except ValueError:
+                continue
+        opts[key.replace("-", "_")] = value
+    return opts
+
+
+class _Progress:
+    """A one-line live status on stderr (rich), refreshed by a ticker task and on every event."""
+
+    def __init__(self, time_limit: float, enabled: bool) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.console = Console(stderr=True)
+        self.enabled = enabled and self.console.is_terminal
+        self.stats = Stats()
+        self.stage = "starting"
+        self.time_limit = time_limit
+        self.started = time.monotonic()
+        self.running_since: float | None = None
+        self.live = Live(console=self.console, auto_refresh=False, transient=True) if self.enabled else None
+
+    def on_event(self, op: Op) -> None:
+        self.stats.count(op)
+
+    def on_stage(self, stage: str) -> None:
+        self.stage = stage
+        if stage == "running":
+            self.running_since = time.monotonic()
+        if not self.enabled:
+            click.echo(f"[{time.monotonic() - self.started:6.1f}s] {stage}", err=True)
+        self.refresh()
+
+    def line(self) -> Any:
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+
+        s = self.stats
+        elapsed = time.monotonic() - (self.running_since or self.started)
+        grid = Table.grid(padding=(0, 1))
+        done = min(elapsed, self.time_limit) if self.running_since else 0.0
+        grid.add_row(f"[bold]{self.stage}[/]", ProgressBar(total=self.time_limit, completed=done, width=30),
+                     f"{elapsed:5.1f}s", f"ops {s.invokes} ([green]{s.ok} ok[/] [red]{s.fail} fail[/] "
+                     f"[yellow]{s.info} info[/])", f"faults {s.faults}")
+        return grid
+
+    def refresh(self) -> None:
+        if self.live is not None:
+            self.live.update(self.line(), refresh=True)
+
+    async def ticker(self) -> None:
+        while True:
+            self.refresh()
+            await asyncio.sleep(0.25)
+
+
+async def _with_progress(campaign: Campaign, progress: _Progress) -> Outcome:
+    async with asyncio.TaskGroup() as tg:
+        ticker = tg.create_task(progress.ticker())
+        try:
+            return await run_campaign(campaign, on_event=progress.on_event, on_stage=progress.on_stage)
+        finally:
+            ticker.cancel()
+
+
+def write_junit(path: Path, outcome: Outcome) -> None:
+    """One testsuite, one testcase per checker: invalid -> failure, unknown or incomplete -> error."""
+    results = outcome.results
+    cases = []
+    checkers = dict(results.get("checkers", {}))
+    if results.get("error"):
+        checkers = {"run": {"valid": "unknown", "explanation": results["error"]["message"]}, **checkers}
+    failures = errors = 0
+    for name, res in checkers.items():
+        body = ""
+        if res.get("valid") is False:
+            failures += 1
+            body = f"<failure message={quoteattr(res.get('explanation') or 'invalid')}/>"
+        elif res.get("valid") != True:  # noqa: E712 - the verdict is True, False or "unknown"
+            errors += 1
+            body = f"<error message={quoteattr(res.get('explanation') or 'unknown')}/>"
+        cases.append(f'  <testcase classname="raftlab.{escape(str(outcome.results.get("campaign", {}).get("workload")))}" '
+                     f"name={quoteattr(name)}>{body}</testcase>")
+    xml = (f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name="raftlab campaign" tests="{len(cases)}" '
+           f'failures="{failures}" errors="{errors}" time="{results.get("duration_seconds", 0)}">\n'
+           f'  <properties><property name="seed" value="{results.get("seed")}"/>'
+           f"<property name=\"run\" value={quoteattr(str(outcome.run.path))}/></properties>\n"
+           + "\n".join(cases) + "\n</testsuite>\n")
+    path.write_text(xml, encoding="utf-8")
+
+
+def _execute(campaign: Campaign, junit: Path | None, quiet: bool) -> None:
+    click.echo(f"seed {campaign.seed}  (same choices again: --seed {campaign.seed}, or raftlab replay RUN_DIR)")
+    progress = _Progress(campaign.time_limit, enabled=not quiet)
+    try:
+        if progress.live is not None:
+            with progress.live:
+                outcome = asyncio.run(_with_progress(campaign, progress))
+        else:
+            outcome = asyncio.run(_with_progress(campaign, progress))
+    except CampaignError as e:
+        raise click.UsageError(str(e)) from None
+    except StoreError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: healed, torn down; partial results in {Path(campaign.store) / 'latest'}", err=True)
+        sys.exit(130)
+    verdict = {True: "valid", False: "INVALID", "unknown": "unknown"}.get(outcome.verdict, "no verdict")  # type: ignore[arg-type]
+    if outcome.results.get("error"):
+        verdict = "could not complete"
+    click.echo(f"verdict: {verdict}  ({outcome.results.get('events', 0)} events, "
+               f"{outcome.results.get('duration_seconds', 0):.1f}s)")
+    for reason in outcome.reasons:
+        click.echo(f"  - {reason}")
+    click.echo(f"report: {outcome.run.report}")
+    if junit is not None:
+        write_junit(junit, outcome)
+        click.echo(f"junit: {junit}")
+    sys.exit(outcome.exit_code)
+
+
+@click.command()
+@click.option("--workload", default="register", show_default=True, help="register or set.")
+@click.option("--nemesis", default="none", show_default=True,
+              help="Comma-separated faults: kill,pause,partition,kill-leader,pause-leader,partition-leader,"
+                   "disk-pause,lose-unfsynced (or none).")
+@click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+              help="Seconds of workload while faults run.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=10, show_default=True, help="Client workers.")
+@click.option("--lab", default="local", show_default=True, help="local, netns or ssh.")
+@click.option("--lab-name", default=None, help="Name of the lab to use or create (default: the lab kind).")
+@click.option("--nodes", type=click.IntRange(1, 50), default=5, show_default=True, help="Cluster size.")
+@click.option("--nodes-file", type=click.Path(dir_okay=False), default=None, help="Hosts for --lab ssh.")
+@click.option("--seed", default=None, help="Seed for every random choice (drawn and printed if absent).")
+@click.option("--interval", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
+              help="Mean seconds between nemesis actions.")
+@click.option("--rate", type=click.FloatRange(min=0), default=50.0, show_default=True,
+              help="Client ops per second overall (0: as fast as the workers go).")
+@click.option("--store", "store_dir", default="store", show_default=True, help="Where runs are stored.")
+@click.option("--leave-running", is_flag=True, help="Do not tear the cluster down at the end.")
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write JUnit XML here.")
+@click.option("--system", default="dtkv", show_default=True, help="dtkv, or pkg.module with system(lab, options).")
+@click.option("--node-arg", "node_args", multiple=True,
+              help="Extra flag for every node, repeatable (e.g. --node-arg=--unsafe-local-reads).")
+@click.option("--base-port", type=click.IntRange(1024, 65000), default=17000, show_default=True,
+              help="First port; host i uses base+2i (peers) and base+2i+1 (clients).")
+@click.option("--op-timeout", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Client timeout per operation (seconds); a timed-out write is info.")
+@click.option("--recovery-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+              help="Seconds the healed cluster gets to serve again before that is a finding.")
+@click.option("--final-timeout", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True,
+              help="Seconds allowed for the final reads.")
+@click.option("--min-ok", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Fewer successful ops than this while faults run: unknown.")
+@click.option("--check-time-limit", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+              help="Seconds the linearizability checker may take before saying unknown.")
+@click.option("--workload-opt", "workload_opt", multiple=True, help="KEY=VALUE for the workload (keys, ops-per-key).")
+@click.option("--quiet", is_flag=True, help="No live progress line.")
+def run(workload: str, nemesis: str, time_limit: float, concurrency: int, lab: str, lab_name: str | None,
+        nodes: int, nodes_file: str | None, seed: str | None, interval: float, rate: float, store_dir: str,
+        leave_running: bool, junit: Path | None, system: str, node_args: tuple[str, ...], base_port: int,
+        op_timeout: float, recovery_timeout: float, final_timeout: float, min_ok: int, check_time_limit: float,
+        workload_opt: tuple[str, ...], quiet: bool) -> None:
+    """Run a workload against a cluster while faults are injected, then check the history."""
+    try:
+        chosen_seed = new_seed() if seed is None else parse_seed(seed)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--seed") from None
+    faults = tuple(f.strip() for f in nemesis.split(",") if f.strip() and f.strip() != "none")
+    try:
+        campaign = Campaign(
+            seed=chosen_seed, workload=workload, nemesis=faults, time_limit=time_limit, concurrency=concurrency,
+            lab=lab, lab_name=lab_name, nodes=nodes, nodes_file=str(Path(nodes_file).resolve()) if nodes_file else None,
+            interval=interval, rate=rate, store=store_dir, leave_running=leave_running, system=system,
+            node_args=node_args, base_port=base_port, op_timeout=op_timeout, recovery_timeout=recovery_timeout,
+            final_timeout=final_timeout, min_ok=min_ok, check_time_limit=check_time_limit,
+            workload_opts=_workload_opts(workload_opt))
+    except CampaignError as e:
+        raise click.UsageError(str(e)) from None
+    _execute(campaign, junit, quiet)
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--store", "store_dir", default=None, help="Store the new run here (default: the stored campaign's).")
+@click.option("--leave-running", is_flag=True, help="Do not tear the cluster down at the end.")
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write JUnit XML here.")
+@click.option("--quiet", is_flag=True, help="No live progress line.")
+def replay(run_dir: str, store_dir: str | None, leave_running: bool, junit: Path | None, quiet: bool) -> None:
+    """Re-run a stored campaign: same options, same seed, same fault choices."""
+    try:
+        campaign = load_campaign(run_dir)
+    except (StoreError, CampaignError) as e:
+        raise click.UsageError(str(e)) from None
+    overrides: dict[str, Any] = {"leave_running": leave_running or campaign.leave_running}
+    if store_dir is not None:
+        overrides["store"] = store_dir
+    _execute(Campaign.from_dict({**campaign.to_dict(), **overrides}), junit, quiet)

@@ -1,0 +1,494 @@
+"""A campaign, start to finish: lab, system, faults, workload, healing, checking, report.
+
+``run_campaign(campaign)`` does, in order (Jepsen's ``core/run!``):
+
+1. ``store.new_run`` writes ``campaign.json`` (every option and the seed) before anything runs;
+2. ``open_lab``; load the system (``--system``); the workload; the nemesis package (seeded);
+3. on every host in parallel: DB ``teardown`` then ``setup`` (a host that fails is named);
+4. wait until the cluster is healthy (a leader, when the DB can tell, and a successful probe read);
+5. the interpreter runs::
+
+       phases(time_limit(T, any_of(on_clients(workload), on_nemesis(faults))),
+              on_nemesis(heal everything),
+              on_nemesis(wait-healthy),          # recovery time measured and recorded
+              on_clients(time_limit(F, final reads)))
+
+6. finally, whatever happened (error, Ctrl-C): heal every fault still in place, tear the nemesis
+   down, collect node logs into ``nodes/<host>/``, tear the DB down unless ``leave_running``;
+7. check: the workload's checker plus the evidence checks (``raftlab.evidence``), merged
+   false > unknown > true; ``results.json``; ``report.html``; ``store/latest``.
+
+Exit codes (``Outcome.exit_code``): 0 valid, 1 a violation (or a cluster that never recovered),
+3 unknown (with the reasons), 2 the run could not complete (the stage, host and cause are named).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import platform
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from raftlab import __version__, evidence, store
+from raftlab import generator as gen
+from raftlab.history import History, HistoryError, HistoryWriter, Op, OpType
+from raftlab.interpreter import ContractError, Interpreter
+from raftlab.protocols import HasLogFiles, HasPrimaries, Host, Lab, Nemesis
+from raftlab.rng import RunRandom
+from raftlab.systems import System, SystemOptions
+
+EXIT = {True: 0, False: 1, "unknown": 3}
+EXIT_INCOMPLETE = 2
+
+
+class CampaignError(ValueError):
+    """Campaign options that cannot work; names the option."""
+
+
+class Incomplete(Exception):
+    """The run could not complete: which stage, which host (if one), and why."""
+
+    def __init__(self, stage: str, message: str, host: Host | None = None) -> None:
+        self.stage = stage
+        self.host = host
+        super().__init__(f"{stage}: {host + ': ' if host and not message.startswith(host) else ''}{message}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Campaign:
+    """Everything a run depends on; stored as campaign.json and replayed from it."""
+
+    seed: int
+    workload: str = "register"
+    nemesis: tuple[str, ...] = ()
+    time_limit: float = 60.0
+    concurrency: int = 10
+    lab: str = "local"
+    lab_name: str | None = None
+    nodes: int = 5
+    nodes_file: str | None = None
+    interval: float = 5.0
+    rate: float = 50.0
+    store: str = store.DEFAULT_STORE
+    leave_running: bool = False
+    system: str = "dtkv"
+    node_args: tuple[str, ...] = ()
+    base_port: int = 17000
+    op_timeout: float = 1.0
+    recovery_timeout: float = 30.0
+    final_timeout: float = 20.0
+    min_ok: int = 10
+    check_time_limit: float = 60.0
+    workload_opts: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        positive = ("time_limit", "interval", "op_timeout", "recovery_timeout", "final_timeout", "check_time_limit")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise CampaignError(f"{name.replace('_', '-')} must be positive, not {getattr(self, name)}")
+        if self.concurrency < 1:
+            raise CampaignError(f"concurrency must be at least 1, not {self.concurrency}")
+        if self.nodes < 1:
+            raise CampaignError(f"nodes must be at least 1, not {self.nodes}")
+        if self.rate < 0:
+            raise CampaignError(f"rate must be >= 0 (0: unlimited), not {self.rate}")
+        if self.seed < 0:
+            raise CampaignError(f"seed must be non-negative, not {self.seed}")
+        if not 1024 <= self.base_port <= 65535 - 2 * self.nodes:
+            raise CampaignError(f"base-port {self.base_port} leaves no room for {self.nodes} nodes")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["nemesis"] = list(self.nemesis)
+        d["node_args"] = list(self.node_args)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Campaign:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise CampaignError(f"campaign has unknown options {', '.join(unknown)}")
+        if "seed" not in d:
+            raise CampaignError("campaign has no seed")
+        values = dict(d)
+        for name in ("nemesis", "node_args"):
+            if name in values:
+                values[name] = tuple(values[name])
+        try:
+            return cls(**values)
+        except TypeError as e:
+            raise CampaignError(f"bad campaign: {e}") from None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    run: store.RunDir
+    verdict: bool | str | None
+    exit_code: int
+    reasons: tuple[str, ...]
+    results: dict[str, Any]
+
+
+Progress = Callable[[Op], None]
+
+
+def merge(verdicts: Sequence[bool | str]) -> bool | str:
+    """false > unknown > true (Jepsen's valid-priorities)."""
+    if any(v is False for v in verdicts):
+        return False
+    if any(v == "unknown" for v in verdicts):
+        return "unknown"
+    return True
+
+
+# --- health ---------------------------------------------------------------------------------
+
+
+async def probe_health(system: System, hosts: Sequence[Host], probe: dict[str, Any], timeout: float,
+                       ) -> tuple[bool, float, str]:
+    """Poll until the DB names a leader (if it can) and a probe read succeeds: (healthy, seconds, problem)."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    problem = "not probed yet"
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            problem = await _probe_once(system, hosts[attempt % len(hosts)], probe)
+        except Exception as e:  # an unreachable cluster is what we are waiting out
+            problem = f"{type(e).__name__}: {e}"
+        if not problem:
+            return True, loop.time() - start, ""
+        if loop.time() - start > timeout:
+            return False, loop.time() - start, problem
+        await asyncio.sleep(0.2)
+
+
+async def _probe_once(system: System, host: Host, probe: dict[str, Any]) -> str:
+    if isinstance(system.db, HasPrimaries) and not await system.db.primaries():
+        return "no leader"
+    client = await system.client.open(host)
+    try:
+        op = Op(type=OpType.INVOKE, process="probe", f=probe["f"], key=probe.get("key"), value=probe.get("value"))
+        done = await client.invoke(op)
+    finally:
+        await client.close()
+    return "" if done.type is OpType.OK else f"probe {op.f} via {host}: {done.type.value} {done.error or ''}".strip()
+
+
+class HealthGate:
+    """The package's nemesis plus the harness's own ``wait-healthy`` step (a nemesis-thread op)."""
+
+    def __init__(self, inner: Nemesis, wait: Callable[[], Any], timeout: float) -> None:
+        self.inner = inner
+        self.wait = wait
+        self.timeout = timeout
+
+    def fs(self) -> frozenset[str]:
+        return self.inner.fs() | {evidence.WAIT_HEALTHY}
+
+    async def setup(self, lab: Lab) -> None:
+        await self.inner.setup(lab)
+
+    async def invoke(self, op: Op) -> Op:
+        if op.f != evidence.WAIT_HEALTHY:
+            return await self.inner.invoke(op)
+        healthy, seconds, problem = await self.wait()
+        value = {"healthy": healthy, "seconds": round(seconds, 3), "timeout": self.timeout}
+        if not healthy:
+            value["last_problem"] = problem
+        return replace(op, type=OpType.INFO, value=value, error=None if healthy else problem, index=-1)
+
+    async def teardown(self) -> None:
+        await self.inner.teardown()
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+async def _on_all(hosts: Sequence[Host], stage: str, action: Callable[[Host], Any]) -> None:
+    failures: dict[Host, str] = {}
+
+    async def one(host: Host) -> None:
+        try:
+            await action(host)
+        except Exception as e:
+            failures[host] = str(e) or type(e).__name__
+
+    async with asyncio.TaskGroup() as tg:
+        for h in hosts:
+            tg.create_task(one(h))
+    if failures:
+        host = sorted(failures)[0]
+        others = f" (and {len(failures) - 1} more hosts)" if len(failures) > 1 else ""
+        raise Incomplete(stage, failures[host] + others, host)
+
+
+async def _collect_logs(db: object, lab: Lab, hosts: Sequence[Host], run: store.RunDir) -> None:
+    if not isinstance(db, HasLogFiles):
+        return
+    for host in hosts:
+        target = run.node_dir(host)
+        target.mkdir(parents=True, exist_ok=True)
+        for remote_path, name in db.log_files(host).items():
+            with contextlib.suppress(Exception):  # a node that never started has no log
+                await lab.remote(host).get(remote_path, str(target / name))
+
+
+def _open_lab_kwargs(c: Campaign) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"nodes": c.nodes, "seed": c.seed, "name": c.lab_name}
+    if c.nodes_file:
+        kwargs["nodes_file"] = c.nodes_file
+    return kwargs
+
+
+class Runner:
+    """One campaign's run; ``run_campaign`` is the whole public interface."""
+
+    def __init__(self, campaign: Campaign, run: store.RunDir, workload: Any, on_event: Progress | None,
+                 on_stage: Callable[[str], None]) -> None:
+        self.c = campaign
+        self.workload = workload
+        self.run_dir = run
+        self.on_event = on_event
+        self.stage = on_stage
+        self.rr = RunRandom(campaign.seed)
+        self.perf: tuple[dict[str, Any], ...] = ()
+        self.healed = False
+        self.timings: dict[str, float] = {}
+
+    async def execute(self) -> None:
+        from raftlab import nemesis as nemesis_pkg
+        from raftlab import systems
+        from raftlab.lab import LabError, open_lab
+
+        c = self.c
+        self.stage(f"opening the {c.lab} lab")
+        try:
+            lab = await open_lab(c.lab, **_open_lab_kwargs(c))
+        except LabError as e:
+            raise Incomplete("lab", str(e)) from None
+        try:
+            hosts = list(lab.hosts)[: c.nodes]
+            options = SystemOptions(node_args=c.node_args, base_port=c.base_port, op_timeout=c.op_timeout,
+                                    extra={"seed": c.seed})
+            try:
+                system = systems.load(c.system, lab, options)
+            except systems.SystemLoadError as e:
+                raise Incomplete("system", str(e)) from None
+            pkg = nemesis_pkg.package(list(c.nemesis), db=system.db, lab=lab, rng=self.rr.stream("nemesis"),
+                                      interval=c.interval)
+            self.perf = pkg.perf
+            with HistoryWriter(self.run_dir.history) as writer:
+                await self._run(lab, hosts, system, pkg, writer)
+        finally:
+            await lab.close()
+
+    async def _run(self, lab: Lab, hosts: list[Host], system: System, pkg: Any, writer: HistoryWriter) -> None:
+        c = self.c
+        db = system.db
+        interp: Interpreter | None = None
+        set_up = False
+        try:
+            self.stage(f"setting up {system.name} on {len(hosts)} hosts")
+            await _on_all(hosts, "teardown", db.teardown)
+            set_up = True
+            await _on_all(hosts, "setup", db.setup)
+            self.stage("waiting for a leader")
+            healthy, seconds, problem = await probe_health(system, hosts, self.workload.probe, c.recovery_timeout)
+            self.timings["initial_leader_seconds"] = round(seconds, 3)
+            if not healthy:
+                raise Incomplete("startup", f"the cluster was not serving within {c.recovery_timeout}s: {problem}")
+            await pkg.nemesis.setup(lab)
+            gate = HealthGate(pkg.nemesis, lambda: probe_health(system, hosts, self.workload.probe,
+                                                                c.recovery_timeout), c.recovery_timeout)
+            interp = Interpreter(client=system.client, nemesis=gate, hosts=hosts, concurrency=c.concurrency,
+                                 writer=writer, rng=self.rr.stream("workload"), op_timeout=c.op_timeout + 2.0,
+                                 on_event=self.on_event)
+            self.stage("running")
+            try:
+                await interp.run(self._generator(pkg))
+            except ExceptionGroup as eg:
+                contract = eg.subgroup(ContractError)
+                if contract is not None:
+                    raise Incomplete("run", str(_leaves(contract)[0])) from None
+                raise
+            self.healed = True
+        finally:
+            await self._cleanup(lab, hosts, db, pkg, writer, interp, set_up)
+
+    def _generator(self, pkg: Any) -> gen.Generator:
+        c = self.c
+        clients: gen.GenLike = self.workload.generator
+        if c.rate > 0:
+            clients = gen.rate(c.rate, clients)
+        final = self.workload.final_generator
+        return gen.phases(
+            gen.time_limit(c.time_limit, gen.any_of(gen.on_clients(clients), gen.on_nemesis(pkg.generator))),
+            gen.on_nemesis(pkg.final_generator),
+            gen.on_nemesis(gen.once({"f": evidence.WAIT_HEALTHY})),
+            gen.on_clients(gen.time_limit(c.final_timeout, final) if final is not None else None),
+        )
+
+    async def _cleanup(self, lab: Lab, hosts: list[Host], db: Any, pkg: Any, writer: HistoryWriter,
+                       interp: Interpreter | None, set_up: bool) -> None:
+        """Heal whatever is still broken, collect logs, tear down: runs after success, errors and Ctrl-C."""
+        from raftlab import nemesis as nemesis_pkg
+
+        if not self.healed and interp is not None:
+            self.stage("healing every fault")
+            healer = nemesis_pkg.package(list(self.c.nemesis), db=db, lab=lab, rng=random.Random(0),
+                                         interval=self.c.interval).final_generator
+            heal = Interpreter(client=_NoClient(), nemesis=pkg.nemesis, hosts=hosts, concurrency=1, writer=writer,
+                               rng=random.Random(0), origin=interp.origin, on_event=self.on_event)
+            with contextlib.suppress(Exception):
+                await heal.run(gen.on_nemesis(healer))
+        with contextlib.suppress(Exception):
+            await pkg.nemesis.teardown()
+        with contextlib.suppress(Exception):
+            await lab.net.heal()
+        if set_up:
+            self.stage("collecting node logs")
+            await _collect_logs(db, lab, hosts, self.run_dir)
+            if not self.c.leave_running:
+                self.stage("tearing down")
+                with contextlib.suppress(Exception):
+                    await _on_all(hosts, "teardown", db.teardown)
+
+
+def _leaves(eg: BaseExceptionGroup[Any]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for e in eg.exceptions:
+        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
+    return out
+
+
+class _NoClient:
+    """The healing pass runs nemesis ops only; a client op there is a bug."""
+
+    async def open(self, host: Host) -> _NoClient:
+        return self
+
+    async def invoke(self, op: Op) -> Op:
+        raise ContractError(f"the healing pass was asked to run a client op: {op.describe()}")
+
+    async def close(self) -> None:
+        return None
+
+
+# --- checking -------------------------------------------------------------------------------
+
+
+def judge(run: store.RunDir, campaign: Campaign, workload: Any, perf: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Check the stored history; the ``checkers`` part of results.json and the merged verdict."""
+    try:
+        history = History.read(run.history)
+    except HistoryError as e:
+        return {"valid": "unknown", "reasons": [f"the history cannot be read: {e}"], "checkers": {}}
+    checkers: dict[str, dict[str, Any]] = {}
+    result = None
+    started = time.monotonic()
+    try:
+        result = workload.checker.check(history, {"time_limit": campaign.check_time_limit})
+        checkers["workload"] = {**result.to_dict(), "valid": result.valid, "explanation": result.explanation}
+    except Exception as e:  # a checker crash is unknown, never a pass (Jepsen's check-safe)
+        checkers["workload"] = {"valid": "unknown", "explanation": f"the checker crashed: {type(e).__name__}: {e}"}
+    checkers["workload"]["seconds"] = round(time.monotonic() - started, 3)
+    for name, (valid, explanation, data) in {
+        "stats": evidence.stats(history, min_ok=campaign.min_ok),
+        "faults": evidence.faults(history, perf),
+        "final": evidence.final(history, workload.final_fs),
+        "recovery": evidence.recovery(history),
+    }.items():
+        checkers[name] = {"valid": valid, "explanation": explanation, **data}
+    valid = merge([v["valid"] for v in checkers.values()])
+    reasons = [f"{name}: {v['explanation']}" for name, v in checkers.items() if v["valid"] is not True]
+    if result is not None and result.valid is False:
+        with contextlib.suppress(Exception):
+            from raftlab.checker.visualize import render_html
+
+            (run.path / "timeline.html").write_text(render_html(history, result), encoding="utf-8")
+    return {"valid": valid, "reasons": reasons, "checkers": checkers, "counts": evidence.counts(history),
+            "events": len(history)}
+
+
+async def run_campaign(campaign: Campaign, *, on_event: Progress | None = None,
+                       on_stage: Callable[[str], None] | None = None) -> Outcome:
+    """Run ``campaign`` and store everything; never raises for a failed run (see Outcome.exit_code).
+
+    Raises CampaignError for options that cannot work (before anything is created) and re-raises
+    cancellation (Ctrl-C) after healing, tearing down and writing results.
+    """
+    from raftlab import nemesis, workloads
+
+    if campaign.lab != "ssh" and campaign.nodes_file:
+        raise CampaignError("--nodes-file is only for --lab ssh")
+    try:
+        workload = workloads.make(campaign.workload, **campaign.workload_opts,
+                                  check_time_limit=campaign.check_time_limit)
+        nemesis.parse_faults(list(campaign.nemesis))
+    except (ValueError, TypeError) as e:
+        raise CampaignError(str(e)) from None
+    run = store.new_run(campaign.store, campaign.workload, campaign.to_dict())
+    stage = on_stage or (lambda s: None)
+    runner = Runner(campaign, run, workload, on_event, stage)
+    started_wall, started = time.time(), time.monotonic()
+    error: Incomplete | None = None
+    interrupted = False
+    try:
+        await runner.execute()
+    except Incomplete as e:
+        error = e
+    except asyncio.CancelledError:
+        interrupted = True
+    except Exception as e:  # a bug or an unforeseen failure: named, with the traceback kept in the run
+        import traceback
+
+        (run.path / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+        leaf = _leaves(e)[0] if isinstance(e, BaseExceptionGroup) else e
+        error = Incomplete("run", f"{type(leaf).__name__}: {leaf} (traceback in {run.path / 'error.txt'})")
+    finished = time.monotonic()
+    stage("checking")
+    judged = await asyncio.to_thread(judge, run, campaign, runner.workload, runner.perf)
+    results: dict[str, Any] = {
+        "seed": campaign.seed,
+        "campaign": campaign.to_dict(),
+        "versions": {"raftlab": __version__, "python": platform.python_version()},
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started_wall)),
+        "duration_seconds": round(finished - started, 3),
+        "perf": list(runner.perf),
+        "timings": runner.timings,
+        **judged,
+    }
+    if interrupted:
+        results["valid"] = merge([results["valid"], "unknown"])
+        results["reasons"] = ["interrupted before the campaign finished", *results["reasons"]]
+    if error is not None:
+        results["error"] = {"stage": error.stage, "host": error.host, "message": str(error)}
+        results["reasons"] = [f"could not complete: {error}", *results["reasons"]]
+    exit_code = EXIT_INCOMPLETE if error is not None else EXIT[results["valid"]]
+    results["exit_code"] = exit_code
+    run.write_results(results)
+    from raftlab import report
+
+    with contextlib.suppress(Exception):
+        report.write(run)
+    store.set_latest(campaign.store, run)
+    if interrupted:
+        raise asyncio.CancelledError()
+    return Outcome(run=run, verdict=results["valid"], exit_code=exit_code, reasons=tuple(results["reasons"]),
+                   results=results)
+
+
+def load_campaign(run_dir: str | Path) -> Campaign:
+    """The campaign stored in a run directory (for replay)."""
+    return Campaign.from_dict(store.open_run(run_dir).read_campaign())
+
+
+__all__ = ["EXIT", "Campaign", "CampaignError", "Incomplete", "Outcome", "load_campaign", "merge", "run_campaign"]

@@ -1,0 +1,279 @@
+"""The reference node as a system under test: DtkvDB (lifecycle and faults) and DtkvClient.
+
+``DtkvDB`` runs ``raftlab node`` on every host of a lab through the host's ``Remote`` only (a
+shell command line), so the same code drives the local lab, network namespaces and SSH hosts:
+
+* host ``n<i>`` (the i-th host, from 0) uses peer port ``base_port + 2i`` and client port
+  ``base_port + 2i + 1``, so every host can share one IP (the local lab);
+* each node reaches each peer at ``lab.endpoint(self, peer, peer_port)`` (a partitionable proxy in
+  the local lab); clients reach nodes at ``lab.endpoint(None, host, client_port)``;
+* files live in ``lab.node_dir(host)``: ``data/`` (WAL, meta), ``node.log``, ``node.out``
+  (stdout/stderr) and ``node.pid``, written by the node itself;
+* ``setup`` wipes everything and starts the node detached (``nohup setsid ... &``), then waits
+  until it answers on its client port, or raises ``DBError`` naming the host and the node's last
+  output; ``teardown`` kills it (SIGCONT first, in case it is paused) and wipes its files;
+* ``kill`` is SIGKILL to the pid in the pid file and returns only once that pid is gone;
+  ``start`` restarts a dead node on its data; ``pause``/``resume`` are SIGSTOP/SIGCONT;
+* ``primaries`` asks every node for its status and returns the leader of the highest term.
+
+``DtkvClient`` maps the workloads' ops onto a ``KvClient`` (values are ints stored as decimal
+text): ``DefiniteError`` becomes ``fail``, ``IndeterminateError`` (or any other surprise) ``info``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shlex
+from dataclasses import replace
+from typing import Any
+
+from raftlab.history import Op, OpType
+from raftlab.impl.client import CasMismatch, DefiniteError, IndeterminateError, KeyNotFound, KvClient
+from raftlab.nemesis.process import process_state, signal_pid_file
+from raftlab.protocols import Host, Lab
+from raftlab.systems import System, SystemOptions
+
+START_TIMEOUT = 15.0
+KILL_TIMEOUT = 10.0
+SET_DIR = "set"
+
+
+class DBError(Exception):
+    """A node could not be set up, started or stopped; the message names the host and why."""
+
+
+def _encode(value: Any) -> bytes:
+    return str(value).encode()
+
+
+def _decode(raw: bytes | None) -> int | str | None:
+    if raw is None:
+        return None
+    text = raw.decode(errors="replace")
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+class DtkvDB:
+    """``raftlab node`` on every host of ``lab``; Killable, Pausable, HasPrimaries, HasLogFiles."""
+
+    def __init__(self, lab: Lab, options: SystemOptions, *, seed: int = 0) -> None:
+        self.lab = lab
+        self.options = options
+        self.seed = seed
+        self.hosts = list(lab.hosts)
+
+    # -- layout --------------------------------------------------------------------------------
+
+    def index(self, host: Host) -> int:
+        try:
+            return self.hosts.index(host)
+        except ValueError:
+            raise DBError(f"unknown host {host!r} (the lab has {', '.join(self.hosts)})") from None
+
+    def peer_port(self, host: Host) -> int:
+        return self.options.base_port + 2 * self.index(host)
+
+    def client_port(self, host: Host) -> int:
+        return self.options.base_port + 2 * self.index(host) + 1
+
+    def client_endpoint(self, host: Host) -> tuple[str, int]:
+        return self.lab.endpoint(None, host, self.client_port(host))
+
+    def node_dir(self, host: Host) -> str:
+        return self.lab.node_dir(host)  # type: ignore[attr-defined, no-any-return]
+
+    def data_dir(self, host: Host) -> str:
+        return f"{self.node_dir(host)}/data"
+
+    def pid_file(self, host: Host) -> str:
+        return f"{self.node_dir(host)}/node.pid"
+
+    def log_files(self, host: Host) -> dict[str, str]:
+        nd = self.node_dir(host)
+        return {f"{nd}/node.log": "node.log", f"{nd}/node.out": "node.out"}
+
+    def command(self, host: Host) -> str:
+        """The shell command line that runs the node on ``host`` (detached, output to node.out)."""
+        me = self.index(host) + 1
+        peers = []
+        for i, other in enumerate(self.hosts, start=1):
+            if other == host:
+                peers.append(f"{i}=0.0.0.0:{self.peer_port(host)}")
+            else:
+                address, port = self.lab.endpoint(host, other, self.peer_port(other))
+                peers.append(f"{i}={address}:{port}")
+        nd = self.node_dir(host)
+        python = self.lab.python(host)  # type: ignore[attr-defined]
+        args = ["node", "--id", str(me), "--data-dir", f"{nd}/data", "--peers", ",".join(peers),
+                "--client-port", str(self.client_port(host)), "--client-host", "0.0.0.0",
+                "--log-file", f"{nd}/node.log", "--pid-file", f"{nd}/node.pid",
+                "--seed", str((self.seed * 1000 + me) % 2**32), *self.options.node_args]
+        run = " ".join(shlex.quote(a) for a in [python, "-c", "from raftlab.cli import main; main()", *args])
+        # sh without job control: setsid and nohup exec in place, so $! is the node's own pid
+        return f"cd {shlex.quote(nd)} && mkdir -p data && nohup setsid {run} >> node.out 2>&1 < /dev/null & echo $!"
+
+    # -- DB ------------------------------------------------------------------------------------
+
+    async def setup(self, host: Host) -> None:
+        await self._wipe(host)
+        await self.start(host)
+
+    async def teardown(self, host: Host) -> None:
+        await self._stop(host)
+        await self._wipe(host)
+
+    async def _wipe(self, host: Host) -> None:
+        nd = shlex.quote(self.node_dir(host))
+        await self.lab.remote(host).run(f"mkdir -p {nd} && cd {nd} && rm -rf data node.log node.out node.pid")
+
+    async def _stop(self, host: Host) -> None:
+        remote = self.lab.remote(host)
+        await signal_pid_file(remote, self.pid_file(host), "CONT")
+        await signal_pid_file(remote, self.pid_file(host), "KILL", wait_gone=KILL_TIMEOUT)
+
+    async def running(self, host: Host) -> int | None:
+        """The node's pid if it is alive (a zombie is not), else None."""
+        pf = shlex.quote(self.pid_file(host))
+        r = await self.lab.remote(host).run(f"cat {pf} 2>/dev/null", check=False)
+        try:
+            pid = int(r.stdout.split()[0])
+        except (IndexError, ValueError):
+            return None
+        state = await process_state(self.lab.remote(host), pid)
+        return pid if state not in (None, "Z", "X") else None
+
+    # -- Killable ------------------------------------------------------------------------------
+
+    async def kill(self, host: Host) -> None:
+        pid = await signal_pid_file(self.lab.remote(host), self.pid_file(host), "KILL", wait_gone=KILL_TIMEOUT)
+        if pid is None:
+            raise DBError(f"{host}: no running node to kill")
+        await self.lab.remote(host).run(f"rm -f {shlex.quote(self.pid_file(host))}")
+
+    async def start(self, host: Host) -> None:
+        if await self.running(host) is not None:
+            return
+        remote = self.lab.remote(host)
+        await remote.run(f"rm -f {shlex.quote(self.pid_file(host))}")
+        r = await remote.run(self.command(host))
+        try:
+            pid = int(r.stdout.split()[-1])
+        except (IndexError, ValueError):
+            raise DBError(f"{host}: starting the node printed no pid ({r.stdout.strip()!r})") from None
+        await self._await_listening(host, pid)
+
+    async def _await_listening(self, host: Host, pid: int) -> None:
+        address, port = self.client_endpoint(host)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + START_TIMEOUT
+        while True:
+            alive = await process_state(self.lab.remote(host), pid) not in (None, "Z", "X")
+            if alive:
+                try:
+                    _, writer = await asyncio.open_connection(address, port)
+                    writer.close()
+                    with contextlib.suppress(OSError):
+                        await writer.wait_closed()
+                    return
+                except OSError:
+                    pass
+            if not alive or loop.time() > deadline:
+                nd = shlex.quote(self.node_dir(host))
+                tail = await self.lab.remote(host).run(f"tail -n 5 {nd}/node.out 2>/dev/null", check=False)
+                why = " | ".join(tail.stdout.strip().splitlines()) or "no output"
+                state = "exited" if not alive else f"did not answer on {address}:{port} within {START_TIMEOUT}s"
+                raise DBError(f"{host}: the node (pid {pid}) {state}: {why}")
+            await asyncio.sleep(0.05)
+
+    # -- Pausable ------------------------------------------------------------------------------
+
+    async def pause(self, host: Host) -> None:
+        if await signal_pid_file(self.lab.remote(host), self.pid_file(host), "STOP") is None:
+            raise DBError(f"{host}: no running node to pause")
+
+    async def resume(self, host: Host) -> None:
+        if await signal_pid_file(self.lab.remote(host), self.pid_file(host), "CONT") is None:
+            raise DBError(f"{host}: no running node to resume")
+
+    # -- HasPrimaries --------------------------------------------------------------------------
+
+    async def primaries(self) -> list[Host]:
+        statuses = await self.status()
+        leaders = [(s.get("term", 0), h) for h, s in statuses.items()
+                   if s.get("role") == "leader" and "error" not in s]
+        return [h for _, h in sorted(leaders, reverse=True)]
+
+    async def status(self, timeout: float = 0.5) -> dict[Host, dict[str, Any]]:
+        """Each host's own status (``{"error": ...}`` for a host that did not answer)."""
+        kv = KvClient([self.client_endpoint(h) for h in self.hosts], timeout=timeout)
+        try:
+            rows = await kv.status()
+        finally:
+            await kv.close()
+        return dict(zip(self.hosts, rows, strict=True))
+
+
+class DtkvClient:
+    """One worker's connection to the cluster, through ``KvClient`` (its own node tried first)."""
+
+    def __init__(self, db: DtkvDB, timeout: float, kv: KvClient | None = None) -> None:
+        self.db = db
+        self.timeout = timeout
+        self.kv = kv
+
+    async def open(self, host: Host) -> DtkvClient:
+        mine = self.db.client_endpoint(host)
+        others = [self.db.client_endpoint(h) for h in self.db.hosts if h != host]
+        return DtkvClient(self.db, self.timeout, KvClient([mine, *others], timeout=self.timeout))
+
+    async def close(self) -> None:
+        if self.kv is not None:
+            await self.kv.close()
+
+    async def invoke(self, op: Op) -> Op:
+        if self.kv is None:
+            raise RuntimeError("invoke on a client that was not opened")
+        try:
+            value = await self._call(self.kv, op)
+        except CasMismatch as e:
+            return replace(op, type=OpType.FAIL, error=f"cas mismatch: found {_decode(e.current)!r}", index=-1)
+        except DefiniteError as e:
+            return replace(op, type=OpType.FAIL, error=f"{type(e).__name__}: {e}", index=-1)
+        except IndeterminateError as e:
+            return replace(op, type=OpType.INFO, value=None, error=f"{type(e).__name__}: {e}", index=-1)
+        return replace(op, type=OpType.OK, value=value, index=-1)
+
+    async def _call(self, kv: KvClient, op: Op) -> Any:
+        match op.f:
+            case "read" if op.key is not None:
+                return _decode(await kv.get(str(op.key)))
+            case "write":
+                await kv.put(str(op.key), _encode(op.value))
+                return op.value
+            case "cas":
+                expected, new = op.value
+                await kv.cas(str(op.key), None if expected is None else _encode(expected), _encode(new))
+                return op.value
+            case "add":
+                try:
+                    await kv.put(f"{SET_DIR}.{op.value}", b"")
+                except KeyNotFound:  # definite: the directory is missing and nothing was written
+                    await kv.mkdir(SET_DIR)
+                    await kv.put(f"{SET_DIR}.{op.value}", b"")
+                return op.value
+            case "read":
+                try:
+                    names = await kv.list(SET_DIR)
+                except KeyNotFound:
+                    return []
+                return sorted(int(n) for n in names)
+        raise ValueError(f"the dtkv client cannot run {op.f!r}")
+
+
+def system(lab: Lab, options: SystemOptions) -> System:
+    db = DtkvDB(lab, options, seed=int(options.extra.get("seed", 0)))
+    return System(name="dtkv", db=db, client=DtkvClient(db, options.op_timeout))
