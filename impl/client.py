@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from typing import Any
 
 from raftlab.impl.dtkv.commands import (
@@ -131,6 +130,7 @@ class _Connection(asyncio.Protocol):
         self.decoder = FrameDecoder()
         self.lost: Exception | None = None
         self.node_id = 0
+        self._out: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport
@@ -162,10 +162,18 @@ class _Connection(asyncio.Protocol):
     def send(self, request_id: int, frame: bytes) -> asyncio.Future[tuple[str | None, dict[str, Any]]]:
         if self.lost is not None or self.transport is None:
             raise _ConnectionLost(str(self.lost or f"not connected to {self.endpoint[0]}:{self.endpoint[1]}"))
-        fut: asyncio.Future[tuple[str | None, dict[str, Any]]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[tuple[str | None, dict[str, Any]]] = loop.create_future()
         self.pending[request_id] = fut
-        self.transport.write(frame)
+        if not self._out:  # every request made in one loop iteration leaves in one write()
+            loop.call_soon(self._flush)
+        self._out.append(frame)
         return fut
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if self.lost is None and self.transport is not None and out:
+            self.transport.write(b"".join(out))
 
     def close(self) -> None:
         if self.transport is not None:
@@ -272,24 +280,30 @@ class KvClient:
         return None
 
     async def _call(self, cmd: Command) -> dict[str, Any]:
-        deadline = time.monotonic() + self.timeout
+        state = _CallState()
+        try:
+            async with asyncio.timeout_at(asyncio.get_running_loop().time() + self.timeout):
+                return await self._attempts(cmd, state)
+        except TimeoutError:
+            what = f"{cmd.op} {getattr(cmd, 'key', '')!r}"
+            if state.sent_to is not None:  # a read too: we cannot say whether it was served
+                ep = state.sent_to
+                raise IndeterminateError(f"{what} sent to {ep[0]}:{ep[1]}, then timed out after {self.timeout}s: "
+                                         "it may or may not have been applied") from None
+            raise Unavailable(f"{what}: no answer within {self.timeout}s ({state.problem})") from None
+
+    async def _attempts(self, cmd: Command, state: _CallState) -> dict[str, Any]:
         tried: list[Endpoint] = []
-        last_problem = "no endpoint answered"
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise Unavailable(f"{cmd.op} {getattr(cmd, 'key', '')!r}: not sent within {self.timeout}s "
-                                  f"({last_problem})")
             ep = self._next_endpoint(tried)
             if ep is None:
                 tried.clear()
-                await asyncio.sleep(min(RETRY_PAUSE, max(remaining, 0)))
+                await asyncio.sleep(RETRY_PAUSE)
                 continue
             try:
-                async with asyncio.timeout(remaining):
-                    conn = await self._connection(ep)
-            except (OSError, TimeoutError, _ConnectionLost) as e:
-                last_problem = f"{ep[0]}:{ep[1]}: {e or type(e).__name__}"
+                conn = await self._connection(ep)
+            except (OSError, _ConnectionLost) as e:
+                state.problem = f"{ep[0]}:{ep[1]}: {e or type(e).__name__}"
                 tried.append(ep)
                 if self._leader == ep:
                     self._leader = None
@@ -298,33 +312,44 @@ class KvClient:
             try:
                 fut = conn.send(rid, encode_frame(encode_request(rid, cmd.op, cmd)))
             except _ConnectionLost as e:
-                last_problem = str(e)
+                state.problem = str(e)
                 tried.append(ep)
                 continue
+            state.sent_to = ep
             try:
-                async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
-                    error, body = await fut
-            except (TimeoutError, _ConnectionLost) as e:
-                conn.pending.pop(rid, None)
-                what = "timed out" if isinstance(e, TimeoutError) else str(e)
+                error, body = await fut
+            except _ConnectionLost as e:
                 if cmd.write:
                     raise IndeterminateError(f"{cmd.op} {getattr(cmd, 'key', '')!r} sent to {ep[0]}:{ep[1]}, "
-                                             f"then {what}: it may or may not have been applied") from None
-                last_problem = what
+                                             f"then {e}: it may or may not have been applied") from None
+                state.problem = str(e)
                 tried.append(ep)
                 if self._leader == ep:
                     self._leader = None
                 continue
+            finally:
+                conn.pending.pop(rid, None)
             if error is None:
                 self._leader = ep
                 return body
             if error in (ErrorKind.NOT_LEADER, ErrorKind.DROPPED):
+                state.sent_to = None  # definitely not applied: safe to send elsewhere
                 tried.append(ep)
                 hint = self._by_id.get(int(body.get("leader") or 0))
                 self._leader = hint if hint != ep else None
-                last_problem = f"{ep[0]}:{ep[1]} answered {error}"
+                state.problem = f"{ep[0]}:{ep[1]} answered {error}"
                 if hint is None or hint in tried:
-                    await asyncio.sleep(min(RETRY_PAUSE / 5, max(deadline - time.monotonic(), 0)))
+                    await asyncio.sleep(RETRY_PAUSE / 5)
                 continue
             cls = ERRORS.get(error, DefiniteError)
             raise cls(body.get("message") or error, body=body)
+
+
+class _CallState:
+    """What one call has done so far: whether a write may be in flight, and the last problem."""
+
+    __slots__ = ("problem", "sent_to")
+
+    def __init__(self) -> None:
+        self.sent_to: Endpoint | None = None
+        self.problem = "no endpoint answered"

@@ -288,6 +288,14 @@ class Node:
         ss = rd.soft_state
         if ss.leader != self.leader or ss.role != self.role:
             self.log(f"node {self.config.id}: {ss.describe()}")
+        if ss.leader != self.leader:
+            # a ReadIndex in flight under the old leader may never be answered; reads are
+            # idempotent, so tell the clients to retry rather than leave them to time out
+            for batch in self._read_contexts.values():
+                for request, conn in batch:
+                    conn.reply(request.id, ErrorKind.DROPPED, {"message": "leader changed; retry",
+                                                               "leader": ss.leader})
+            self._read_contexts.clear()
         self.leader = ss.leader
         self.role = ss.role
 

@@ -24,18 +24,28 @@ MAX_BACKLOG = 64 * 1024 * 1024
 class ClientConnection:
     """Where replies for one client connection go; safe to use after the client left."""
 
-    __slots__ = ("closed", "peer", "writer")
+    __slots__ = ("_out", "closed", "peer", "writer")
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
         self.peer = writer.get_extra_info("peername")
         self.closed = False
+        self._out: list[bytes] = []
 
     def reply(self, request_id: int, error: str | None, body: dict[str, Any]) -> None:
+        """Queue a reply; all replies queued in one loop iteration leave in one write()."""
         if self.closed:
             return
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._out.append(encode_frame(encode_reply(request_id, error, body)))
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if self.closed or not out:
+            return
         transport = self.writer.transport
-        transport.write(encode_frame(encode_reply(request_id, error, body)))
+        transport.write(b"".join(out))
         if transport.get_write_buffer_size() > MAX_BACKLOG:
             self.close()
 
