@@ -85,6 +85,7 @@ class Campaign:
     min_ok: int = 10
     check_time_limit: float = 60.0
     workload_opts: dict[str, Any] = field(default_factory=dict)
+    system_opts: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         positive = ("time_limit", "interval", "op_timeout", "recovery_timeout", "final_timeout", "check_time_limit")
@@ -277,7 +278,7 @@ class Runner:
         try:
             hosts = list(lab.hosts)[: c.nodes]
             options = SystemOptions(node_args=c.node_args, base_port=c.base_port, op_timeout=c.op_timeout,
-                                    extra={"seed": c.seed})
+                                    extra={**c.system_opts, "seed": c.seed})
             try:
                 system = systems.load(c.system, lab, options)
             except systems.SystemLoadError as e:
@@ -469,9 +470,9 @@ async def run_campaign(campaign: Campaign, *, on_event: Progress | None = None,
     if interrupted:
         results["valid"] = merge([results["valid"], "unknown"])
         results["reasons"] = ["interrupted before the campaign finished", *results["reasons"]]
-    if error is not None:
+    if error is not None:  # the checks of a run that never ran are noise: the error is the reason
         results["error"] = {"stage": error.stage, "host": error.host, "message": str(error)}
-        results["reasons"] = [f"could not complete: {error}", *results["reasons"]]
+        results["reasons"] = [f"could not complete: {error}"]
     exit_code = EXIT_INCOMPLETE if error is not None else EXIT[results["valid"]]
     results["exit_code"] = exit_code
     run.write_results(results)

@@ -25,12 +25,12 @@ from raftlab.runner import Campaign, CampaignError, Outcome, load_campaign, run_
 from raftlab.store import StoreError
 
 
-def _workload_opts(values: tuple[str, ...]) -> dict[str, Any]:
+def _key_values(values: tuple[str, ...], flag: str) -> dict[str, Any]:
     opts: dict[str, Any] = {}
     for item in values:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--workload-opt")
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=flag)
         value: Any = raw
         for cast in (int, float):
             try:
@@ -194,12 +194,13 @@ def _execute(campaign: Campaign, junit: Path | None, quiet: bool) -> None:
 @click.option("--check-time-limit", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
               help="Seconds the linearizability checker may take before saying unknown.")
 @click.option("--workload-opt", "workload_opt", multiple=True, help="KEY=VALUE for the workload (keys, ops-per-key).")
+@click.option("--system-opt", "system_opt", multiple=True, help="KEY=VALUE passed to the system (options.extra).")
 @click.option("--quiet", is_flag=True, help="No live progress line.")
 def run(workload: str, nemesis: str, time_limit: float, concurrency: int, lab: str, lab_name: str | None,
         nodes: int, nodes_file: str | None, seed: str | None, interval: float, rate: float, store_dir: str,
         leave_running: bool, junit: Path | None, system: str, node_args: tuple[str, ...], base_port: int,
         op_timeout: float, recovery_timeout: float, final_timeout: float, min_ok: int, check_time_limit: float,
-        workload_opt: tuple[str, ...], quiet: bool) -> None:
+        workload_opt: tuple[str, ...], system_opt: tuple[str, ...], quiet: bool) -> None:
     """Run a workload against a cluster while faults are injected, then check the history."""
     try:
         chosen_seed = new_seed() if seed is None else parse_seed(seed)
@@ -213,7 +214,8 @@ def run(workload: str, nemesis: str, time_limit: float, concurrency: int, lab: s
             interval=interval, rate=rate, store=store_dir, leave_running=leave_running, system=system,
             node_args=node_args, base_port=base_port, op_timeout=op_timeout, recovery_timeout=recovery_timeout,
             final_timeout=final_timeout, min_ok=min_ok, check_time_limit=check_time_limit,
-            workload_opts=_workload_opts(workload_opt))
+            workload_opts=_key_values(workload_opt, "--workload-opt"),
+            system_opts=_key_values(system_opt, "--system-opt"))
     except CampaignError as e:
         raise click.UsageError(str(e)) from None
     _execute(campaign, junit, quiet)

@@ -35,6 +35,7 @@ from raftlab.protocols import Host, Lab
 from raftlab.systems import System, SystemOptions
 
 START_TIMEOUT = 15.0
+_ENTRY = "import sys; sys.argv[0] = 'raftlab'; from raftlab.cli import main; main()"
 KILL_TIMEOUT = 10.0
 SET_DIR = "set"
 
@@ -112,7 +113,7 @@ class DtkvDB:
                 "--client-port", str(self.client_port(host)), "--client-host", "0.0.0.0",
                 "--log-file", f"{nd}/node.log", "--pid-file", f"{nd}/node.pid",
                 "--seed", str((self.seed * 1000 + me) % 2**32), *self.options.node_args]
-        run = " ".join(shlex.quote(a) for a in [python, "-c", "from raftlab.cli import main; main()", *args])
+        run = " ".join(shlex.quote(a) for a in [python, "-c", _ENTRY, *args])
         # sh without job control: setsid and nohup exec in place, so $! is the node's own pid
         return f"cd {shlex.quote(nd)} && mkdir -p data && nohup setsid {run} >> node.out 2>&1 < /dev/null & echo $!"
 

@@ -1,0 +1,158 @@
+"""A tiny user system plugged in with ``--system toysys``: the example of docs/campaigns.md.
+
+Every host runs ``toyserver`` (a JSON-lines TCP key-value server that fsyncs its state file
+before answering a write). In ``single`` mode every client talks to n1's server: one copy,
+durable, so linearizable. In ``split`` mode each client talks to its own host's server: five
+independent copies, so a read on one host misses a write made on another (a violation the
+checker must find). Real processes, real signals: kill, pause and primaries work as for dtkv.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+from dataclasses import replace
+from typing import Any
+
+from raftlab.nemesis.process import signal_pid_file
+
+from raftlab.history import Op, OpType
+from raftlab.protocols import Host, Lab
+from raftlab.systems import System, SystemOptions
+
+SERVER = r'''
+import asyncio, json, os, sys
+path, port = sys.argv[1], int(sys.argv[2])
+state = json.load(open(path)) if os.path.exists(path) else {}
+
+def save():
+    with open(path + ".tmp", "w") as fh:
+        json.dump(state, fh); fh.flush(); os.fsync(fh.fileno())
+    os.replace(path + ".tmp", path)
+
+async def handle(reader, writer):
+    while line := await reader.readline():
+        req = json.loads(line)
+        f, key, value = req["f"], req.get("key"), req.get("value")
+        if f == "read":
+            resp = {"ok": True, "value": state.get(key)}
+        elif f == "write":
+            state[key] = value; save(); resp = {"ok": True, "value": value}
+        elif f == "cas":
+            if state.get(key) == value[0]:
+                state[key] = value[1]; save(); resp = {"ok": True, "value": value}
+            else:
+                resp = {"ok": False, "error": "mismatch"}
+        else:
+            resp = {"ok": False, "error": "unknown f"}
+        writer.write((json.dumps(resp) + "\n").encode())
+        await writer.drain()
+
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", port)
+    async with server:
+        await server.serve_forever()
+
+asyncio.run(main())
+'''
+
+
+class ToyDB:
+    def __init__(self, lab: Lab, options: SystemOptions) -> None:
+        self.lab = lab
+        self.hosts = list(lab.hosts)
+        self.base = options.base_port
+        self.mode = options.extra.get("mode", "single")
+
+    def port(self, host: Host) -> int:
+        return self.base + self.hosts.index(host)
+
+    def dir(self, host: Host) -> str:
+        return self.lab.node_dir(host)  # type: ignore[attr-defined, no-any-return]
+
+    def pid_file(self, host: Host) -> str:
+        return f"{self.dir(host)}/toy.pid"
+
+    def log_files(self, host: Host) -> dict[str, str]:
+        return {f"{self.dir(host)}/toy.out": "toy.out"}
+
+    async def setup(self, host: Host) -> None:
+        d = self.dir(host)
+        await self.lab.remote(host).run(f"mkdir -p {d} && cat > {d}/toyserver.py", stdin=SERVER)
+        await self.start(host)
+
+    async def teardown(self, host: Host) -> None:
+        await signal_pid_file(self.lab.remote(host), self.pid_file(host), "CONT")
+        await signal_pid_file(self.lab.remote(host), self.pid_file(host), "KILL", wait_gone=5)
+        await self.lab.remote(host).run(f"rm -f {self.dir(host)}/state.json {self.dir(host)}/toy.*")
+
+    async def start(self, host: Host) -> None:
+        d = shlex.quote(self.dir(host))
+        py = self.lab.python(host)  # type: ignore[attr-defined]
+        if (await self.lab.remote(host).run(f"kill -0 $(cat {d}/toy.pid) 2>/dev/null", check=False)).exit_status == 0:
+            return
+        await self.lab.remote(host).run(
+            f"cd {d} && nohup setsid {py} toyserver.py state.json {self.port(host)} >> toy.out 2>&1 < /dev/null & "
+            f"echo $! > {d}/toy.pid")
+        for _ in range(100):
+            try:
+                _, w = await asyncio.open_connection("127.0.0.1", self.port(host))
+                w.close()
+                return
+            except OSError:
+                await asyncio.sleep(0.05)
+        raise RuntimeError(f"{host}: toyserver did not start")
+
+    async def kill(self, host: Host) -> None:
+        if await signal_pid_file(self.lab.remote(host), self.pid_file(host), "KILL", wait_gone=5) is None:
+            raise RuntimeError(f"{host}: not running")
+
+    async def pause(self, host: Host) -> None:
+        await signal_pid_file(self.lab.remote(host), self.pid_file(host), "STOP")
+
+    async def resume(self, host: Host) -> None:
+        await signal_pid_file(self.lab.remote(host), self.pid_file(host), "CONT")
+
+    async def primaries(self) -> list[Host]:
+        return [self.hosts[0]]
+
+
+class ToyClient:
+    def __init__(self, db: ToyDB, timeout: float, host: Host | None = None) -> None:
+        self.db = db
+        self.timeout = timeout
+        self.host = host
+        self.conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def open(self, host: Host) -> ToyClient:
+        return ToyClient(self.db, self.timeout, host if self.db.mode == "split" else self.db.hosts[0])
+
+    async def invoke(self, op: Op) -> Op:
+        assert self.host is not None
+        try:
+            if self.conn is None:
+                self.conn = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", self.db.port(self.host)),
+                                                   self.timeout)
+        except (OSError, TimeoutError) as e:
+            return replace(op, type=OpType.FAIL, error=f"connect: {e}", index=-1)
+        reader, writer = self.conn
+        writer.write((json.dumps({"f": op.f, "key": op.key, "value": op.value}) + "\n").encode())
+        try:
+            line = await asyncio.wait_for(reader.readline(), self.timeout)
+            resp: dict[str, Any] = json.loads(line)
+        except (OSError, TimeoutError, ValueError) as e:
+            self.conn = None
+            return replace(op, type=OpType.INFO, error=f"{type(e).__name__}: {e}", index=-1)
+        if not resp["ok"]:
+            return replace(op, type=OpType.FAIL, error=resp["error"], index=-1)
+        return replace(op, type=OpType.OK, value=resp["value"], index=-1)
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            self.conn[1].close()
+
+
+def system(lab: Lab, options: SystemOptions) -> System:
+    db = ToyDB(lab, options)
+    return System(name="toy", db=db, client=ToyClient(db, options.op_timeout))

@@ -1,0 +1,82 @@
+"""Workload generators under simulate(): the op vocabulary, key rotation, unique adds, final reads."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from raftlab import generator as gen
+from raftlab.generator import NS, simulate
+from raftlab.history import History, Op, OpType
+from raftlab.workloads import WORKLOADS, UnknownWorkload, make
+
+
+def campaign(name: str, n: int, seed: int, complete: gen.Completer | None = None, **opts: object) -> list[Op]:
+    w = make(name, **opts)
+    return simulate(gen.phases(gen.on_clients(gen.limit(n, w.generator)),
+                               gen.on_clients(gen.time_limit(30, w.final_generator))),
+                    concurrency=5, seed=seed, complete=complete)
+
+
+def test_registry_names_and_unknown_workload() -> None:
+    assert set(WORKLOADS) == {"register", "set"}
+    with pytest.raises(UnknownWorkload, match="known: register, set"):
+        make("bank")
+
+
+def test_register_ops_follow_the_kv_vocabulary(seed: int) -> None:
+    h = campaign("register", 600, seed)
+    invokes = [o for o in h if o.type is OpType.INVOKE]
+    assert Counter(o.f for o in invokes).keys() == {"read", "write", "cas"}
+    for o in invokes:
+        assert isinstance(o.key, str)
+        if o.f == "write":
+            assert o.value in range(5)
+        if o.f == "cas":
+            assert isinstance(o.value, list) and len(o.value) == 2 and all(v in range(5) for v in o.value)
+    History(h)
+
+
+def test_register_keys_rotate_after_ops_per_key(seed: int) -> None:
+    h = campaign("register", 900, seed, keys=3, ops_per_key=50)
+    main = [o for o in h if o.type is OpType.INVOKE][:900]
+    per_key = Counter(o.key for o in main)
+    assert max(per_key.values()) <= 50
+    assert len(per_key) >= 900 // 50  # fresh keys replaced the retired ones
+
+
+def test_register_final_phase_reads_every_key_in_use_until_ok(seed: int) -> None:
+    fails = {"left": 4}
+
+    def complete(op: Op, rng: random.Random) -> tuple[OpType, object, int]:
+        if op.f == "read" and op.time > 0 and fails["left"] > 0 and op.index > 200:
+            fails["left"] -= 1
+            return OpType.FAIL, None, NS // 1000
+        return OpType.OK, op.value if op.f != "read" else 1, NS // 1000
+
+    h = campaign("register", 100, seed, complete=complete, keys=3)
+    final = [o for o in h if o.index >= 200]
+    assert {o.key for o in final if o.type is OpType.OK} == {o.key for o in final}
+    assert len({o.key for o in final}) == 3
+
+
+def test_set_adds_are_unique_and_the_final_read_retries(seed: int) -> None:
+    outcomes = iter([OpType.INFO, OpType.FAIL])
+
+    def complete(op: Op, rng: random.Random) -> tuple[OpType, object, int]:
+        if op.f == "read":
+            return next(outcomes, OpType.OK), [0, 1], NS // 100
+        return OpType.OK, op.value, NS // 1000
+
+    h = campaign("set", 300, seed, complete=complete)
+    adds = [o.value for o in h if o.f == "add" and o.type is OpType.INVOKE]
+    assert len(adds) == 300 and len(set(adds)) == 300
+    reads = [o.type for o in h if o.f == "read" and o.type is not OpType.INVOKE]
+    assert reads == [OpType.INFO, OpType.FAIL, OpType.OK]
+    History(h)
+
+
+def test_probe_ops_are_reads() -> None:
+    assert make("register").probe["f"] == "read" and make("set").probe == {"f": "read"}
