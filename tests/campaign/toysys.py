@@ -15,7 +15,7 @@ import shlex
 from dataclasses import replace
 from typing import Any
 
-from raftlab.nemesis.process import signal_pid_file
+from raftlab.nemesis.process import process_state, signal_pid_file
 
 from raftlab.history import Op, OpType
 from raftlab.protocols import Host, Lab
@@ -90,8 +90,9 @@ class ToyDB:
     async def start(self, host: Host) -> None:
         d = shlex.quote(self.dir(host))
         py = self.lab.python(host)  # type: ignore[attr-defined]
-        if (await self.lab.remote(host).run(f"kill -0 $(cat {d}/toy.pid) 2>/dev/null", check=False)).exit_status == 0:
-            return
+        pid = (await self.lab.remote(host).run(f"cat {d}/toy.pid 2>/dev/null", check=False)).stdout.strip()
+        if pid.isdigit() and await process_state(self.lab.remote(host), int(pid)) not in (None, "Z"):
+            return  # running (a killed server may linger as a zombie: that one is dead)
         await self.lab.remote(host).run(
             f"cd {d} && nohup setsid {py} toyserver.py state.json {self.port(host)} >> toy.out 2>&1 < /dev/null & "
             f"echo $! > {d}/toy.pid")
