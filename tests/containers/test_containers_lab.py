@@ -1,0 +1,219 @@
+"""The containers lab for real (root): 5 nspawn hosts, provisioned over SSH by vagrant/provision.sh.
+
+One lab is brought up for the module (the rootfs is built once into ~/.cache/raftlab and reused);
+each test checks one thing a campaign relies on, through the same SSH path as Vagrant VMs, and
+the last one brings the lab down and asserts that no namespace, link, mount, cgroup or process
+is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shlex
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import paramiko
+import pytest
+
+from raftlab.lab import LabState, lab_down, lab_up
+from raftlab.lab.containers import VENV_PYTHON, ContainersLab, attach, hosts
+from tests.conftest import need_binary, need_root
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+PREFIX, BRIDGE, SUBNET = "rlc", "rlcbr0", "10.79.0"
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
+    need_root()
+    need_binary("debootstrap", "systemd-nspawn", "ip", "ssh-keygen")
+    labs = tmp_path_factory.mktemp("labs")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RAFTLAB_LABS_DIR", str(labs))
+    try:
+        st = run(lab_up("containers", name="ct", nodes=5, workdir=labs / "ct", prefix=PREFIX, bridge=BRIDGE,
+                        subnet=SUBNET))
+        yield st
+    finally:
+        run(lab_down("ct"))
+        mp.undo()
+
+
+def with_lab(state: LabState, body):  # type: ignore[no-untyped-def]
+    async def go():  # type: ignore[no-untyped-def]
+        lab = await attach(state)
+        try:
+            return await body(lab)
+        finally:
+            await lab.close()
+    return run(go())
+
+
+def test_each_host_answers_over_ssh_as_itself(state: LabState) -> None:
+    async def body(lab: ContainersLab) -> dict[str, str]:
+        out = {}
+        for h in lab.hosts:
+            r = await lab.remote(h).run("echo $(hostname) $(cat /proc/1/comm) $(id -un) $SUDO_USER; "
+                                        "ip -4 -o addr show eth0 | awk '{print $4}'")
+            out[h] = r.stdout.split()
+        return out
+    seen = with_lab(state, body)
+    for i, h in enumerate(state.hosts, 1):
+        hostname, pid1, user, sudo_user, address = seen[h]
+        assert hostname == h
+        assert pid1 == "systemd"  # a booted host, not a process in a namespace
+        assert (user, sudo_user) == ("root", "vagrant")  # logged in as vagrant, commands under sudo
+        assert address == f"{SUBNET}.{10 + i}/24"
+
+
+def test_provision_sh_installed_raftlab_and_is_idempotent(state: LabState) -> None:
+    async def body(lab: ContainersLab) -> tuple[str, str, int]:
+        r = await lab.remote("n2").run(f"{VENV_PYTHON} -c 'import raftlab, mfusepy; print(raftlab.__file__)'")
+        # Run it again exactly as a user would on a Vagrant box: as `vagrant`, no sudo in front.
+        client = await lab.remote("n2").client()
+        _, out, err = client.exec_command("sh /var/tmp/raftlab-provision/provision.sh "
+                                          "--wheelhouse /var/tmp/raftlab-provision/wheelhouse")
+        status = out.channel.recv_exit_status()
+        return r.stdout, out.read().decode() + err.read().decode(), status
+    where, again, status = with_lab(state, body)
+    assert where.startswith("/opt/raftlab/venv/lib/python3")
+    assert status == 0, again
+    assert "Debian packages already installed" in again
+    assert "installing raftlab" not in again  # same wheels: nothing reinstalled
+    assert "ready: python /opt/raftlab/venv/bin/python" in again
+
+
+def test_iptables_partition_inside_hosts_cuts_only_that_link(state: LabState) -> None:
+    def reach(dst: int) -> str:
+        return f"timeout 2 bash -c '</dev/tcp/{SUBNET}.{10 + dst}/22' && echo up || echo down"
+
+    async def body(lab: ContainersLab) -> tuple[list[str], list[str]]:
+        n1 = lab.remote("n1")
+        await lab.net.partition({"n1": ["n2"], "n2": ["n1"]})
+        try:
+            cut = [(await n1.run(reach(2))).stdout.strip(), (await n1.run(reach(3))).stdout.strip(),
+                   (await lab.remote("n2").run(reach(1))).stdout.strip()]
+        finally:
+            await lab.net.heal()
+        healed = [(await n1.run(reach(2))).stdout.strip()]
+        return cut, healed
+    cut, healed = with_lab(state, body)
+    assert cut == ["down", "up", "down"]
+    assert healed == ["up"]
+
+
+def test_kill_and_pause_stay_on_their_host(state: LabState) -> None:
+    async def body(lab: ContainersLab) -> list[str]:
+        start = "systemd-run --unit=rltest --quiet sleep 600 && sleep 0.2 && systemctl show -p MainPID --value rltest"
+        pid1 = (await lab.remote("n1").run(start)).stdout.strip()
+        pid2 = (await lab.remote("n2").run(start)).stdout.strip()
+        state_of = "sed 's/.*) //;s/ .*//' /proc/{}/stat 2>/dev/null || echo gone"
+        await lab.remote("n1").run(f"kill -STOP {pid1}")
+        seen = [(await lab.remote("n1").run(state_of.format(pid1))).stdout.strip()]
+        await lab.remote("n1").run("pkill -9 -x sleep")  # on n1 only: each host has its own PID table
+        await asyncio.sleep(0.2)
+        seen.append((await lab.remote("n1").run(state_of.format(pid1))).stdout.strip())
+        seen.append((await lab.remote("n2").run(state_of.format(pid2))).stdout.strip())
+        await lab.remote("n2").run("systemctl stop rltest")
+        await lab.remote("n1").run("systemctl reset-failed rltest 2>/dev/null || true")
+        return seen
+    assert with_lab(state, body) == ["T", "gone", "S"]
+
+
+def _banner(state: LabState, address: str) -> str:
+    """Log in with a fresh SSH client and short timeouts: 'ok' or why not."""
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    try:
+        client.connect(address, username="vagrant", key_filename=str(Path(state.workdir) / "ssh" / "id_ed25519"),
+                       timeout=2, banner_timeout=2, auth_timeout=2, look_for_keys=False, allow_agent=False)
+    except (OSError, paramiko.SSHException) as e:
+        return f"no answer: {e.__class__.__name__}"
+    finally:
+        client.close()
+    return "ok"
+
+
+def test_whole_host_pause_freezes_everything_until_resumed(state: LabState) -> None:
+    n3 = hosts(state)[2]
+
+    async def body(lab: ContainersLab) -> list[str]:
+        await lab.pause_host("n3")
+        try:
+            frozen = [n3.frozen(), await asyncio.to_thread(_banner, state, n3.address),
+                      _proc_state(n3.pid1())]
+        finally:
+            await lab.resume_host("n3")
+        return [*frozen, await asyncio.to_thread(_banner, state, n3.address), (await lab.remote("n3").run("hostname")).stdout]
+    frozen, paused_ssh, pid1_state, resumed_ssh, name = with_lab(state, body)
+    assert frozen is True
+    assert paused_ssh.startswith("no answer")
+    assert pid1_state == "D"  # a frozen task shows as D (LAB-NOTES)
+    assert resumed_ssh == "ok"
+    assert name.strip() == "n3"
+
+
+def _proc_state(pid: int | None) -> str:
+    if pid is None:
+        return "gone"
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+def test_power_cut_kills_the_whole_host_and_power_on_boots_it_from_its_disk(state: LabState) -> None:
+    n4 = hosts(state)[3]
+
+    async def body(lab: ContainersLab) -> list[object]:
+        r = lab.remote("n4")
+        await r.run("echo kept > /var/lib/raftlab/power-test && sync /var/lib/raftlab/power-test")
+        await r.run("systemd-run --unit=victim --quiet sleep 600")
+        host_pids = _host_pids(n4.cgroup)
+        old_pid1 = n4.pid1()
+        killed = await lab.power_cut("n4")
+        after = [killed == old_pid1, n4.pid1(), [p for p in host_pids if _proc_state(p) not in ("gone", "Z")],
+                 await asyncio.to_thread(_banner, state, n4.address)]
+        await lab.power_on("n4")
+        back = (await r.run("hostname; cat /var/lib/raftlab/power-test; systemctl is-active victim || true")).stdout.split()
+        return [*after, len(host_pids), n4.pid1() not in (None, old_pid1), back]
+    same_pid1, pid1_after, survivors, ssh_after, counted, new_pid1, back = with_lab(state, body)
+    assert same_pid1
+    assert pid1_after is None
+    assert survivors == []  # every process of the host died with its PID 1
+    assert ssh_after.startswith("no answer")
+    assert counted >= 5  # systemd, journald, sshd, the victim, ...: all of them were there
+    assert new_pid1
+    assert back == ["n4", "kept", "inactive"]  # same disk, fresh processes
+
+
+def _host_pids(cgroup: str) -> list[int]:
+    out = subprocess.run(["sh", "-c", f"cat /sys/fs/cgroup/pids/{cgroup}/cgroup.procs "
+                                      f"$(find /sys/fs/cgroup/pids/{cgroup} -mindepth 2 -name cgroup.procs)"],
+                         capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_down_leaves_nothing_behind(state: LabState) -> None:
+    machines = hosts(state)
+    workdir = Path(state.workdir)
+    assert all(m.pid1() for m in machines)
+    run(lab_down(state.name))
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    mounts = Path("/proc/self/mounts").read_text()
+    assert not re.search(rf"^{PREFIX}\d+\b", netns, re.M), netns
+    assert not re.search(rf"\b({BRIDGE}|{PREFIX}v\d+)[@:]", links), links
+    assert str(workdir) not in mounts
+    assert not list(Path("/sys/fs/cgroup").glob(f"*/raftlab-{PREFIX}*"))
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert shlex.quote(str(workdir)) not in ps and str(workdir) not in ps
+    assert not workdir.exists()
+    assert LabState.load(state.name) is None
