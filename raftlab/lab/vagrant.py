@@ -158,6 +158,9 @@ async def down(state: LabState) -> None:
     how = state.opts.get("down", "destroy")
     if how not in ("destroy", "halt"):
         raise LabError(f"vagrant lab: down must be destroy or halt, not {how!r}")
+    if shutil.which("vagrant") is None and not nodes_path(state).exists():
+        shutil.rmtree(state.workdir, ignore_errors=True)  # `up` failed before any VM existed
+        return
     await vagrant(state, *(["destroy", "-f"] if how == "destroy" else ["halt"]), *state.hosts, echo=True)
     if how == "destroy":
         nodes_path(state).unlink(missing_ok=True)
