@@ -15,6 +15,8 @@ and is never assumed to have worked.
 | partition-leader | start-partition leader/leader-minority | stop-partition | lab.net + HasPrimaries |
 | disk-pause | disk-pause one/leader | disk-resume | FUSE on the hosts |
 | lose-unfsynced | crash one/minority | restart | FUSE + Killable |
+| host-pause | host-pause one/minority/leader | host-resume | containers lab |
+| power-cut | power-cut one/minority/leader | power-on | containers lab (+ Killable to restart the node) |
 """
 
 from __future__ import annotations
@@ -57,6 +59,11 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           color="#A0C8E9", doc="stall every operation on a node's data directory, then resume"),
     Fault(name="lose-unfsynced", start="crash", stop="restart", values=("one", "minority"), component="disk",
           color="#A0E9B8", doc="kill a node and drop the writes it had not fsynced, then restart it"),
+    # Controller-side host faults of the containers lab (raftlab/lab/containers_faults.py).
+    Fault(name="host-pause", start="host-pause", stop="host-resume", values=("one", "minority", "leader"),
+          component="host", color="#8E7CC3", doc="freeze every process of a host (cgroup freezer), like pausing its VM"),
+    Fault(name="power-cut", start="power-cut", stop="power-on", values=("one", "minority", "leader"),
+          component="host", color="#CC4125", doc="SIGKILL a host's PID 1 (all its processes at once), then boot it"),
 ]}
 
 
@@ -90,6 +97,10 @@ def package(faults: str | Sequence[str], *, db: object, lab: object, rng: random
     if "disk" in kinds:
         names = {f.name for f in chosen}
         components.append(DiskNemesis(db, rng, pause="disk-pause" in names, lose_unfsynced="lose-unfsynced" in names))
+    if "host" in kinds:  # imported only when used: it needs the containers lab (paramiko)
+        from raftlab.lab.containers_faults import HostNemesis
+
+        components.append(HostNemesis(db, rng))
     if not chosen:
         return Package(nemesis=validated(noop()), generator=healing([]), final_generator=healing([]), perf=())
     nemesis = validated(ComposedNemesis(components))

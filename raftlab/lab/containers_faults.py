@@ -7,7 +7,8 @@
   at the same instant (labfs ``--lazy`` pages not fsynced are lost with them), then boot the host
   again from its disk (overlay) and, when the DB is ``Killable``, start its node again.
 
-Targets are those of the process faults (``one``, ``leader``, ``minority``, ``majority``, ``all``).
+Registered in ``raftlab.nemesis.FAULTS`` as ``host-pause`` and ``power-cut``; targets are those of
+the process faults (``one``, ``leader``, ``minority``, ``majority``, ``all``).
 Heal order: ``host-resume`` must run before anything else (a frozen host blocks every other
 heal on it), ``power-on`` before ``start``. A host that could not be hit is listed under
 ``failed`` with the reason, never assumed hit.
@@ -20,16 +21,8 @@ import random
 from raftlab.history import Op
 from raftlab.lab import LabError
 from raftlab.lab.containers import ContainersLab
-from raftlab.nemesis.package import Fault
-from raftlab.nemesis.process import TARGETS, TargetError, choose, completion, failure, on_each
+from raftlab.nemesis.process import TargetError, choose, completion, failure, on_each
 from raftlab.protocols import Host, Killable, Lab
-
-FAULTS = (
-    Fault(name="host-pause", start="host-pause", stop="host-resume", values=TARGETS, component="host",
-          color="#8e7cc3", doc="freeze every process of a host (cgroup freezer), like pausing its VM"),
-    Fault(name="power-cut", start="power-cut", stop="power-on", values=TARGETS, component="host",
-          color="#cc0000", doc="SIGKILL a host's PID 1 (everything on it dies at once), then boot it again"),
-)
 
 
 class HostNemesis:
