@@ -94,13 +94,15 @@ def package(faults: str | Sequence[str], *, db: object, lab: object, rng: random
         components.append(ProcessNemesis(db, rng))
     if "partition" in kinds:
         components.append(PartitionNemesis(db, rng))
+    disk = None
     if "disk" in kinds:
         names = {f.name for f in chosen}
-        components.append(DiskNemesis(db, rng, pause="disk-pause" in names, lose_unfsynced="lose-unfsynced" in names))
+        disk = DiskNemesis(db, rng, pause="disk-pause" in names, lose_unfsynced="lose-unfsynced" in names)
+        components.append(disk)
     if "host" in kinds:  # imported only when used: it needs the containers lab (paramiko)
         from raftlab.lab.containers_faults import HostNemesis
 
-        components.append(HostNemesis(db, rng))
+        components.append(HostNemesis(db, rng, disk=disk))  # power-on remounts the disk layer
     if not chosen:
         return Package(nemesis=validated(noop()), generator=healing([]), final_generator=healing([]), perf=())
     nemesis = validated(ComposedNemesis(components))

@@ -5,7 +5,8 @@
   the kernel's TCP stack answers aside, nothing on the host runs; SSH gets no banner);
 * ``power-cut`` / ``power-on``: SIGKILL each target host's PID 1, so all of its processes die
   at the same instant (labfs ``--lazy`` pages not fsynced are lost with them), then boot the host
-  again from its disk (overlay) and, when the DB is ``Killable``, start its node again.
+  again from its disk (overlay), mount the disk-fault layer (labfs) again when the campaign has
+one, and, when the DB is ``Killable``, start its node again.
 
 Registered in ``raftlab.nemesis.FAULTS`` as ``host-pause`` and ``power-cut``; targets are those of
 the process faults (``one``, ``leader``, ``minority``, ``majority``, ``all``).
@@ -21,6 +22,7 @@ import random
 from raftlab.history import Op
 from raftlab.lab import LabError
 from raftlab.lab.containers import ContainersLab
+from raftlab.nemesis.disk import DiskNemesis
 from raftlab.nemesis.process import TargetError, choose, completion, failure, on_each
 from raftlab.protocols import Host, Killable, Lab
 
@@ -28,9 +30,10 @@ from raftlab.protocols import Host, Killable, Lab
 class HostNemesis:
     """host-pause/host-resume and power-cut/power-on on a ``ContainersLab``."""
 
-    def __init__(self, db: object, rng: random.Random) -> None:
+    def __init__(self, db: object, rng: random.Random, *, disk: DiskNemesis | None = None) -> None:
         self.db = db
         self.rng = rng
+        self.disk = disk
         self.lab: ContainersLab | None = None
         self.frozen: set[Host] = set()
         self.off: set[Host] = set()
@@ -71,6 +74,12 @@ class HostNemesis:
     async def _on(self, host: Host) -> None:
         assert self.lab is not None
         await self.lab.power_on(host)
+        disk = self.disk
+        if disk is not None and host in disk.disks and not disk.unavailable:
+            # The FUSE layer died with the host (its un-fsynced pages too): mount it again over
+            # the data before the node starts, or the node would start on the empty mount point.
+            disk.paused.discard(host)
+            await disk.disks[host].mount(lazy=disk.lose_unfsynced)
         if isinstance(self.db, Killable):
             await self.db.start(host)
 
