@@ -10,6 +10,8 @@ not complete, 3 unknown; 130 when interrupted (after healing, teardown and resul
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import sys
 import time
 from pathlib import Path
@@ -93,6 +95,10 @@ class _Progress:
 
 
 async def _with_progress(campaign: Campaign, progress: _Progress) -> Outcome:
+    main = asyncio.current_task()
+    if main is not None:  # SIGTERM stops a run like Ctrl-C: heal, tear down, write results
+        with contextlib.suppress(NotImplementedError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
     async with asyncio.TaskGroup() as tg:
         ticker = tg.create_task(progress.ticker())
         try:
@@ -141,7 +147,7 @@ def _execute(campaign: Campaign, junit: Path | None, quiet: bool) -> None:
     except StoreError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         click.echo(f"interrupted: healed, torn down; partial results in {Path(campaign.store) / 'latest'}", err=True)
         sys.exit(130)
     verdict = {True: "valid", False: "INVALID", "unknown": "unknown"}.get(outcome.verdict, "no verdict")  # type: ignore[arg-type]
