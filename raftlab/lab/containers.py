@@ -122,7 +122,7 @@ class ContainersLab(SshLab):
 def _require(mode: str) -> None:
     if os.geteuid() != 0:
         raise LabError("the containers lab needs root (namespaces, overlay mounts, cgroups); use --lab local otherwise")
-    tools = ["ip", "mount", "ssh-keygen", "unshare"] + (["systemd-nspawn"] if mode == "nspawn" else ["chroot"])
+    tools = ["ip", "mount", "ssh-keygen", "unshare", "setsid"] + (["systemd-nspawn"] if mode == "nspawn" else ["chroot"])
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
         raise LabError(f"the containers lab needs {', '.join(missing)} "
@@ -148,7 +148,7 @@ async def up(state: LabState) -> None:
     lay = layout(state)
     _require(lay["mode"])
     await _check_free(state, lay)
-    rootfs = await containers_rootfs.ensure(lay["rootfs"], mirror=state.opts.get("mirror"),
+    await containers_rootfs.ensure(lay["rootfs"], mirror=state.opts.get("mirror"),
                                             say=lambda m: print(f"containers lab: {m}", file=sys.stderr))
     root = Path(state.workdir)
     key = root / "ssh" / "id_ed25519"
@@ -166,8 +166,6 @@ async def up(state: LabState) -> None:
         await sh(f"ip link add {veth} type veth peer name eth0 netns {h.netns} && ip link set {veth} master {br} up")
         await sh(f"ip -n {h.netns} link set lo up && ip -n {h.netns} addr add {h.address}/24 dev eth0 && "
                  f"ip -n {h.netns} link set eth0 up && ip -n {h.netns} route add default via {subnet}.1")
-        if h.rootfs != rootfs:
-            raise LabError(f"rootfs path mismatch: {h.rootfs} != {rootfs}")
         await asyncio.to_thread(h.mount_overlay)
         await asyncio.to_thread(h.write_identity, hosts_lines=hosts_lines, authorized_key=authorized,
                                 users=("root", "vagrant"))
@@ -177,7 +175,7 @@ async def up(state: LabState) -> None:
         async with asyncio.TaskGroup() as tg:
             for h in machines:
                 tg.create_task(_wait_ssh(lab, h.name))
-        if str(state.opts.get("provision", "1")) not in ("0", "no", "false"):
+        if str(state.opts.get("provision", "1")).lower() not in ("0", "no", "false"):
             await provision(lab, state)
     finally:
         await lab.close()
@@ -259,11 +257,25 @@ async def provision(lab: SshLab, state: LabState) -> None:
 
 
 async def attach(state: LabState) -> ContainersLab:
-    down_hosts = [h.name for h in hosts(state) if h.pid1() is None]
-    if down_hosts:
-        raise LabError(f"containers lab {state.name!r} is recorded but hosts {', '.join(down_hosts)} are not running; "
+    """The lab, with hosts an interrupted run left frozen thawed and hosts it left powered off booted."""
+    listed = await sh("ip netns list", check=False)
+    machines = hosts(state)
+    gone = [h.netns for h in machines if not re.search(rf"^{h.netns}\b", listed, re.M)
+            or not (h.root / "etc" / "hostname").exists()]
+    if gone:
+        raise LabError(f"containers lab {state.name!r} is recorded but {', '.join(gone)} are gone; "
                        f"run `raftlab lab down --name {state.name}` and up again")
-    return ContainersLab(state)
+    lab = ContainersLab(state)
+    try:
+        for h in machines:
+            if h.frozen():
+                await h.thaw()
+            if h.pid1() is None:
+                await lab.power_on(h.name)
+    except BaseException:
+        await lab.close()
+        raise
+    return lab
 
 
 async def down(state: LabState) -> None:

@@ -144,9 +144,9 @@ class ContainerHost:
         script = self.home / "start.sh"
         script.write_text(self.start_script())
         (self.home / "supervisor.pid").unlink(missing_ok=True)
-        with open(self.home / "console.log", "ab") as log:
-            subprocess.Popen(["sh", str(script)], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                             start_new_session=True)
+        with open(self.home / "console.log", "ab") as log:  # setsid -f: detached, never our child
+            subprocess.run(["setsid", "-f", "sh", str(script)], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                           check=True)
         deadline = time.monotonic() + 20
         while self.pid1() is None:
             if time.monotonic() > deadline:

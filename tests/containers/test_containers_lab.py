@@ -204,6 +204,18 @@ def _host_pids(cgroup: str) -> list[int]:
     return [int(p) for p in out.split()]
 
 
+def test_attach_thaws_and_boots_what_an_interrupted_run_left(state: LabState) -> None:
+    machines = {m.name: m for m in hosts(state)}
+    run(machines["n2"].freeze())
+    run(machines["n5"].power_cut())
+    assert machines["n2"].frozen() and machines["n5"].pid1() is None
+
+    async def body(lab: ContainersLab) -> list[str]:
+        return [(await lab.remote(h).run("hostname")).stdout.strip() for h in ("n2", "n5")]
+    assert with_lab(state, body) == ["n2", "n5"]
+    assert not machines["n2"].frozen() and machines["n5"].pid1()
+
+
 def _campaign(state: LabState, tmp_path: Path, system: str, nemesis: tuple[str, ...]) -> Outcome:
     c = Campaign(seed=7, lab="containers", lab_name=state.name, system=system, nemesis=nemesis,
                  store=str(tmp_path / "store"), concurrency=4, time_limit=25.0, interval=1.5, rate=50.0,
