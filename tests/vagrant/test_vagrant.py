@@ -127,3 +127,14 @@ def test_lab_up_without_vagrant_says_so(tmp_path: Path) -> None:
     assert "vagrant is not installed" in r.stderr
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "labs" / "vagrant.json").exists()  # nothing recorded: a later `up` starts clean
+
+
+def test_real_libvirt_run_gives_the_nodes_file_it_wrote(tmp_path: Path) -> None:
+    """ssh-config and nodes file captured from a real `raftlab lab up --lab vagrant` (libvirt)."""
+    specs = specs_from_ssh_config(parse_ssh_config((DATA / "ssh-config-libvirt-1.txt").read_text()))
+    assert [(s.name, s.address, s.port, s.user, s.internal) for s in specs] == [
+        ("n1", "10.79.8.55", 22, "vagrant", "192.168.56.11")]
+    path = tmp_path / "nodes"
+    write(path, specs, comment="written by `raftlab lab up --lab vagrant` from /work/main/vagrant")
+    assert path.read_text() == (DATA / "nodes-libvirt-1.txt").read_text()
+    assert parse_status((DATA / "status-libvirt-running-1.txt").read_text()) == {"n1": "running"}
