@@ -1,0 +1,103 @@
+"""The reference node as a system under test: real processes, real signals, real campaigns.
+
+The DB lifecycle is checked at the process level (a killed pid is gone, a paused one is
+stopped), and whole campaigns show both sides of the claim: the healthy node passes a campaign
+with kills, pauses and partitions, and the node started with ``--unsafe-local-reads`` (reads
+served from local state, without ReadIndex) is caught by the checker under partitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from raftlab.history import NEMESIS, History, OpType
+from raftlab.runner import Campaign, Outcome, run_campaign
+from raftlab.systems import SystemOptions
+from raftlab.systems.dtkv import DtkvDB
+from tests.campaign.needs import need_checker, need_raft_core
+
+pytestmark = pytest.mark.slow
+
+
+def proc_state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def test_db_lifecycle_kill_start_pause_resume_teardown(lab_name: str, base_port: int) -> None:
+    need_raft_core()
+    from raftlab.lab import open_lab
+
+    async def main() -> None:
+        lab = await open_lab("local", nodes=3, name=lab_name)
+        db = DtkvDB(lab, SystemOptions(base_port=base_port), seed=1)
+        try:
+            await asyncio.gather(*(db.setup(h) for h in lab.hosts))
+            for _ in range(100):
+                if await db.primaries():
+                    break
+                await asyncio.sleep(0.1)
+            leader = (await db.primaries())[0]
+            assert leader in lab.hosts
+            pid = await db.running("n2")
+            assert pid is not None and proc_state(pid) not in (None, "Z")
+            await db.kill("n2")
+            assert proc_state(pid) in (None, "Z")  # really gone, not just signalled
+            assert await db.running("n2") is None
+            await db.start("n2")
+            new_pid = await db.running("n2")
+            assert new_pid is not None and new_pid != pid
+            await db.pause("n3")
+            paused = await db.running("n3")
+            assert paused is not None and proc_state(paused) == "T"
+            await db.resume("n3")
+            assert proc_state(paused) in ("S", "R")
+            assert Path(db.node_dir("n1"), "node.log").exists()
+            assert set(db.log_files("n1").values()) == {"node.log", "node.out"}
+        finally:
+            await asyncio.gather(*(db.teardown(h) for h in lab.hosts))
+            await lab.close()
+        assert not Path(db.data_dir("n1")).exists()
+        assert all(not Path(db.pid_file(h)).exists() for h in db.hosts)
+
+    asyncio.run(main())
+
+
+def campaign(tmp_path: Path, lab_name: str, base_port: int, **kw: object) -> Outcome:
+    need_raft_core()
+    need_checker()
+    opts: dict[str, object] = dict(seed=5, lab_name=lab_name, base_port=base_port, store=str(tmp_path / "store"),
+                                   concurrency=6, time_limit=12.0, interval=1.5, rate=60.0, recovery_timeout=20.0,
+                                   final_timeout=10.0)
+    opts.update(kw)
+    return asyncio.run(run_campaign(Campaign(**opts)))  # type: ignore[arg-type]
+
+
+def test_the_healthy_node_passes_kills_pauses_and_partitions(tmp_path: Path, lab_name: str, base_port: int) -> None:
+    out = campaign(tmp_path, lab_name, base_port, nemesis=("kill", "pause", "partition"))
+    assert out.exit_code == 0, out.reasons
+    history = History.read(out.run.history)
+    applied = [o for o in history if o.process == NEMESIS and o.type is OpType.INFO
+               and o.f in ("kill", "pause", "start-partition") and not o.error]
+    assert applied, "no fault took effect"
+    assert out.results["checkers"]["recovery"]["healthy"] is True
+    assert (out.run.path / "nodes" / "n1" / "node.log").stat().st_size > 0
+
+
+def test_unsafe_local_reads_are_caught_under_partitions(tmp_path: Path, lab_name: str, base_port: int) -> None:
+    out = campaign(tmp_path, lab_name, base_port, nemesis=("partition",), interval=1.0,
+                   node_args=("--unsafe-local-reads",), workload_opts={"keys": 1, "ops_per_key": 60})
+    assert out.exit_code == 1 and out.verdict is False, out.reasons
+    assert out.results["checkers"]["workload"]["valid"] is False
+
+
+def test_the_set_workload_keeps_every_acknowledged_add_through_kills(tmp_path: Path, lab_name: str,
+                                                                     base_port: int) -> None:
+    out = campaign(tmp_path, lab_name, base_port, workload="set", nemesis=("kill",), time_limit=8.0)
+    assert out.exit_code == 0, out.reasons
+    assert out.results["checkers"]["final"]["final_ok"] >= 1
