@@ -427,7 +427,10 @@ async def run_campaign(campaign: Campaign, *, on_event: Progress | None = None,
     cancellation (Ctrl-C) after healing, tearing down and writing results.
     """
     from raftlab import nemesis, workloads
+    from raftlab.lab import KINDS
 
+    if campaign.lab not in KINDS:
+        raise CampaignError(f"unknown lab {campaign.lab!r} (known: {', '.join(KINDS)})")
     if campaign.lab != "ssh" and campaign.nodes_file:
         raise CampaignError("--nodes-file is only for --lab ssh")
     try:

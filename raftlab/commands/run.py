@@ -99,12 +99,20 @@ async def _with_progress(campaign: Campaign, progress: _Progress) -> Outcome:
     if main is not None:  # SIGTERM stops a run like Ctrl-C: heal, tear down, write results
         with contextlib.suppress(NotImplementedError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
+    error: Exception | None = None
+    outcome: Outcome | None = None
     async with asyncio.TaskGroup() as tg:
         ticker = tg.create_task(progress.ticker())
         try:
-            return await run_campaign(campaign, on_event=progress.on_event, on_stage=progress.on_stage)
+            outcome = await run_campaign(campaign, on_event=progress.on_event, on_stage=progress.on_stage)
+        except (CampaignError, StoreError) as e:  # raised as themselves, not wrapped in a group
+            error = e
         finally:
             ticker.cancel()
+    if error is not None:
+        raise error
+    assert outcome is not None
+    return outcome
 
 
 def write_junit(path: Path, outcome: Outcome) -> None:
