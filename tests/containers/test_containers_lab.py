@@ -18,6 +18,7 @@ from pathlib import Path
 
 import paramiko
 import pytest
+from raftlab.nemesis.disk import FuseDisk
 
 from raftlab.history import NEMESIS, History, OpType
 from raftlab.lab import LabState, lab_down, lab_up
@@ -202,6 +203,25 @@ def _host_pids(cgroup: str) -> list[int]:
                                       f"$(find /sys/fs/cgroup/pids/{cgroup} -mindepth 2 -name cgroup.procs)"],
                          capture_output=True, text=True).stdout
     return [int(p) for p in out.split()]
+
+
+def test_power_cut_drops_what_the_fuse_layer_had_not_fsynced(state: LabState) -> None:
+    async def body(lab: ContainersLab) -> list[str]:
+        r = lab.remote("n5")
+        data = "/var/lib/raftlab/pc-data"
+        await r.run(f"rm -rf {data} {data}.labfs && mkdir -p {data}")
+        disk = FuseDisk(r, VENV_PYTHON, data)
+        await disk.mount(lazy=True)
+        # 'kept' is fsynced (python: os.fsync); ' lost' is appended without fsync.
+        await r.run(f"{VENV_PYTHON} -c \"import os; f = open('{data}/f', 'w'); f.write('kept'); f.flush(); "
+                    f"os.fsync(f.fileno()); f.close(); open('{data}/f', 'a').write(' lost')\"")
+        before = (await r.run(f"cat {data}/f")).stdout
+        await lab.power_cut("n5")
+        await lab.power_on("n5")
+        after = (await r.run(f"cat {data}.labfs/f")).stdout
+        await r.run(f"rm -rf {data} {data}.labfs")
+        return [before, after]
+    assert with_lab(state, body) == ["kept lost", "kept"]
 
 
 def test_attach_thaws_and_boots_what_an_interrupted_run_left(state: LabState) -> None:
