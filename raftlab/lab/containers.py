@@ -134,6 +134,10 @@ async def _check_free(state: LabState, lay: dict[str, Any]) -> None:
     taken = [h.netns for h in hosts(state) if re.search(rf"^{h.netns}\b", listed, re.M)]
     if (await sh(f"ip link show {lay['bridge']} 2>/dev/null", check=False)).strip():
         taken.append(f"bridge {lay['bridge']}")
+    used = re.search(rf"^\d+: (\S+)\s+inet {re.escape(lay['subnet'])}\.\d+/",
+                     await sh("ip -o -4 addr show", check=False), re.M)
+    if used:
+        taken.append(f"subnet {lay['subnet']}.0/24 (on {used.group(1)})")
     if taken:
         raise LabConflict(f"containers lab {state.name!r}: {', '.join(taken)} already exist (another lab?); "
                           "pick another --prefix/--bridge/--subnet or bring that lab down")
