@@ -153,7 +153,7 @@ async def up(state: LabState) -> None:
     _require(lay["mode"])
     await _check_free(state, lay)
     await containers_rootfs.ensure(lay["rootfs"], mirror=state.opts.get("mirror"),
-                                            say=lambda m: print(f"containers lab: {m}", file=sys.stderr))
+                                   say=lambda m: print(f"containers lab: {m}", file=sys.stderr))
     root = Path(state.workdir)
     key = root / "ssh" / "id_ed25519"
     key.parent.mkdir(parents=True, exist_ok=True)
@@ -176,9 +176,12 @@ async def up(state: LabState) -> None:
         await asyncio.to_thread(h.start)
     lab = ContainersLab(state)
     try:
-        async with asyncio.TaskGroup() as tg:
-            for h in machines:
-                tg.create_task(_wait_ssh(lab, h.name))
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for h in machines:
+                    tg.create_task(_wait_ssh(lab, h.name))
+        except* LabError as group:
+            raise LabError("; ".join(str(e) for e in group.exceptions)) from None
         if str(state.opts.get("provision", "1")).lower() not in ("0", "no", "false"):
             await provision(lab, state)
     finally:
