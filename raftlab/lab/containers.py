@@ -286,7 +286,11 @@ async def attach(state: LabState) -> ContainersLab:
 
 
 async def down(state: LabState) -> None:
-    lay = layout(state)
+    try:
+        lay = layout(state)
+    except LabError:  # bad options: `up` refused them before making anything
+        shutil.rmtree(state.workdir, ignore_errors=True)
+        return
     problems: list[str] = []
     for i, h in enumerate(hosts(state), 1):
         problems += await h.remove()
