@@ -1,0 +1,5 @@
+"""``python -m raftlab`` is the ``raftlab`` command."""
+
+from raftlab.cli import main
+
+main()

@@ -1,0 +1,180 @@
+"""Other tools' history formats, read into (and written from) raftlab's one ``History``.
+
+So histories can be cross-checked with Knossos, Elle and porcupine:
+
+* ``jepsen-log``: porcupine's etcd fixtures, lines ``INFO  jepsen.util - P :type :f value``.
+  ``:info`` lines become info completions (the operation may take effect any time after its
+  invoke, or never); ``:fail`` drops the operation (for ``:fail :read :timed-out`` that is the same
+  as an unknown read, which constrains nothing).
+* ``edn``: Jepsen/Knossos EDN: one vector of op maps, or one map per line (porcupine's kv files).
+  Keywords become strings, ``nil`` becomes null. Knossos's rule that an ``:ok`` value replaces the
+  invoke's is what ``History.operations`` already does. An ``:info`` with no open invoke (a
+  nemesis event) becomes a nemesis event.
+* ``jsonl``: ours (``raftlab.history``).
+
+Every reader raises ``HistoryError`` naming the file and line of the first thing it cannot read.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import edn_format
+from edn_format import Keyword
+
+from raftlab.history import History, HistoryError, Op, OpType
+
+FORMATS = ("auto", "jsonl", "edn", "jepsen-log")
+
+_JEPSEN_LINE = re.compile(r"^\s*INFO\s+jepsen\.util\s+-\s+(\S+)\s+:(\w+)\s+:(\S+)\s*(.*?)\s*$")
+
+
+def detect(text: str) -> str:
+    for line in text.splitlines():
+        s = line.strip()
+        if not s or s.startswith(";"):
+            continue
+        if s.startswith("{\"") or s.startswith("{ \""):
+            return "jsonl"
+        if "jepsen.util" in s:
+            return "jepsen-log"
+        if s.startswith(("[", "{:", "{ :", "(")):
+            return "edn"
+        break
+    return "jsonl"
+
+
+def read_history(path: str | Path, fmt: str = "auto") -> History:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise HistoryError(f"cannot read history: {e.strerror or e}", source=str(p)) from None
+    except UnicodeDecodeError as e:
+        raise HistoryError(f"not UTF-8 text: {e.reason}", source=str(p)) from None
+    if fmt not in FORMATS:
+        raise HistoryError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})", source=str(p))
+    if fmt == "auto":
+        fmt = detect(text)
+    if fmt == "jsonl":
+        return History.parse(io.StringIO(text), source=str(p))
+    if fmt == "jepsen-log":
+        return parse_jepsen_log(text, source=str(p))
+    return parse_edn(text, source=str(p))
+
+
+def _edn_value(v: Any) -> Any:
+    if isinstance(v, Keyword):
+        return v.name
+    if isinstance(v, list | tuple) or type(v).__name__ == "ImmutableList":
+        return [_edn_value(x) for x in v]
+    if isinstance(v, dict) or hasattr(v, "items"):
+        return {str(_edn_value(k)): _edn_value(x) for k, x in v.items()}
+    if isinstance(v, frozenset | set):
+        return sorted((_edn_value(x) for x in v), key=repr)
+    return v
+
+
+_INT = re.compile(r"^-?\d+$")
+
+
+def _value_token(token: str, *, source: str, line: int) -> Any:
+    """Values of jepsen logs: nil, ints and [A B] vectors take the fast path; the rest goes to EDN."""
+    if token in ("", "nil"):
+        return None
+    if _INT.match(token):
+        return int(token)
+    if token.startswith("[") and token.endswith("]"):
+        items = token[1:-1].replace(",", " ").split()
+        if all(_INT.match(x) or x == "nil" for x in items):
+            return [None if x == "nil" else int(x) for x in items]
+    try:
+        return _edn_value(edn_format.loads(token))
+    except Exception:
+        raise HistoryError(f"cannot read value {token!r}", source=source, line=line) from None
+
+
+def parse_jepsen_log(text: str, *, source: str | None = None) -> History:
+    events: list[Op] = []
+    for n, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        m = _JEPSEN_LINE.match(raw)
+        if m is None:
+            raise HistoryError("not a 'INFO jepsen.util - PROCESS :type :f value' line", source=source, line=n)
+        proc_s, type_s, f, value_s = m.groups()
+        process: int | str = int(proc_s) if proc_s.isdigit() else proc_s.lstrip(":")
+        if type_s not in ("invoke", "ok", "fail", "info"):
+            raise HistoryError(f"unknown event type :{type_s}", source=source, line=n)
+        value = None if value_s.startswith(":") else _value_token(value_s, source=source or "", line=n)
+        events.append(Op(process=process, type=OpType(type_s), f=f, value=value, time=n))
+    return History(events, source=source)
+
+
+def parse_edn(text: str, *, source: str | None = None) -> History:
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(";")), "")
+    maps: list[tuple[int, Any]] = []
+    if first.startswith(("[", "(")):
+        try:
+            data = edn_format.loads(text)
+        except Exception as e:
+            raise HistoryError(f"bad EDN: {e}", source=source) from None
+        maps = [(i + 1, m) for i, m in enumerate(data)]
+        by_event = True
+    else:
+        by_event = False
+        for n, raw in enumerate(text.splitlines(), start=1):
+            s = raw.strip()
+            if not s or s.startswith(";"):
+                continue
+            try:
+                maps.append((n, edn_format.loads(s)))
+            except Exception as e:
+                raise HistoryError(f"bad EDN: {e}", source=source, line=n) from None
+    events: list[Op] = []
+    open_procs: set[Any] = set()
+    for n, raw_map in maps:
+        where = {"source": source, "line": n}
+        if not hasattr(raw_map, "items"):
+            raise HistoryError(f"{'event ' + str(n) if by_event else 'line'} is not a map", **where)
+        d = _edn_value(raw_map)
+        for name in ("process", "type", "f"):
+            if name not in d:
+                raise HistoryError(f"event has no :{name}", **where)
+        process = d["process"]
+        type_s = d["type"]
+        if not isinstance(process, int) and process != "nemesis":
+            process = str(process)
+        if isinstance(process, int) and type_s == "info" and process not in open_procs:
+            process = "nemesis"  # an :info with no open invoke is a nemesis event (Knossos rule 6)
+        if isinstance(process, int):
+            if type_s == "invoke":
+                open_procs.add(process)
+            else:
+                open_procs.discard(process)
+        try:
+            events.append(Op(process=process, type=OpType(type_s), f=str(d["f"]), value=d.get("value"),
+                             key=d.get("key"), time=int(d["time"]) if isinstance(d.get("time"), int) else n,
+                             error=None if d.get("error") is None else str(d["error"])))
+        except (HistoryError, ValueError) as e:
+            raise HistoryError(str(e), **where) from None
+    return History(events, source=source)
+
+
+def to_edn(history: History) -> str:
+    """Jepsen's history.edn: one map per line, keywords for type and f."""
+    out = []
+    for op in history:
+        parts = [f":index {op.index}", f":time {op.time}", f":type :{op.type.value}", f":f :{op.f}"]
+        parts.append(":process :nemesis" if op.process == "nemesis" else f":process {json.dumps(op.process)}")
+        if op.key is not None:
+            parts.append(f":key {edn_format.dumps(op.key)}")
+        parts.append(f":value {edn_format.dumps(op.value)}")
+        if op.error:
+            parts.append(f":error {edn_format.dumps(op.error)}")
+        out.append("{" + ", ".join(parts) + "}")
+    return "\n".join(out) + "\n"

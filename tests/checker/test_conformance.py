@@ -1,0 +1,93 @@
+"""Every shared history gets the verdict its MANIFEST.json states (porcupine's and Knossos's suites).
+
+The histories are read in place from ../shared/histories; they are never copied into the project.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from raftlab.checker import check
+
+from raftlab import formats
+from tests.conftest import HISTORIES, need_histories
+
+VERDICT = {"ok": True, "illegal": False}
+
+
+def manifest(suite: str) -> list[dict[str, Any]]:
+    path = HISTORIES / suite / "MANIFEST.json"
+    if not path.exists():
+        return []
+    return json.loads(path.read_text())["histories"]
+
+
+def options(suite: str, entry: dict[str, Any]) -> dict[str, Any]:
+    if suite == "porcupine":
+        return {"model": "cas-register" if entry["file"].startswith("jepsen/") else "kv-append"}
+    model = entry["model"]
+    if model == "cas-register":
+        return {"model": model, "initial_value": 0, "nil_reads_unknown": True}
+    if model == "multi-register":
+        return {"model": model, "initial_value": entry["initial_value"]}
+    return {"model": model}
+
+
+CASES = [(s, e) for s in ("porcupine", "knossos") for e in manifest(s)]
+
+
+@pytest.mark.parametrize(("suite", "entry"), CASES, ids=[f"{s}/{e['file']}" for s, e in CASES])
+def test_manifest_verdict(suite: str, entry: dict[str, Any]) -> None:
+    root = need_histories()
+    history = formats.read_history(root / suite / entry["file"])
+    opts = options(suite, entry)
+    result = check(history, opts.pop("model"), time_limit=60, **opts)
+    assert result.valid is VERDICT[entry["expected"]], result.explanation
+    if result.valid is False:
+        assert result.explanation.startswith("not linearizable")
+        assert result.failing is not None and result.failing.minimal
+
+
+def test_manifests_are_present() -> None:
+    need_histories()
+    assert len(CASES) > 200
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "raftlab.cli", "check", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_etcd_batch_json_and_exit_code() -> None:
+    root = need_histories()
+    files = sorted((root / "porcupine" / "jepsen").glob("etcd_00*.log"))
+    proc = run_cli("--model", "cas-register", "--json", *map(str, files))
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    expected = {str(root / "porcupine" / e["file"]): VERDICT.get(e["expected"], True)
+                for e in manifest("porcupine")}
+    assert [r["file"] for r in rows] == [str(f) for f in files]
+    for r in rows:
+        assert r["valid"] is expected[r["file"]]
+        assert r["model"] == "cas-register" and r["operations"] > 0
+    assert proc.returncode == (1 if any(r["valid"] is False for r in rows) else 0)
+
+
+def test_cli_knossos_options_and_html(tmp_path: Path) -> None:
+    root = need_histories()
+    good = root / "knossos" / "multi-register" / "good" / "multi-register.edn"
+    proc = run_cli("--model", "multi-register", "--initial-value", '{"x": 0, "y": 0}', str(good))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "linearizable" in proc.stdout
+    bad = root / "knossos" / "cas-register" / "bad" / "cas-failure.edn"
+    out = tmp_path / "t.html"
+    proc = run_cli("--model", "cas-register", "--initial-value", "0", "--nil-reads-unknown",
+                   "--html", str(out), str(bad))
+    assert proc.returncode == 1
+    assert "NOT linearizable" in proc.stdout and "could be linearized next" in proc.stdout
+    page = out.read_text()
+    assert "<svg" in page and "cannot be linearized here" in page and "e05a5a" in page
