@@ -1,0 +1,559 @@
+"""RaftCore: the whole Raft protocol as a deterministic state machine with no I/O.
+
+Theory of operation. Inputs are ``tick()`` (logical time), ``step(msg)`` (a peer's message),
+``propose(data)``, ``read_index(context)`` and ``transfer_leader(to)``. Outputs are collected
+into one ``Ready`` (see messages.py for the order the shell must follow). Nothing here reads a
+clock, a socket, a file or the global random: the only chance is the injected ``rng`` for
+election timeouts, so a seed replays a run exactly (etcd-io/raft's design).
+
+Durability is in the contract: responses that promise something persisted (append, vote and
+pre-vote responses) go to ``send_after_persist``, and the leader counts its own log towards a
+commit quorum only after the shell has persisted it (``advance``), so a committed entry is always
+durable on a majority (thesis §10.2.1 allows the leader to write in parallel with replication,
+but not to count itself early).
+
+Rules (with paper/thesis sections):
+* Terms: a message with a higher term makes us a follower (§5.1), except pre-votes (thesis §9.6)
+  and votes received within a leader lease while check-quorum is on (thesis §4.2.3).
+* Elections: randomized timeouts in [election_tick, 2*election_tick); pre-vote first; a vote goes
+  to a candidate whose log is at least as up to date (§5.4.1); one vote per term (§5.2).
+* Replication: per-follower probe/replicate progress, pipelined MsgApps bounded by inflights;
+  rejections carry a hint (index, term) and the leader jumps back with find_conflict_by_term.
+* Commit: only an entry of the leader's current term is committed by counting (§5.4.2); a no-op
+  is appended on election so that happens promptly (§8).
+* Reads: ReadIndex (thesis §6.4) confirmed by a heartbeat quorum, only once the leader has
+  committed an entry of its term; or lease reads (``read_only="lease"``), which trust that the
+  leader steps down (check-quorum) before another can be elected: clocks must not drift by more
+  than the gap between the lease and the election timeout.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from raftlab.impl.storage import Storage
+
+from .config import RaftConfig
+from .log import RaftLog
+from .messages import (
+    NONE,
+    Entry,
+    EntryType,
+    HardState,
+    Message,
+    MsgType,
+    ReadState,
+    Ready,
+    Role,
+    SoftState,
+)
+from .progress import Inflights, Progress, ProgressState
+from .quorum import VoteResult, committed_index, quorum, vote_result
+from .readonly import ReadOnly
+
+TRANSFER = b"transfer"  # context of a campaign started by TIMEOUT_NOW: ignores leader leases
+
+
+class NotLeader(Exception):
+    """A definite refusal: this node is not the leader (``leader_hint`` is NONE when unknown)."""
+
+    def __init__(self, leader_hint: int = NONE) -> None:
+        super().__init__(f"not the leader (leader hint: {leader_hint or 'unknown'})")
+        self.leader_hint = leader_hint
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Status:
+    id: int
+    role: Role
+    term: int
+    leader: int
+    vote: int
+    commit: int
+    applied: int
+    last_index: int
+    progress: dict[int, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        return (f"{self.id} {self.role.value} term={self.term} leader={self.leader} commit={self.commit} "
+                f"applied={self.applied} last={self.last_index}")
+
+
+class RaftCore:
+    def __init__(self, config: RaftConfig, storage: Storage, *, rng: random.Random,
+                 logger: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.id = config.id
+        self.voters = tuple(config.voters)
+        self.rng = rng
+        self.log_line = logger or (lambda _line: None)
+        self.log = RaftLog(storage, config.applied)
+        hs = storage.initial_state()
+        self.term = hs.term
+        self.vote = hs.vote
+        self.lead = NONE
+        self.role = Role.FOLLOWER
+        self.prs: dict[int, Progress] = {}
+        self.votes: dict[int, bool] = {}
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self.randomized_timeout = config.election_tick
+        self.lead_transferee = NONE
+        self.read_only = ReadOnly()
+        self.reads_waiting_commit: list[tuple[bytes, int]] = []  # (context, origin) before a term commit
+        self._msgs: list[Message] = []
+        self._msgs_after: list[Message] = []
+        self._read_states: list[ReadState] = []
+        self._dropped_reads: list[bytes] = []
+        self._bcast_pending = False
+        self._prev_hs = HardState(term=hs.term, vote=hs.vote, commit=self.log.committed)
+        self._prev_ss = SoftState()
+        self._reset_randomized_timeout()
+
+    # --- inputs ------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        if self.role is Role.LEADER:
+            self._tick_heartbeat()
+        else:
+            self._tick_election()
+
+    def propose(self, data: bytes) -> tuple[int, int]:
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.lead)
+        if self.lead_transferee != NONE:
+            raise NotLeader(self.lead_transferee)
+        index = self.log.last_index() + 1
+        self.log.append((Entry(term=self.term, index=index, data=data),))
+        self._bcast_pending = True
+        return self.term, index
+
+    def read_index(self, context: bytes) -> None:
+        if self.role is Role.LEADER:
+            self._leader_read(context, self.id)
+        elif self.lead != NONE:
+            self._send(Message(type=MsgType.READ_INDEX, to=self.lead, from_=self.id, term=self.term,
+                               context=context))
+        else:
+            raise NotLeader(NONE)
+
+    def transfer_leader(self, to: int) -> None:
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.lead)
+        if to == self.id or to not in self.prs:
+            return
+        self.log_line(f"{self.id} transfers leadership to {to} at term {self.term}")
+        self.lead_transferee = to
+        self.election_elapsed = 0
+        if self.prs[to].match == self.log.last_index():
+            self._send(Message(type=MsgType.TIMEOUT_NOW, to=to, from_=self.id, term=self.term))
+        else:
+            self._send_append(to)
+
+    def step(self, m: Message) -> None:
+        if m.term > self.term:
+            if m.type in (MsgType.VOTE, MsgType.PRE_VOTE):
+                in_lease = (self.config.check_quorum and self.lead != NONE
+                            and self.election_elapsed < self.config.election_tick)
+                if in_lease and m.context != TRANSFER:
+                    self.log_line(f"{self.id} ignores {m.type.name} from {m.from_} at term {m.term}: lease not expired")
+                    return
+            if m.type is MsgType.PRE_VOTE or (m.type is MsgType.PRE_VOTE_RESP and not m.reject):
+                pass  # a pre-vote changes no one's term
+            elif m.type in (MsgType.APP, MsgType.HEARTBEAT, MsgType.SNAP):
+                self._become_follower(m.term, m.from_)
+            else:
+                self._become_follower(m.term, NONE)
+        elif m.term < self.term:
+            if m.type in (MsgType.APP, MsgType.HEARTBEAT) and (self.config.check_quorum or self.config.pre_vote):
+                # tell a stale leader about the newer term so it steps down
+                self._send(Message(type=MsgType.APP_RESP, to=m.from_, from_=self.id, term=self.term))
+            elif m.type is MsgType.PRE_VOTE:
+                self._send_after(Message(type=MsgType.PRE_VOTE_RESP, to=m.from_, from_=self.id, term=self.term,
+                                         reject=True))
+            return
+        if m.type in (MsgType.VOTE, MsgType.PRE_VOTE):
+            self._handle_vote_request(m)
+        elif self.role is Role.LEADER:
+            self._step_leader(m)
+        elif self.role in (Role.CANDIDATE, Role.PRE_CANDIDATE):
+            self._step_candidate(m)
+        else:
+            self._step_follower(m)
+
+    # --- outputs -----------------------------------------------------------------------------
+
+    def has_ready(self) -> bool:
+        return bool(
+            self._bcast_pending or self._msgs or self._msgs_after or self.log.unstable
+            or self.log.has_next_committed() or self._read_states or self._dropped_reads
+            or self._hard_state() != self._prev_hs or self._soft_state() != self._prev_ss
+        )
+
+    def ready(self) -> Ready:
+        if self._bcast_pending:
+            self._bcast_pending = False
+            self._bcast_append()
+        hs = self._hard_state()
+        ss = self._soft_state()
+        entries = tuple(self.log.unstable)
+        rd = Ready(
+            entries=entries,
+            hard_state=hs if hs != self._prev_hs else None,
+            must_sync=bool(entries) or hs.term != self._prev_hs.term or hs.vote != self._prev_hs.vote,
+            send_now=tuple(self._msgs),
+            send_after_persist=tuple(self._msgs_after),
+            committed=tuple(self.log.next_committed(self.config.max_committed_per_ready)),
+            read_states=tuple(self._read_states),
+            soft_state=ss if ss != self._prev_ss else None,
+            dropped_reads=tuple(self._dropped_reads),
+        )
+        self._msgs, self._msgs_after, self._read_states, self._dropped_reads = [], [], [], []
+        return rd
+
+    def advance(self, rd: Ready) -> None:
+        if rd.hard_state is not None:
+            self._prev_hs = rd.hard_state
+        if rd.soft_state is not None:
+            self._prev_ss = rd.soft_state
+        if rd.committed:
+            self.log.applied_to(rd.committed[-1].index)
+        if rd.entries:
+            last = rd.entries[-1]
+            self.log.stable_to(last.index, last.term)
+            # the leader's own log counts towards the commit quorum only now that it is durable
+            if (self.role is Role.LEADER and self.log.term(last.index) == last.term
+                    and self.prs[self.id].maybe_update(last.index) and self._maybe_commit()):
+                self._bcast_pending = True
+
+    def status(self) -> Status:
+        return Status(id=self.id, role=self.role, term=self.term, leader=self.lead, vote=self.vote,
+                      commit=self.log.committed, applied=self.log.applied, last_index=self.log.last_index(),
+                      progress={i: p.describe() for i, p in self.prs.items()} if self.role is Role.LEADER else {})
+
+    # --- roles -------------------------------------------------------------------------------
+
+    def _reset(self, term: int) -> None:
+        if term != self.term:
+            self.term = term
+            self.vote = NONE
+        self.lead = NONE
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self._reset_randomized_timeout()
+        self.votes = {}
+        self.lead_transferee = NONE
+        self._drop_pending_reads()
+
+    def _become_follower(self, term: int, lead: int) -> None:
+        self._reset(term)
+        self.role = Role.FOLLOWER
+        self.lead = lead
+        self.log_line(f"{self.id} became follower at term {self.term}" + (f", leader {lead}" if lead else ""))
+
+    def _become_pre_candidate(self) -> None:
+        # no term change and no vote: a pre-candidate disturbs nobody (thesis §9.6)
+        self.role = Role.PRE_CANDIDATE
+        self.lead = NONE
+        self.votes = {}
+        self._reset_randomized_timeout()
+        self.log_line(f"{self.id} became pre-candidate at term {self.term}")
+
+    def _become_candidate(self) -> None:
+        self._reset(self.term + 1)
+        self.role = Role.CANDIDATE
+        self.vote = self.id
+        self.log_line(f"{self.id} became candidate at term {self.term}")
+
+    def _become_leader(self) -> None:
+        self._reset(self.term)
+        self.role = Role.LEADER
+        self.lead = self.id
+        last = self.log.last_index()
+        self.prs = {v: Progress(last + 1, Inflights(self.config.max_inflight_msgs, self.config.max_inflight_bytes))
+                    for v in self.voters}
+        for v, pr in self.prs.items():
+            pr.recent_active = v == self.id
+        own = self.prs[self.id]
+        own.match = self.log.storage.last_index() if not self.log.unstable else self.log.offset - 1
+        own.become_replicate()
+        self.log.append((Entry(term=self.term, index=last + 1, type=EntryType.NOOP),))
+        self._bcast_pending = True
+        self.log_line(f"{self.id} became leader at term {self.term}")
+
+    def _hup(self, transfer: bool = False) -> None:
+        if self.role is Role.LEADER:
+            return
+        if self.config.pre_vote and not transfer:
+            self._campaign(pre=True)
+        else:
+            self._campaign(pre=False, transfer=transfer)
+
+    def _campaign(self, *, pre: bool, transfer: bool = False) -> None:
+        if pre:
+            self._become_pre_candidate()
+            term, kind = self.term + 1, MsgType.PRE_VOTE
+        else:
+            self._become_candidate()
+            term, kind = self.term, MsgType.VOTE
+        self.votes[self.id] = True
+        if vote_result(self.voters, self.votes) is VoteResult.WON:
+            self._on_won(pre)
+            return
+        last_index, last_term = self.log.last_index(), self.log.last_term()
+        for v in self.voters:
+            if v != self.id:
+                self._send(Message(type=kind, to=v, from_=self.id, term=term, index=last_index, log_term=last_term,
+                                   context=TRANSFER if transfer else b""))
+
+    def _on_won(self, pre: bool) -> None:
+        if pre:
+            self._campaign(pre=False)
+        else:
+            self._become_leader()
+
+    # --- ticks -------------------------------------------------------------------------------
+
+    def _reset_randomized_timeout(self) -> None:
+        e = self.config.election_tick
+        self.randomized_timeout = e + self.rng.randrange(e)
+
+    def _tick_election(self) -> None:
+        self.election_elapsed += 1
+        if self.election_elapsed >= self.randomized_timeout:
+            self.election_elapsed = 0
+            self._hup()
+
+    def _tick_heartbeat(self) -> None:
+        self.heartbeat_elapsed += 1
+        self.election_elapsed += 1
+        if self.election_elapsed >= self.config.election_tick:
+            self.election_elapsed = 0
+            if self.config.check_quorum:
+                active = [v for v, pr in self.prs.items() if pr.recent_active or v == self.id]
+                if len(active) < quorum(len(self.voters)):
+                    self.log_line(f"{self.id} stepped down at term {self.term}: no quorum heard from (check-quorum)")
+                    self._become_follower(self.term, NONE)
+                    return
+                for v, pr in self.prs.items():
+                    pr.recent_active = v == self.id
+            if self.lead_transferee != NONE:
+                self.log_line(f"{self.id} aborts the transfer to {self.lead_transferee}")
+                self.lead_transferee = NONE
+        if self.heartbeat_elapsed >= self.config.heartbeat_tick:
+            self.heartbeat_elapsed = 0
+            self._bcast_heartbeat(self.read_only.last_context())
+
+    # --- messages by role --------------------------------------------------------------------
+
+    def _handle_vote_request(self, m: Message) -> None:
+        pre = m.type is MsgType.PRE_VOTE
+        can_vote = (self.vote == m.from_ or (self.vote == NONE and self.lead == NONE)
+                    or (pre and m.term > self.term))
+        resp = MsgType.PRE_VOTE_RESP if pre else MsgType.VOTE_RESP
+        if can_vote and self.log.is_up_to_date(m.index, m.log_term):
+            self._send_after(Message(type=resp, to=m.from_, from_=self.id, term=m.term))
+            if not pre:
+                self.election_elapsed = 0
+                self.vote = m.from_
+            self.log_line(f"{self.id} grants {m.type.name} to {m.from_} at term {m.term}")
+        else:
+            self._send_after(Message(type=resp, to=m.from_, from_=self.id, term=self.term, reject=True))
+
+    def _step_candidate(self, m: Message) -> None:
+        t = m.type
+        if t in (MsgType.APP, MsgType.HEARTBEAT, MsgType.SNAP):
+            self._become_follower(m.term, m.from_)
+            self._step_follower(m)
+        elif (t is MsgType.PRE_VOTE_RESP and self.role is Role.PRE_CANDIDATE) or (
+                t is MsgType.VOTE_RESP and self.role is Role.CANDIDATE):
+            self.votes.setdefault(m.from_, not m.reject)
+            result = vote_result(self.voters, self.votes)
+            if result is VoteResult.WON:
+                self._on_won(self.role is Role.PRE_CANDIDATE)
+            elif result is VoteResult.LOST:
+                self._become_follower(self.term, NONE)
+        elif t is MsgType.TIMEOUT_NOW:
+            pass
+        elif t is MsgType.READ_INDEX_RESP:
+            self._dropped_reads.append(m.context)
+
+    def _step_follower(self, m: Message) -> None:
+        t = m.type
+        if t is MsgType.APP:
+            self.election_elapsed = 0
+            self.lead = m.from_
+            self._handle_append(m)
+        elif t is MsgType.HEARTBEAT:
+            self.election_elapsed = 0
+            self.lead = m.from_
+            self.log.commit_to(min(m.commit, self.log.last_index()))
+            self._send(Message(type=MsgType.HEARTBEAT_RESP, to=m.from_, from_=self.id, term=self.term,
+                               context=m.context))
+        elif t is MsgType.READ_INDEX_RESP:
+            if m.reject:
+                self._dropped_reads.append(m.context)
+            else:
+                self._read_states.append(ReadState(index=m.index, context=m.context))
+        elif t is MsgType.TIMEOUT_NOW:
+            self.log_line(f"{self.id} campaigns at once: leadership transferred by {m.from_}")
+            self._hup(transfer=True)
+        elif t is MsgType.READ_INDEX:
+            # a follower that forwarded to us thinks we lead; we do not: let it retry
+            self._send(Message(type=MsgType.READ_INDEX_RESP, to=m.from_, from_=self.id, term=self.term,
+                               context=m.context, reject=True))
+
+    def _handle_append(self, m: Message) -> None:
+        if m.index < self.log.committed:
+            self._send_after(Message(type=MsgType.APP_RESP, to=m.from_, from_=self.id, term=self.term,
+                                     index=self.log.committed))
+            return
+        last_new = self.log.maybe_append(m.index, m.log_term, m.commit, m.entries)
+        if last_new is not None:
+            self._send_after(Message(type=MsgType.APP_RESP, to=m.from_, from_=self.id, term=self.term,
+                                     index=last_new))
+            return
+        hint = self.log.find_conflict_by_term(min(m.index, self.log.last_index()), m.log_term)
+        self._send_after(Message(type=MsgType.APP_RESP, to=m.from_, from_=self.id, term=self.term, index=m.index,
+                                 reject=True, reject_hint=hint, hint_term=self.log.term(hint)))
+
+    def _step_leader(self, m: Message) -> None:
+        pr = self.prs.get(m.from_)
+        t = m.type
+        if t is MsgType.READ_INDEX:
+            self._leader_read(m.context, m.from_)
+            return
+        if pr is None:
+            return
+        if t is MsgType.APP_RESP:
+            pr.recent_active = True
+            if m.reject:
+                next_probe = m.reject_hint
+                if m.hint_term > 0:
+                    next_probe = self.log.find_conflict_by_term(m.reject_hint, m.hint_term)
+                if pr.maybe_decr_to(m.index, next_probe):
+                    if pr.state is ProgressState.REPLICATE:
+                        pr.become_probe()
+                    self._send_append(m.from_)
+                return
+            if pr.maybe_update(m.index):
+                if pr.state is ProgressState.PROBE:
+                    pr.become_replicate()
+                else:
+                    pr.inflights.free_le(m.index)
+                if self._maybe_commit():
+                    self._bcast_pending = True
+                elif pr.match < self.log.last_index():
+                    self._send_append(m.from_)
+                if m.from_ == self.lead_transferee and pr.match == self.log.last_index():
+                    self._send(Message(type=MsgType.TIMEOUT_NOW, to=m.from_, from_=self.id, term=self.term))
+        elif t is MsgType.HEARTBEAT_RESP:
+            pr.recent_active = True
+            pr.probe_sent = False
+            if pr.stalled():
+                self.log_line(f"{self.id} re-probes {m.from_}: no progress with {len(pr.inflights)} appends in flight")
+                pr.become_probe()
+            if pr.match < self.log.last_index():
+                self._send_append(m.from_)
+            if m.context:
+                acks = self.read_only.ack(m.from_, m.context)
+                if acks is not None and vote_result(self.voters, dict.fromkeys(acks, True)) is VoteResult.WON:
+                    for req in self.read_only.release(m.context):
+                        self._answer_read(req.context, req.origin, req.index)
+
+    # --- replication -------------------------------------------------------------------------
+
+    def _send_append(self, to: int) -> None:
+        pr = self.prs[to]
+        if pr.is_paused():
+            return
+        prev = pr.next - 1
+        entries = self.log.entries(pr.next, self.log.last_index() + 1, self.config.max_size_per_msg)
+        self._send(Message(type=MsgType.APP, to=to, from_=self.id, term=self.term, index=prev,
+                           log_term=self.log.term(prev), entries=tuple(entries), commit=self.log.committed))
+        if pr.state is ProgressState.REPLICATE:
+            if entries:
+                pr.next = entries[-1].index + 1
+                pr.inflights.add(entries[-1].index, sum(len(e.data) + 16 for e in entries))
+        else:
+            pr.probe_sent = True
+
+    def _bcast_append(self) -> None:
+        last = self.log.last_index()
+        for v, pr in self.prs.items():
+            if v == self.id:
+                continue
+            # pipelining: keep sending while the window allows and entries remain
+            while True:
+                before = pr.next
+                self._send_append(v)
+                if pr.state is not ProgressState.REPLICATE or pr.next == before or pr.next > last:
+                    break
+
+    def _bcast_heartbeat(self, context: bytes) -> None:
+        for v, pr in self.prs.items():
+            if v != self.id:
+                self._send(Message(type=MsgType.HEARTBEAT, to=v, from_=self.id, term=self.term,
+                                   commit=min(pr.match, self.log.committed), context=context))
+
+    def _maybe_commit(self) -> bool:
+        index = committed_index(self.voters, {v: pr.match for v, pr in self.prs.items()})
+        if index > self.log.committed and self.log.term(index) == self.term:
+            self.log.commit_to(index)
+            self._release_reads_waiting_commit()
+            return True
+        return False
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def _committed_in_term(self) -> bool:
+        return self.log.term(self.log.committed) == self.term
+
+    def _leader_read(self, context: bytes, origin: int) -> None:
+        if not self._committed_in_term():
+            # thesis §6.4 step 1: the commit index is only known once an entry of this term commits
+            self.reads_waiting_commit.append((context, origin))
+            return
+        if len(self.voters) == 1 or self.config.read_only == "lease":
+            self._answer_read(context, origin, self.log.committed)
+            return
+        self.read_only.add(self.log.committed, context, origin, self.id)
+        self._bcast_heartbeat(context)
+
+    def _release_reads_waiting_commit(self) -> None:
+        if self.reads_waiting_commit and self._committed_in_term():
+            waiting, self.reads_waiting_commit = self.reads_waiting_commit, []
+            for context, origin in waiting:
+                self._leader_read(context, origin)
+
+    def _answer_read(self, context: bytes, origin: int, index: int) -> None:
+        if origin == self.id:
+            self._read_states.append(ReadState(index=index, context=context))
+        else:
+            self._send(Message(type=MsgType.READ_INDEX_RESP, to=origin, from_=self.id, term=self.term,
+                               index=index, context=context))
+
+    def _drop_pending_reads(self) -> None:
+        for req in self.read_only.drain():
+            if req.origin == self.id:
+                self._dropped_reads.append(req.context)
+        for context, origin in self.reads_waiting_commit:
+            if origin == self.id:
+                self._dropped_reads.append(context)
+        self.reads_waiting_commit = []
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _send(self, m: Message) -> None:
+        self._msgs.append(m)
+
+    def _send_after(self, m: Message) -> None:
+        self._msgs_after.append(m)
+
+    def _hard_state(self) -> HardState:
+        return HardState(term=self.term, vote=self.vote, commit=self.log.committed)
+
+    def _soft_state(self) -> SoftState:
+        return SoftState(leader=self.lead, role=self.role)

@@ -1,0 +1,115 @@
+"""What a leader knows about each follower, and the flow control that bounds what it sends.
+
+Invariant: 0 <= match < next. In PROBE the leader sends one MsgApp and waits (``probe_sent``)
+until the follower answers, then moves ``next`` back by the follower's hint until the logs
+match; in REPLICATE it pipelines MsgApps optimistically (``next`` jumps ahead when sent), bounded
+by ``Inflights`` in both count and bytes, so a slow follower cannot make the leader buffer the
+whole log (etcd's tracker/progress.go, design.md).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+
+
+class ProgressState(enum.Enum):
+    PROBE = "probe"
+    REPLICATE = "replicate"
+
+
+class Inflights:
+    __slots__ = ("_items", "bytes", "max_bytes", "max_count")
+
+    def __init__(self, max_count: int, max_bytes: int) -> None:
+        self._items: deque[tuple[int, int]] = deque()  # (last index of a MsgApp, its bytes)
+        self.bytes = 0
+        self.max_count = max_count
+        self.max_bytes = max_bytes
+
+    def add(self, index: int, size: int) -> None:
+        self._items.append((index, size))
+        self.bytes += size
+
+    def free_le(self, index: int) -> None:
+        items = self._items
+        while items and items[0][0] <= index:
+            self.bytes -= items.popleft()[1]
+
+    def full(self) -> bool:
+        return len(self._items) >= self.max_count or self.bytes >= self.max_bytes
+
+    def reset(self) -> None:
+        self._items.clear()
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class Progress:
+    __slots__ = ("inflights", "match", "match_at_heartbeat", "next", "probe_sent", "recent_active", "stalls", "state")
+
+    def __init__(self, next_index: int, inflights: Inflights) -> None:
+        self.match = 0
+        self.next = next_index
+        self.state = ProgressState.PROBE
+        self.probe_sent = False
+        self.recent_active = False
+        self.inflights = inflights
+        self.match_at_heartbeat = 0
+        self.stalls = 0
+
+    def stalled(self) -> bool:
+        """Pipelined MsgApps in flight but no progress over two heartbeat rounds: some were lost
+        (a reconnect dropped them), so the window will never drain by itself; probe again."""
+        if self.state is not ProgressState.REPLICATE or not len(self.inflights) or self.match != self.match_at_heartbeat:
+            self.match_at_heartbeat = self.match
+            self.stalls = 0
+            return False
+        self.stalls += 1
+        return self.stalls >= 2
+
+    def become_probe(self) -> None:
+        self.state = ProgressState.PROBE
+        self.next = self.match + 1
+        self.probe_sent = False
+        self.inflights.reset()
+
+    def become_replicate(self) -> None:
+        self.state = ProgressState.REPLICATE
+        self.next = self.match + 1
+        self.probe_sent = False
+        self.inflights.reset()
+
+    def maybe_update(self, index: int) -> bool:
+        """An acknowledgement of ``index``; False if it was stale."""
+        updated = False
+        if self.match < index:
+            self.match = index
+            updated = True
+            self.probe_sent = False
+        if self.next < index + 1:
+            self.next = index + 1
+        return updated
+
+    def maybe_decr_to(self, rejected: int, match_hint: int) -> bool:
+        """A rejection of the MsgApp at ``rejected``; False if it was stale."""
+        if self.state is ProgressState.REPLICATE:
+            if rejected <= self.match:
+                return False
+            self.next = self.match + 1
+            return True
+        if self.next - 1 != rejected:
+            return False
+        self.next = max(min(rejected, match_hint + 1), self.match + 1)
+        self.probe_sent = False
+        return True
+
+    def is_paused(self) -> bool:
+        if self.state is ProgressState.PROBE:
+            return self.probe_sent
+        return self.inflights.full()
+
+    def describe(self) -> str:
+        return f"{self.state.value} match={self.match} next={self.next} inflight={len(self.inflights)}"

@@ -1,0 +1,77 @@
+"""The safety properties of Raft (Figure 3 of the paper), checked after every simulated event.
+
+* Election safety: at most one leader per term.
+* Log matching: two logs with an entry of the same index and term agree on everything before it.
+* Leader completeness: an entry applied (committed) anywhere is in the log of every later leader.
+* State-machine safety: no two nodes apply different entries at the same index.
+* Nothing acknowledged before persisted: an append, vote or pre-vote response leaves a node only
+  after what it promises is synced (the Ready contract).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from raftlab.impl.raft import Entry, Message, MsgType
+
+
+class InvariantViolation(AssertionError):
+    """A Raft safety property was broken; the message names it and the step."""
+
+
+class Invariants:
+    def __init__(self, ids: tuple[int, ...]) -> None:
+        self.ids = ids
+        self.leader_of_term: dict[int, int] = {}
+        self.applied: dict[int, tuple[int, bytes, int]] = {}  # index -> (term, data, first step)
+
+    def on_leader(self, term: int, node: int, step: int) -> None:
+        other = self.leader_of_term.setdefault(term, node)
+        if other != node:
+            raise InvariantViolation(f"step {step}: election safety: nodes {other} and {node} both lead term {term}")
+
+    def on_apply(self, node: int, e: Entry, step: int) -> None:
+        seen = self.applied.setdefault(e.index, (e.term, e.data, step))
+        if seen[:2] != (e.term, e.data):
+            raise InvariantViolation(f"step {step}: state-machine safety: node {node} applied {e.describe()} at "
+                                     f"index {e.index}, another node applied term {seen[0]} there")
+
+    def on_send_after_persist(self, node: Any, m: Message) -> None:
+        storage = node.storage
+        hs = storage.synced_hard_state()
+        if m.type is MsgType.APP_RESP and not m.reject and m.index > storage.synced_last_index():
+            raise InvariantViolation(f"node {node.id} acknowledged index {m.index} but synced only "
+                                     f"{storage.synced_last_index()}")
+        if m.type is MsgType.VOTE_RESP and not m.reject and (hs.term < m.term or hs.vote != m.to):
+            raise InvariantViolation(f"node {node.id} granted a vote in term {m.term} before syncing it ({hs.describe()})")
+
+    def check(self, nodes: Mapping[int, Any], step: int) -> None:
+        up = [n for n in nodes.values() if n.up]
+        # log matching, on the last common entry of each pair (enough, given it holds every step)
+        for i, a in enumerate(up):
+            la = a.core.log
+            for b in up[i + 1:]:
+                lb = b.core.log
+                hi = min(la.last_index(), lb.last_index())
+                if hi == 0:
+                    continue
+                k = hi
+                while k > 0 and la.term(k) != lb.term(k):
+                    k -= 1
+                lo = max(1, k - 3)
+                for j in range(lo, k + 1):
+                    ea, eb = la.entries(j, j + 1), lb.entries(j, j + 1)
+                    if ea and eb and (ea[0].term, ea[0].data) != (eb[0].term, eb[0].data):
+                        raise InvariantViolation(f"step {step}: log matching: nodes {a.id} and {b.id} differ at "
+                                                 f"index {j} below matching entry {k}")
+        # leader completeness: every applied entry is in every current leader's log
+        for n in up:
+            core = n.core
+            if core.role.value != "leader":
+                continue
+            for index, (term, _data, _first) in self.applied.items():
+                if index <= core.log.last_index() and core.log.term(index) == term:
+                    continue
+                raise InvariantViolation(f"step {step}: leader completeness: leader {n.id} of term {core.term} "
+                                         f"lacks applied entry {term}/{index}")
