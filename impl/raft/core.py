@@ -29,9 +29,9 @@ Rules (with paper/thesis sections):
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from raftlab.impl.storage import Storage
 
@@ -52,6 +52,9 @@ from .messages import (
 from .progress import Inflights, Progress, ProgressState
 from .quorum import VoteResult, committed_index, quorum, vote_result
 from .readonly import ReadOnly
+
+if TYPE_CHECKING:
+    import random  # the core only calls the Random it is given; it never uses the global one
 
 TRANSFER = b"transfer"  # context of a campaign started by TIMEOUT_NOW: ignores leader leases
 

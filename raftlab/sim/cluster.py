@@ -283,5 +283,57 @@ class SimCluster:
 
     def replay_command(self, steps: int) -> str:
         c = self.config
-        return f"raftlab sim --seed {self.seed} --steps {steps} --nodes {c.nodes} --loss {c.loss}"
+        flags = "" if c.read_only == "safe" else f" --read-only {c.read_only}"
+        flags += "" if c.crashes else " --no-crashes"
+        flags += "" if c.partitions else " --no-partitions"
+        return f"raftlab sim --seed {self.seed} --steps {steps} --nodes {c.nodes} --loss {c.loss}{flags}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SimOutcome:
+    """The verdict of one simulated run: invariants first, then linearizability of the history."""
+
+    seed: int
+    steps: int
+    valid: bool | str  # True, False or "unknown"
+    explanation: str
+    replay: str
+    stats: dict[str, int]
+    last_events: tuple[str, ...]
+
+    def summary(self) -> str:
+        word = {True: "valid", False: "VIOLATION", "unknown": "unknown"}[self.valid]  # type: ignore[index]
+        s = self.stats
+        return (f"seed {self.seed}: {self.steps} steps, {s['elections']} elections, {s['commits']} entries applied, "
+                f"{s['ops']} client ops, {s['crashes']} crashes, {s['partitions']} partitions: {word}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed, "steps": self.steps, "valid": self.valid, "explanation": self.explanation,
+                "replay": self.replay, "stats": self.stats, "last_events": list(self.last_events)}
+
+
+def simulate(seed: int, steps: int, config: SimConfig | None = None, *, time_limit: float | None = 60.0,
+             cluster_type: type[SimCluster] | None = None) -> SimOutcome:
+    """Run ``steps`` events, checking invariants after each, then the history with the kv model."""
+    cluster = (cluster_type or SimCluster)(seed, config)
+    valid: bool | str = True
+    explanation = ""
+    done = 0
+    try:
+        while done < steps:
+            done += 1
+            cluster.step()
+    except AssertionError as e:  # InvariantViolation, or a core assertion (commit past the log, ...)
+        valid, explanation = False, f"invariant violated: {e}"
+    if valid is True:
+        try:
+            from raftlab.checker import check
+        except ImportError:  # the checker is a separate part; without it only invariants are judged
+            pass
+        else:
+            result = check(cluster.history(), "kv", time_limit=time_limit)
+            valid, explanation = result.valid, result.explanation
+    return SimOutcome(seed=seed, steps=done, valid=valid, explanation=explanation,
+                      replay=cluster.replay_command(done), stats=dict(cluster.stats),
+                      last_events=tuple(cluster.trace))
 
