@@ -40,6 +40,7 @@ class SimConfig:
     election_tick: int = 10
     read_only: str = "safe"
     client_timeout: int = 400  # steps after which a pending client op is recorded as info
+    ack_before_persist: bool = False  # deliberately broken shell (tests show the invariants catch it)
 
 
 @dataclass(slots=True)
@@ -66,6 +67,8 @@ class SimNode:
 
 
 class SimCluster:
+    core_type: type[RaftCore] = RaftCore  # tests swap in deliberately broken cores to show the checks bite
+
     def __init__(self, seed: int, config: SimConfig | None = None) -> None:
         self.seed = seed
         self.config = config or SimConfig()
@@ -88,7 +91,7 @@ class SimCluster:
     def _boot(self, node_id: int, storage: MemoryStorage) -> SimNode:
         cfg = RaftConfig(id=node_id, voters=self.ids, election_tick=self.config.election_tick,
                          read_only=self.config.read_only)  # type: ignore[arg-type]
-        core = RaftCore(cfg, storage, rng=random.Random(self.rng.randrange(2**32)))
+        core = self.core_type(cfg, storage, rng=random.Random(self.rng.randrange(2**32)))
         return SimNode(id=node_id, storage=storage, core=core)
 
     # --- the event loop ----------------------------------------------------------------------
@@ -101,7 +104,7 @@ class SimCluster:
         self.step_no += 1
         r = self.rng.random()
         cfg = self.config
-        if r < 0.30:
+        if r < 0.12:
             node = self.nodes[self.rng.choice(self.ids)]
             if node.up:
                 node.core.tick()
@@ -115,7 +118,7 @@ class SimCluster:
                     target.core.step(msg)
         elif r < 0.93:
             self._client_op()
-        elif r < 0.96 and cfg.partitions:
+        elif r < 0.945 and cfg.partitions:
             if self.net.partitioned():
                 self.net.heal()
                 self.trace.append("heal")
@@ -124,7 +127,7 @@ class SimCluster:
                 self.net.partition(side, set(self.ids) - side)
                 self.stats["partitions"] += 1
                 self.trace.append(f"partition {sorted(side)}")
-        elif r < 0.975 and cfg.crashes:
+        elif r < 0.955 and cfg.crashes:
             self._crash_or_restart()
         for node in self.nodes.values():
             if node.up:
@@ -163,15 +166,20 @@ class SimCluster:
                     self.invariants.on_leader(core.term, node.id, self.step_no)
             for m in rd.send_now:
                 self.net.send(m)
+            if self.config.ack_before_persist:
+                for m in rd.send_after_persist:
+                    self.invariants.on_send_after_persist(node, m)
+                    self.net.send(m)
             if rd.entries:
                 node.storage.append(rd.entries)
             if rd.hard_state is not None:
                 node.storage.set_hard_state(rd.hard_state)
             if rd.entries or rd.must_sync:
                 node.storage.sync()
-            for m in rd.send_after_persist:
-                self.invariants.on_send_after_persist(node, m)
-                self.net.send(m)
+            if not self.config.ack_before_persist:
+                for m in rd.send_after_persist:
+                    self.invariants.on_send_after_persist(node, m)
+                    self.net.send(m)
             for e in rd.committed:
                 self._apply(node, e)
             for rs in rd.read_states:
@@ -228,16 +236,23 @@ class SimCluster:
         self._record(OpType.INVOKE, p, value)
         self.pending[process] = p
         self.stats["ops"] += 1
-        try:
-            if f == "read":
-                self.context_seq += 1
-                p.context = self.context_seq.to_bytes(8, "big")
-                node.core.read_index(p.context)
-            else:
-                data = json.dumps({"f": f, "key": key, "value": value}).encode()
-                p.term, p.index = node.core.propose(data)
-        except NotLeader:
-            self._complete(p, OpType.FAIL, error="not leader")
+        for _attempt in range(2):  # like KvClient: a refusal with a leader hint is retried there once
+            try:
+                if f == "read":
+                    self.context_seq += 1
+                    p.context = self.context_seq.to_bytes(8, "big")
+                    node.core.read_index(p.context)
+                else:
+                    data = json.dumps({"f": f, "key": key, "value": value}).encode()
+                    p.term, p.index = node.core.propose(data)
+                return
+            except NotLeader as e:
+                hinted = self.nodes.get(e.leader_hint)
+                if hinted is None or not hinted.up or hinted is node:
+                    break
+                node = hinted
+                p.node = node.id
+        self._complete(p, OpType.FAIL, error="not leader")
 
     def _generation(self, client: int) -> int:
         return self.generations.get(client, 0)
