@@ -74,7 +74,8 @@ class PeerLink:
             backoff = self.min_backoff
             try:
                 await self._pump(writer)
-            except (OSError, ConnectionError) as e:
+            except (OSError, ConnectionError, RuntimeError) as e:
+                # uvloop raises RuntimeError for a write to a transport the peer already closed
                 self._log(f"peer {self.peer_id}: connection lost: {e}")
                 self._connected = False
             finally:
@@ -89,6 +90,8 @@ class PeerLink:
             if not queue:
                 self._wake.clear()
                 await self._wake.wait()
+            if writer.is_closing():
+                raise ConnectionError("closed by peer")
             chunks = list(queue)
             queue.clear()
             writer.write(b"".join(chunks))
