@@ -22,9 +22,14 @@ Rules (with paper/thesis sections):
 * Commit: only an entry of the leader's current term is committed by counting (§5.4.2); a no-op
   is appended on election so that happens promptly (§8).
 * Reads: ReadIndex (thesis §6.4) confirmed by a heartbeat quorum, only once the leader has
-  committed an entry of its term; or lease reads (``read_only="lease"``), which trust that the
-  leader steps down (check-quorum) before another can be elected: clocks must not drift by more
-  than the gap between the lease and the election timeout.
+  committed an entry of its term; or lease reads (``read_only="lease"``, thesis §6.4.1). Heartbeats
+  carry the leader's tick count in ``index`` and followers echo it; the lease starts at the stamp a
+  quorum has echoed (the *send* time, so message delay only shortens it) and lasts
+  ``lease_ticks()`` = election_tick minus a 20% drift margin. It is sound because a follower that
+  heard a leader within election_tick ticks grants no vote (the check-quorum lease above), and a
+  freshly booted node in lease mode does the same, so no new leader can exist before
+  stamp + election_tick. Assumption: no node's tick rate differs from another's by more than the
+  margin. Without a valid lease (or during a leader transfer) a read falls back to ReadIndex.
 """
 
 from __future__ import annotations
@@ -111,6 +116,10 @@ class RaftCore:
         self._read_states: list[ReadState] = []
         self._dropped_reads: list[bytes] = []
         self._bcast_pending = False
+        self.clock = 0  # ticks since this core was built: the stamp of heartbeats (lease reads)
+        self.lease_void = False  # set once a TIMEOUT_NOW went out: the transferee ignores our lease
+        # lease mode: a booted node grants no vote for election_tick ticks, as if it had heard a leader
+        self.boot_lease = config.read_only == "lease"
         self._prev_hs = HardState(term=hs.term, vote=hs.vote, commit=self.log.committed)
         self._prev_ss = SoftState()
         self._reset_randomized_timeout()
@@ -118,6 +127,7 @@ class RaftCore:
     # --- inputs ------------------------------------------------------------------------------
 
     def tick(self) -> None:
+        self.clock += 1
         if self.role is Role.LEADER:
             self._tick_heartbeat()
         else:
@@ -151,14 +161,14 @@ class RaftCore:
         self.lead_transferee = to
         self.election_elapsed = 0
         if self.prs[to].match == self.log.last_index():
-            self._send(Message(type=MsgType.TIMEOUT_NOW, to=to, from_=self.id, term=self.term))
+            self._send_timeout_now(to)
         else:
             self._send_append(to)
 
     def step(self, m: Message) -> None:
         if m.term > self.term:
             if m.type in (MsgType.VOTE, MsgType.PRE_VOTE):
-                in_lease = (self.config.check_quorum and self.lead != NONE
+                in_lease = (self.config.check_quorum and (self.lead != NONE or self.boot_lease)
                             and self.election_elapsed < self.config.election_tick)
                 if in_lease and m.context != TRANSFER:
                     self.log_line(f"{self.id} ignores {m.type.name} from {m.from_} at term {m.term}: lease not expired")
@@ -274,6 +284,7 @@ class RaftCore:
         self._reset(self.term)
         self.role = Role.LEADER
         self.lead = self.id
+        self.lease_void = False
         last = self.log.last_index()
         self.prs = {v: Progress(last + 1, Inflights(self.config.max_inflight_msgs, self.config.max_inflight_bytes))
                     for v in self.voters}
@@ -325,6 +336,8 @@ class RaftCore:
 
     def _tick_election(self) -> None:
         self.election_elapsed += 1
+        if self.election_elapsed >= self.config.election_tick:
+            self.boot_lease = False
         if self.election_elapsed >= self.randomized_timeout:
             self.election_elapsed = 0
             self._hup()
@@ -394,7 +407,7 @@ class RaftCore:
             self.lead = m.from_
             self.log.commit_to(min(m.commit, self.log.last_index()))
             self._send(Message(type=MsgType.HEARTBEAT_RESP, to=m.from_, from_=self.id, term=self.term,
-                               context=m.context))
+                               index=m.index, context=m.context))
         elif t is MsgType.READ_INDEX_RESP:
             if m.reject:
                 self._dropped_reads.append(m.context)
@@ -451,9 +464,11 @@ class RaftCore:
                 elif pr.match < self.log.last_index():
                     self._send_append(m.from_)
                 if m.from_ == self.lead_transferee and pr.match == self.log.last_index():
-                    self._send(Message(type=MsgType.TIMEOUT_NOW, to=m.from_, from_=self.id, term=self.term))
+                    self._send_timeout_now(m.from_)
         elif t is MsgType.HEARTBEAT_RESP:
             pr.recent_active = True
+            if m.index > pr.lease_stamp:
+                pr.lease_stamp = m.index
             pr.probe_sent = False
             if pr.stalled():
                 self.log_line(f"{self.id} re-probes {m.from_}: no progress with {len(pr.inflights)} appends in flight")
@@ -499,7 +514,7 @@ class RaftCore:
         for v, pr in self.prs.items():
             if v != self.id:
                 self._send(Message(type=MsgType.HEARTBEAT, to=v, from_=self.id, term=self.term,
-                                   commit=min(pr.match, self.log.committed), context=context))
+                                   commit=min(pr.match, self.log.committed), index=self.clock, context=context))
 
     def _maybe_commit(self) -> bool:
         index = committed_index(self.voters, {v: pr.match for v, pr in self.prs.items()})
@@ -519,11 +534,23 @@ class RaftCore:
             # thesis §6.4 step 1: the commit index is only known once an entry of this term commits
             self.reads_waiting_commit.append((context, origin))
             return
-        if len(self.voters) == 1 or self.config.read_only == "lease":
+        if len(self.voters) == 1 or (self.config.read_only == "lease" and self._in_lease()):
             self._answer_read(context, origin, self.log.committed)
             return
         self.read_only.add(self.log.committed, context, origin, self.id)
         self._bcast_heartbeat(context)
+
+    def lease_ticks(self) -> int:
+        """How long a lease lasts after the stamp a quorum echoed: the election timeout minus a
+        20% margin for clock drift (at least one tick shorter)."""
+        e = self.config.election_tick
+        return e - max(1, e // 5)
+
+    def _in_lease(self) -> bool:
+        if self.lease_void or self.lead_transferee != NONE:
+            return False
+        stamps = {v: (self.clock if v == self.id else pr.lease_stamp) for v, pr in self.prs.items()}
+        return self.clock - committed_index(self.voters, stamps) < self.lease_ticks()
 
     def _release_reads_waiting_commit(self) -> None:
         if self.reads_waiting_commit and self._committed_in_term():
@@ -551,6 +578,10 @@ class RaftCore:
 
     def _send(self, m: Message) -> None:
         self._msgs.append(m)
+
+    def _send_timeout_now(self, to: int) -> None:
+        self.lease_void = True  # the transferee campaigns through every follower's lease
+        self._send(Message(type=MsgType.TIMEOUT_NOW, to=to, from_=self.id, term=self.term))
 
     def _send_after(self, m: Message) -> None:
         self._msgs_after.append(m)

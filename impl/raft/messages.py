@@ -25,8 +25,8 @@ class MsgType(enum.IntEnum):
     VOTE_RESP = 4
     PRE_VOTE = 5  # pre-candidate -> all, at term + 1, changing no one's term (thesis 9.6)
     PRE_VOTE_RESP = 6
-    HEARTBEAT = 7  # leader -> follower: commit (capped at match), context for ReadIndex
-    HEARTBEAT_RESP = 8
+    HEARTBEAT = 7  # leader -> follower: commit (capped at match), context for ReadIndex, index = leader tick stamp
+    HEARTBEAT_RESP = 8  # echoes context and index (the stamp starts a lease, core.py)
     READ_INDEX = 9  # follower -> leader: please confirm a read index for context
     READ_INDEX_RESP = 10  # leader -> follower: index to wait for, for context
     TIMEOUT_NOW = 11  # leader -> transferee: campaign now (leader transfer)

@@ -48,7 +48,8 @@ class Inflights:
 
 
 class Progress:
-    __slots__ = ("inflights", "match", "match_at_heartbeat", "next", "probe_sent", "recent_active", "stalls", "state")
+    __slots__ = ("inflights", "lease_stamp", "match", "match_at_heartbeat", "next", "probe_sent", "recent_active",
+                 "stalls", "state")
 
     def __init__(self, next_index: int, inflights: Inflights) -> None:
         self.match = 0
@@ -59,6 +60,7 @@ class Progress:
         self.inflights = inflights
         self.match_at_heartbeat = 0
         self.stalls = 0
+        self.lease_stamp = -(1 << 62)  # leader's clock at the latest heartbeat this follower echoed (lease reads)
 
     def stalled(self) -> bool:
         """Pipelined MsgApps in flight but no progress over two heartbeat rounds: some were lost

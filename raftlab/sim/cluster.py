@@ -106,7 +106,14 @@ class SimCluster:
         cfg = self.config
         if r < 0.12:
             node = self.nodes[self.rng.choice(self.ids)]
-            if node.up:
+            if cfg.read_only == "lease":
+                # lease reads assume bounded clock drift: clocks tick in lockstep (as often in total)
+                if node.id == self.ids[0]:
+                    for n in self.nodes.values():
+                        if n.up:
+                            n.core.tick()
+                    self.trace.append("tick all")
+            elif node.up:  # ReadIndex assumes nothing about clocks: each node ticks at its own pace
                 node.core.tick()
                 self.trace.append(f"tick {node.id}")
         elif r < 0.80:
