@@ -52,7 +52,7 @@ def check(
         result.elapsed = time.monotonic() - started
         return result
     m = make_model(model, **model_opts) if isinstance(model, str) else model
-    name = model if isinstance(model, str) else type(model).__name__
+    name = model if isinstance(model, str) else getattr(model, "name", type(model).__name__)
     ops = history.operations()
     parts = _partitions(m, ops)
     deadline = Deadline(time_limit)

@@ -28,11 +28,13 @@ EXIT = {True: 0, False: 1, "unknown": 3}
 @click.option("--nil-reads-unknown", is_flag=True, help="A read that returned null constrains nothing (Knossos).")
 @click.option("--time-limit", type=click.FloatRange(min=0.0), default=None, metavar="S",
               help="Seconds per history; past it the verdict is unknown.")
+@click.option("--max-memo", type=click.IntRange(min=1000), default=None, metavar="N",
+              help="Memory budget: memoised search states per partition; past it the verdict is unknown.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per history (JSON Lines).")
 @click.option("--html", type=click.Path(path_type=Path), default=None, metavar="OUT",
               help="Write a timeline page (one file; several histories: OUT is a folder).")
 def check(histories: tuple[Path, ...], model: str, fmt: str, initial_value: str | None, nil_reads_unknown: bool,
-          time_limit: float | None, as_json: bool, html: Path | None) -> None:
+          time_limit: float | None, max_memo: int | None, as_json: bool, html: Path | None) -> None:
     """Check HISTORY files for linearizability and explain any violation."""
     from raftlab import formats
     from raftlab.checker import ModelError, merge_valid
@@ -47,14 +49,21 @@ def check(histories: tuple[Path, ...], model: str, fmt: str, initial_value: str 
             raise click.BadParameter(f"not JSON: {e.msg}", param_hint="--initial-value") from None
     if nil_reads_unknown:
         opts["nil_reads_unknown"] = True
+    from raftlab.checker.models import make_model
+
+    try:  # a bad model or option is a usage error, found before any history is read
+        model_obj = model if model == "set" else make_model(model, **opts)
+    except ModelError as e:
+        raise click.BadParameter(str(e), param_hint="--model") from None
     verdicts = []
     bad_input = False
     for path in histories:
         try:
             history = formats.read_history(path, fmt)
-            result = run_check(history, model, time_limit=time_limit, **opts)
+            result = run_check(history, model_obj, time_limit=time_limit, max_memo=max_memo)
         except (HistoryError, ModelError) as e:
-            click.echo(f"{path}: error: {e}", err=True)
+            where = "" if isinstance(e, HistoryError) and e.source else f"{path}: "
+            click.echo(f"error: {where}{e}", err=True)
             bad_input = True
             continue
         verdicts.append(result.valid)

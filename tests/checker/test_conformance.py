@@ -91,3 +91,25 @@ def test_cli_knossos_options_and_html(tmp_path: Path) -> None:
     assert "NOT linearizable" in proc.stdout and "could be linearized next" in proc.stdout
     page = out.read_text()
     assert "<svg" in page and "cannot be linearized here" in page and "e05a5a" in page
+
+
+def test_budgets_give_unknown_naming_partitions() -> None:
+    root = need_histories()
+    history = formats.read_history(root / "porcupine" / "kv" / "c50-ok.txt")
+    result = check(history, "kv-append", max_memo=1)
+    assert result.valid == "unknown"
+    assert "memory budget" in result.explanation and "unsettled partitions" in result.explanation
+    proc = run_cli("--model", "kv-append", "--time-limit", "0", str(root / "porcupine" / "kv" / "c50-ok.txt"))
+    assert proc.returncode == 3 and "time limit" in proc.stdout
+
+
+def test_bad_input_is_one_clear_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"process": 0, "type": "invoke", "f": "read"}\n{"process": 0, "type": "ok", "f": "write"}\n')
+    proc = run_cli(str(bad))
+    assert proc.returncode == 2
+    assert f"{bad}:2:" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli("--model", "nope", str(bad))
+    assert proc.returncode == 2 and "unknown model" in proc.stderr
+    proc = run_cli(str(tmp_path / "missing.jsonl"))
+    assert proc.returncode == 2
