@@ -58,6 +58,19 @@ def _decode(raw: bytes | None) -> int | str | None:
         return text
 
 
+async def _answers(address: str, port: int) -> bool:
+    """Whether something accepts connections at address:port."""
+    try:
+        async with asyncio.timeout(1.0):
+            _, writer = await asyncio.open_connection(address, port)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
 class DtkvDB:
     """``raftlab node`` on every host of ``lab``; Killable, Pausable, HasPrimaries, HasLogFiles."""
 
@@ -158,6 +171,10 @@ class DtkvDB:
     async def start(self, host: Host) -> None:
         if await self.running(host) is not None:
             return
+        for port in (self.peer_port(host), self.client_port(host)):
+            address, reached = self.lab.endpoint(None, host, port)
+            if await _answers(address, reached):
+                raise DBError(f"{host}: port {port} is already in use by another process (pick another --base-port)")
         remote = self.lab.remote(host)
         await remote.run(f"rm -f {shlex.quote(self.pid_file(host))}")
         r = await remote.run(self.command(host))
@@ -173,15 +190,8 @@ class DtkvDB:
         deadline = loop.time() + START_TIMEOUT
         while True:
             alive = await process_state(self.lab.remote(host), pid) not in (None, "Z", "X")
-            if alive:
-                try:
-                    _, writer = await asyncio.open_connection(address, port)
-                    writer.close()
-                    with contextlib.suppress(OSError):
-                        await writer.wait_closed()
-                    return
-                except OSError:
-                    pass
+            if alive and await _answers(address, port):
+                return
             if not alive or loop.time() > deadline:
                 nd = shlex.quote(self.node_dir(host))
                 tail = await self.lab.remote(host).run(f"tail -n 5 {nd}/node.out 2>/dev/null", check=False)
@@ -219,33 +229,50 @@ class DtkvDB:
 
 
 class DtkvClient:
-    """One worker's connection to the cluster, through ``KvClient`` (its own node tried first)."""
+    """One worker's connection to the cluster, through ``KvClient`` (its own node tried first).
 
-    def __init__(self, db: DtkvDB, timeout: float, kv: KvClient | None = None) -> None:
+    Writes follow the leader (the KvClient remembers it). Reads, with ``reads="local"`` (the
+    default), start afresh at the worker's own node every time, as a client that prefers its
+    nearest replica does: a correct node redirects (not-leader) or confirms leadership first, a
+    node that serves reads from local state answers at once, stale if it lags or is cut off.
+    ``reads="leader"`` sends reads to the remembered leader like writes.
+    """
+
+    def __init__(self, db: DtkvDB, timeout: float, *, reads: str = "local",
+                 endpoints: list[tuple[str, int]] | None = None) -> None:
+        if reads not in ("local", "leader"):
+            raise ValueError(f"reads must be local or leader, not {reads!r}")
         self.db = db
         self.timeout = timeout
-        self.kv = kv
+        self.reads = reads
+        self.endpoints = endpoints
+        self.kv = KvClient(endpoints, timeout=timeout) if endpoints else None
 
     async def open(self, host: Host) -> DtkvClient:
         mine = self.db.client_endpoint(host)
         others = [self.db.client_endpoint(h) for h in self.db.hosts if h != host]
-        return DtkvClient(self.db, self.timeout, KvClient([mine, *others], timeout=self.timeout))
+        return DtkvClient(self.db, self.timeout, reads=self.reads, endpoints=[mine, *others])
 
     async def close(self) -> None:
         if self.kv is not None:
             await self.kv.close()
 
     async def invoke(self, op: Op) -> Op:
-        if self.kv is None:
+        if self.kv is None or self.endpoints is None:
             raise RuntimeError("invoke on a client that was not opened")
+        fresh = self.reads == "local" and op.f == "read"
+        kv = KvClient(self.endpoints, timeout=self.timeout) if fresh else self.kv
         try:
-            value = await self._call(self.kv, op)
+            value = await self._call(kv, op)
         except CasMismatch as e:
             return replace(op, type=OpType.FAIL, error=f"cas mismatch: found {_decode(e.current)!r}", index=-1)
         except DefiniteError as e:
             return replace(op, type=OpType.FAIL, error=f"{type(e).__name__}: {e}", index=-1)
         except IndeterminateError as e:
             return replace(op, type=OpType.INFO, value=None, error=f"{type(e).__name__}: {e}", index=-1)
+        finally:
+            if fresh:
+                await kv.close()
         return replace(op, type=OpType.OK, value=value, index=-1)
 
     async def _call(self, kv: KvClient, op: Op) -> Any:
@@ -277,4 +304,5 @@ class DtkvClient:
 
 def system(lab: Lab, options: SystemOptions) -> System:
     db = DtkvDB(lab, options, seed=int(options.extra.get("seed", 0)))
-    return System(name="dtkv", db=db, client=DtkvClient(db, options.op_timeout))
+    return System(name="dtkv", db=db, client=DtkvClient(db, options.op_timeout,
+                                                         reads=str(options.extra.get("reads", "local"))))
