@@ -152,6 +152,10 @@ class RaftCore:
         else:
             raise NotLeader(NONE)
 
+    def campaign(self) -> None:
+        """Start an election now, as an expired election timeout would (etcd's MsgHup)."""
+        self._hup()
+
     def transfer_leader(self, to: int) -> None:
         if self.role is not Role.LEADER:
             raise NotLeader(self.lead)

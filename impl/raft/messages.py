@@ -102,6 +102,8 @@ class Message:
         if self.type in (MsgType.APP, MsgType.VOTE, MsgType.PRE_VOTE, MsgType.APP_RESP,
                          MsgType.READ_INDEX_RESP):
             parts.append(f"Log:{self.log_term}/{self.index}")
+        if self.type in (MsgType.HEARTBEAT, MsgType.HEARTBEAT_RESP) and self.index:
+            parts.append(f"Stamp:{self.index}")
         if self.commit:
             parts.append(f"Commit:{self.commit}")
         if self.reject:
@@ -167,4 +169,6 @@ class Ready:
         if self.read_states:
             lines.append("ReadStates:")
             lines.extend(r.describe() for r in self.read_states)
+        if self.dropped_reads:
+            lines.append("DroppedReads: " + ", ".join(c.hex() for c in self.dropped_reads))
         return "\n".join(lines)

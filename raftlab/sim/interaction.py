@@ -1,0 +1,238 @@
+"""Transcript commands over a handful of Raft cores whose every message is delivered by hand.
+
+This is etcd's rafttest ``InteractionEnv`` in Python: ``tests/raft/testdata/*.txt`` are sequences
+of commands (one per block), each followed by the output it must produce, the cores' log lines
+included. Nothing moves unless a command moves it: ``process-ready`` persists a node's Ready
+(entries, hard state, sync) and puts its messages in flight, ``deliver-msgs`` steps them into
+their targets, ``stabilize`` repeats both until the cluster is quiet. So a scenario found by the
+simulator (a seed) can be written down as a short, reviewable transcript.
+
+Commands (``key=value`` options after the positional arguments):
+  add-nodes N [election-tick=10] [heartbeat-tick=1] [pre-vote=true] [check-quorum=true]
+      [read-only=safe|lease] [max-size-per-msg=B] [max-inflight-msgs=K]
+  campaign ID | tick ID [N] | propose ID DATA | read-index ID CTX | transfer-leader FROM TO
+  process-ready ID... | deliver-msgs ID... [type=APP] | drop-msgs [from=A] [to=B] [type=T]
+  stabilize [ID...] | partition A,B C,D | heal | crash ID | restart ID | raft-log ID | status ID
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from raftlab.impl.raft import Message, NotLeader, RaftConfig, RaftCore, Role
+from raftlab.impl.storage.memory import MemoryStorage
+
+
+class InteractionError(ValueError):
+    """A transcript command that cannot run (unknown command, bad argument, unknown node)."""
+
+
+@dataclass(slots=True)
+class EnvNode:
+    id: int
+    storage: MemoryStorage
+    core: RaftCore
+    config: RaftConfig
+    applied: list[str] = field(default_factory=list)
+    up: bool = True
+
+
+class InteractionEnv:
+    def __init__(self) -> None:
+        self.nodes: dict[int, EnvNode] = {}
+        self.in_flight: list[Message] = []
+        self.groups: list[set[int]] = []  # a partition: messages between groups are dropped
+        self.out: list[str] = []
+
+    # --- the entry point ---------------------------------------------------------------------
+
+    def handle(self, line: str) -> str:
+        words = line.split()
+        if not words:
+            raise InteractionError("empty command")
+        name, args = words[0], [w for w in words[1:] if "=" not in w]
+        opts = dict(w.split("=", 1) for w in words[1:] if "=" in w)
+        handler = getattr(self, "cmd_" + name.replace("-", "_"), None)
+        if handler is None:
+            raise InteractionError(f"unknown command {name!r}")
+        self.out = []
+        handler(args, opts)
+        return "\n".join(self.out) if self.out else "ok"
+
+    def _node(self, word: str) -> EnvNode:
+        try:
+            return self.nodes[int(word)]
+        except (ValueError, KeyError):
+            raise InteractionError(f"no node {word!r}") from None
+
+    def _ids(self, args: list[str]) -> list[int]:
+        return [self._node(a).id for a in args] if args else sorted(self.nodes)
+
+    def _logger(self, text: str) -> None:
+        self.out.append(f"INFO {text}")
+
+    # --- building and breaking the cluster -----------------------------------------------------
+
+    def cmd_add_nodes(self, args: list[str], opts: dict[str, str]) -> None:
+        count = int(args[0])
+        ids = tuple(range(1, count + 1))
+
+        def flag(name: str, default: bool) -> bool:
+            return opts.get(name, str(default).lower()) == "true"
+
+        for i in ids:
+            cfg = RaftConfig(id=i, voters=ids, election_tick=int(opts.get("election-tick", 10)),
+                             heartbeat_tick=int(opts.get("heartbeat-tick", 1)),
+                             pre_vote=flag("pre-vote", True), check_quorum=flag("check-quorum", True),
+                             read_only=opts.get("read-only", "safe"),  # type: ignore[arg-type]
+                             max_size_per_msg=int(opts.get("max-size-per-msg", 1 << 20)),
+                             max_inflight_msgs=int(opts.get("max-inflight-msgs", 256)))
+            self._boot(i, cfg, MemoryStorage())
+        self.out.append(f"added nodes {', '.join(map(str, ids))}")
+
+    def _boot(self, node_id: int, cfg: RaftConfig, storage: MemoryStorage) -> None:
+        core = RaftCore(cfg, storage, rng=random.Random(node_id), logger=self._logger)
+        self.nodes[node_id] = EnvNode(id=node_id, storage=storage, core=core, config=cfg)
+
+    def cmd_crash(self, args: list[str], opts: dict[str, str]) -> None:
+        node = self._node(args[0])
+        node.up = False
+        node.storage = node.storage.crash()
+        self.in_flight = [m for m in self.in_flight if node.id not in (m.to, m.from_)]
+        self.out.append(f"crashed {node.id}: kept {node.storage.last_index()} synced entries, "
+                        f"{node.storage.initial_state().describe()}")
+
+    def cmd_restart(self, args: list[str], opts: dict[str, str]) -> None:
+        node = self._node(args[0])
+        self._boot(node.id, node.config, node.storage)
+        self.out.append(f"restarted {node.id}")
+
+    def cmd_partition(self, args: list[str], opts: dict[str, str]) -> None:
+        self.groups = [{int(x) for x in a.split(",")} for a in args]
+        self.out.append("partitioned " + " | ".join(",".join(map(str, sorted(g))) for g in self.groups))
+
+    def cmd_heal(self, args: list[str], opts: dict[str, str]) -> None:
+        # what was sent across the cut is gone, as a dropped packet would be
+        for m in [m for m in self.in_flight if not self._connected(m.from_, m.to)]:
+            self.out.append(f"dropped: {m.describe()}")
+        self.in_flight = [m for m in self.in_flight if self._connected(m.from_, m.to)]
+        self.groups = []
+        self.out.append("healed")
+
+    def _connected(self, a: int, b: int) -> bool:
+        return not self.groups or any(a in g and b in g for g in self.groups)
+
+    # --- inputs -------------------------------------------------------------------------------
+
+    def cmd_campaign(self, args: list[str], opts: dict[str, str]) -> None:
+        self._node(args[0]).core.campaign()
+
+    def cmd_tick(self, args: list[str], opts: dict[str, str]) -> None:
+        node = self._node(args[0])
+        for _ in range(int(args[1]) if len(args) > 1 else 1):
+            node.core.tick()
+
+    def cmd_propose(self, args: list[str], opts: dict[str, str]) -> None:
+        try:
+            term, index = self._node(args[0]).core.propose(args[1].encode())
+            self.out.append(f"proposed at {term}/{index}")
+        except NotLeader as e:
+            self.out.append(f"NotLeader: {e}")
+
+    def cmd_read_index(self, args: list[str], opts: dict[str, str]) -> None:
+        try:
+            self._node(args[0]).core.read_index(args[1].encode())
+        except NotLeader as e:
+            self.out.append(f"NotLeader: {e}")
+
+    def cmd_transfer_leader(self, args: list[str], opts: dict[str, str]) -> None:
+        try:
+            self._node(args[0]).core.transfer_leader(int(args[1]))
+        except NotLeader as e:
+            self.out.append(f"NotLeader: {e}")
+
+    # --- moving work: the shell's Ready loop, and the network by hand --------------------------
+
+    def cmd_process_ready(self, args: list[str], opts: dict[str, str]) -> None:
+        for i in self._ids(args):
+            self._process_ready(self.nodes[i])
+
+    def _process_ready(self, node: EnvNode) -> bool:
+        core = node.core
+        if not node.up or not core.has_ready():
+            return False
+        rd = core.ready()
+        self.out.append(f"> {node.id} handling Ready")
+        self.out.extend("  " + line for line in rd.describe().splitlines())
+        self.in_flight.extend(rd.send_now)
+        if rd.entries:
+            node.storage.append(rd.entries)
+        if rd.hard_state is not None:
+            node.storage.set_hard_state(rd.hard_state)
+        node.storage.sync()
+        self.in_flight.extend(rd.send_after_persist)
+        node.applied.extend(e.describe() for e in rd.committed)
+        core.advance(rd)
+        return True
+
+    def _take(self, to: set[int], opts: dict[str, str]) -> list[Message]:
+        kind = opts.get("type")
+        frm = int(opts["from"]) if "from" in opts else None
+        taken, kept = [], []
+        for m in self.in_flight:
+            hit = m.to in to and (kind is None or m.type.name == kind) and (frm is None or m.from_ == frm)
+            (taken if hit else kept).append(m)
+        self.in_flight = kept
+        return taken
+
+    def cmd_deliver_msgs(self, args: list[str], opts: dict[str, str]) -> None:
+        self._deliver(set(self._ids(args)), opts)
+
+    def _deliver(self, to: set[int], opts: dict[str, str]) -> bool:
+        msgs = self._take(to, opts)
+        for m in msgs:
+            target = self.nodes[m.to]
+            if not target.up or not self._connected(m.from_, m.to):
+                self.out.append(f"dropped: {m.describe()}")
+                continue
+            self.out.append(m.describe())
+            target.core.step(m)
+        return bool(msgs)
+
+    def cmd_drop_msgs(self, args: list[str], opts: dict[str, str]) -> None:
+        to = {int(opts["to"])} if "to" in opts else set(self.nodes)
+        for m in self._take(to, opts):
+            self.out.append(f"dropped: {m.describe()}")
+
+    def cmd_stabilize(self, args: list[str], opts: dict[str, str]) -> None:
+        ids = self._ids(args)
+        for _ in range(1000):
+            moved = False
+            for i in ids:
+                moved |= self._process_ready(self.nodes[i])
+            if self._deliver(set(ids), {}):
+                moved = True
+            if not moved:
+                return
+        raise InteractionError("stabilize did not converge in 1000 rounds")
+
+    # --- looking --------------------------------------------------------------------------------
+
+    def cmd_raft_log(self, args: list[str], opts: dict[str, str]) -> None:
+        log = self._node(args[0]).core.log
+        entries = log.entries(1, log.last_index() + 1)
+        self.out.extend(e.describe() for e in entries)
+        if not entries:
+            self.out.append("log is empty")
+
+    def cmd_status(self, args: list[str], opts: dict[str, str]) -> None:
+        st = self._node(args[0]).core.status()
+        self.out.append(st.describe())
+        if st.role is Role.LEADER:
+            self.out.extend(f"  {peer}: {pr}" for peer, pr in sorted(st.progress.items()))
+
+    def cmd_applied(self, args: list[str], opts: dict[str, str]) -> None:
+        node = self._node(args[0])
+        self.out.append(", ".join(node.applied) if node.applied else "nothing applied")
+
