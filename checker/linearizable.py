@@ -199,8 +199,13 @@ def minimise(model: Any, ops: Sequence[Operation], *, budget: float = 2.0) -> li
     deadline = Deadline(budget)
     current = list(range(len(ops)))
 
+    grounded = getattr(model, "grounded", None)
+
     def illegal(subset: list[int]) -> bool:
-        out = run_to_end(search(model, [ops[i] for i in subset], deadline=deadline))
+        chosen = [ops[i] for i in subset]
+        if grounded is not None and not grounded(chosen):
+            return False
+        out = run_to_end(search(model, chosen, deadline=deadline))
         return out.valid is False
 
     chunks = 2

@@ -89,6 +89,21 @@ class CasRegister:
             return lambda state: (True, new) if state == expected else (True, state)
         return lambda state: self.step(state, op)
 
+    def grounded(self, ops: list[Operation]) -> bool:
+        """Every value read was written by one of ``ops`` (or is the initial value).
+
+        The minimiser keeps only grounded sub-histories, so it never "explains" a violation by
+        deleting the write a read saw, which would invent a different violation.
+        """
+        written = {self.initial_value}
+        for op in ops:
+            if op.f == "write":
+                written.add(_hashable(op.input))
+            elif op.f == "cas" and isinstance(op.input, list | tuple) and len(op.input) == 2:
+                written.add(_hashable(op.input[1]))
+        return all(_hashable(op.output) in written for op in ops
+                   if op.f == "read" and op.known and not (op.output is None and self.nil_reads_unknown))
+
     def describe_op(self, op: Operation) -> str:
         if op.f == "read":
             return f"read() -> {_fmt(op.output) if op.known else '?'}"
