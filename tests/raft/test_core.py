@@ -1,0 +1,240 @@
+"""One test per claim of the Raft paper (and Ongaro's thesis) that the core implements, each
+citing the section it checks (etcd's raft_paper_test.go). Scenarios run on InteractionEnv, whose
+messages move only when a test moves them."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from raftlab.impl.raft import (
+    ConfigError,
+    Entry,
+    HardState,
+    Message,
+    MsgType,
+    NotLeader,
+    RaftConfig,
+    RaftCore,
+    Role,
+)
+from raftlab.impl.storage.memory import MemoryStorage
+
+from raftlab.sim.interaction import InteractionEnv
+
+
+def cluster(n: int = 3, **opts: str) -> InteractionEnv:
+    env = InteractionEnv()
+    env.handle(f"add-nodes {n} " + " ".join(f"{k}={v}" for k, v in opts.items()))
+    return env
+
+
+def elect(env: InteractionEnv, node: int = 1) -> RaftCore:
+    env.handle(f"campaign {node}")
+    env.handle("stabilize")
+    core = env.nodes[node].core
+    assert core.role is Role.LEADER
+    return core
+
+
+def core_with_log(node: int, entries: list[tuple[int, int]], term: int, **cfg: object) -> RaftCore:
+    storage = MemoryStorage([Entry(term=t, index=i) for t, i in entries], HardState(term=term))
+    config = RaftConfig(id=node, voters=(1, 2, 3), **cfg)  # type: ignore[arg-type]
+    return RaftCore(config, storage, rng=random.Random(node))
+
+
+def test_election_timeout_is_randomized_from_the_injected_rng() -> None:
+    """§5.2: timeouts are drawn from [election_tick, 2 * election_tick); the same seed, the same draw."""
+    cfg = RaftConfig(id=1, voters=(1, 2, 3), election_tick=10)
+    draws = [RaftCore(cfg, MemoryStorage(), rng=random.Random(s)).randomized_timeout for s in range(50)]
+    assert all(10 <= d < 20 for d in draws) and len(set(draws)) > 3
+    again = [RaftCore(cfg, MemoryStorage(), rng=random.Random(s)).randomized_timeout for s in range(50)]
+    assert draws == again
+
+
+def test_a_follower_campaigns_after_its_timeout_and_wins() -> None:
+    """§5.2: a follower that hears nothing for an election timeout campaigns and wins a majority."""
+    env = cluster()
+    core = env.nodes[2].core
+    for _ in range(core.randomized_timeout):
+        core.tick()
+    env.handle("stabilize")
+    assert core.role is Role.LEADER and core.term == 1
+    assert [n.core.status().leader for n in env.nodes.values()] == [2, 2, 2]
+
+
+def test_one_vote_per_term() -> None:
+    """§5.2: each server votes for at most one candidate in a term (first come, first served)."""
+    core = core_with_log(3, [], 0, pre_vote=False, check_quorum=False)
+    core.step(Message(type=MsgType.VOTE, to=3, from_=1, term=1))
+    core.step(Message(type=MsgType.VOTE, to=3, from_=2, term=1))
+    rd = core.ready()
+    assert [(m.to, m.reject) for m in rd.send_after_persist] == [(1, False), (2, True)]
+    assert rd.hard_state == HardState(term=1, vote=1, commit=0) and rd.must_sync
+
+
+def test_vote_refused_to_a_less_up_to_date_log() -> None:
+    """§5.4.1: a vote is granted only to a candidate whose log is at least as up to date."""
+    core = core_with_log(3, [(1, 1), (2, 2)], 2, pre_vote=False, check_quorum=False)
+    core.step(Message(type=MsgType.VOTE, to=3, from_=1, term=3, index=5, log_term=1))  # longer, older term
+    core.step(Message(type=MsgType.VOTE, to=3, from_=2, term=3, index=2, log_term=2))  # same as ours
+    assert [(m.to, m.reject) for m in core.ready().send_after_persist] == [(1, True), (2, False)]
+
+
+def test_votes_leave_only_after_persisting() -> None:
+    """Ready contract (§5.2 'persist before responding'): vote and append responses are
+    send_after_persist, in the same Ready as the hard state and entries they promise."""
+    env = cluster()
+    env.handle("campaign 1")
+    env.handle("process-ready 1")
+    env.handle("deliver-msgs 2")  # pre-vote
+    rd = env.nodes[2].core.ready()
+    assert not rd.send_now and [m.type for m in rd.send_after_persist] == [MsgType.PRE_VOTE_RESP]
+
+
+def test_only_entries_of_the_current_term_commit_by_counting() -> None:
+    """§5.4.2: a leader never commits an entry of an earlier term by counting replicas; it commits
+    once an entry of its own term (the no-op, §8) reaches a majority."""
+    core = core_with_log(1, [(1, 1), (2, 2)], 2, pre_vote=False)
+    core.campaign()
+    for voter in (2, 3):
+        core.step(Message(type=MsgType.VOTE_RESP, to=1, from_=voter, term=3))
+    assert core.role is Role.LEADER
+    rd = core.ready()
+    assert [e.describe() for e in rd.entries] == ["3/3 NOOP"]
+    core.log.storage.append(rd.entries)  # type: ignore[attr-defined]
+    core.advance(rd)
+    core.step(Message(type=MsgType.APP_RESP, to=1, from_=2, term=3, index=2))  # acks the term-2 entry
+    assert core.log.committed == 0
+    core.step(Message(type=MsgType.APP_RESP, to=1, from_=2, term=3, index=3))
+    assert core.log.committed == 3
+
+
+def test_leader_counts_itself_only_once_persisted() -> None:
+    """Thesis §10.2.1: the leader may replicate before persisting, but counts its own log only
+    after the shell persisted it, so a committed entry is durable on a majority."""
+    env = cluster()
+    leader = elect(env)
+    term, index = leader.propose(b"a")
+    rd = leader.ready()  # not yet persisted by the leader
+    leader.step(Message(type=MsgType.APP_RESP, to=1, from_=2, term=term, index=index))
+    assert leader.log.committed < index
+    env.nodes[1].storage.append(rd.entries)
+    env.nodes[1].storage.sync()
+    leader.advance(rd)
+    assert leader.log.committed == index
+
+
+def test_pre_vote_does_not_inflate_terms() -> None:
+    """Thesis §9.6: a partitioned node only pre-campaigns; its term and everyone else's stay put."""
+    env = cluster()
+    elect(env)
+    env.handle("partition 1,2 3")
+    env.handle("tick 3 100")
+    env.handle("stabilize")
+    assert env.nodes[3].core.term == 1 and env.nodes[1].core.term == 1
+    env.handle("heal")
+    env.handle("tick 1")
+    env.handle("stabilize")
+    assert env.nodes[1].core.role is Role.LEADER and env.nodes[3].core.status().leader == 1
+
+
+def test_without_pre_vote_a_partitioned_node_inflates_its_term() -> None:
+    """The contrast case for thesis §9.6 (the check above could pass for another reason)."""
+    env = cluster(**{"pre-vote": "false"})
+    elect(env)
+    env.handle("partition 1,2 3")
+    env.handle("tick 3 100")
+    env.handle("stabilize")
+    assert env.nodes[3].core.term > 3
+
+
+def test_check_quorum_steps_a_cut_off_leader_down() -> None:
+    """Thesis §6.2: a leader that hears from no majority for an election timeout steps down."""
+    env = cluster()
+    leader = elect(env)
+    env.handle("partition 1 2,3")
+    env.handle("tick 1 20")
+    assert leader.role is Role.FOLLOWER
+    with pytest.raises(NotLeader):
+        leader.propose(b"x")
+
+
+def test_leader_lease_ignores_disruptive_votes() -> None:
+    """Thesis §4.2.3: with check-quorum, a follower that heard a leader within the election
+    timeout ignores a vote request of a higher term, so a flaky node cannot depose the leader."""
+    env = cluster(**{"pre-vote": "false"})
+    elect(env)
+    follower = env.nodes[2].core
+    follower.step(Message(type=MsgType.VOTE, to=2, from_=3, term=5, index=9, log_term=1))
+    assert follower.term == 1 and not follower.ready().send_after_persist
+
+
+def test_propose_on_a_follower_names_the_leader() -> None:
+    """§5.1: clients are redirected to the leader; the refusal is definite (nothing proposed)."""
+    env = cluster()
+    elect(env)
+    with pytest.raises(NotLeader) as info:
+        env.nodes[3].core.propose(b"x")
+    assert info.value.leader_hint == 1 and env.nodes[3].core.log.last_index() == 1
+
+
+def test_pipelining_is_bounded_by_max_inflight_msgs_and_batched_by_size() -> None:
+    """etcd's flow control: in REPLICATE, MsgApps are pipelined up to max_inflight_msgs, each at
+    most max_size_per_msg bytes (at least one entry), then the leader waits for acks."""
+    env = cluster(**{"max-inflight-msgs": "2", "max-size-per-msg": "100"})
+    leader = elect(env)
+    for _ in range(10):
+        leader.propose(b"v" * 60)
+    rd = leader.ready()
+    to2 = [m for m in rd.send_now if m.to == 2 and m.type is MsgType.APP]
+    assert len(to2) == 2 and all(len(m.entries) == 1 for m in to2)
+    assert leader.prs[2].is_paused()
+
+
+def test_readindex_waits_for_a_commit_in_the_leaders_term() -> None:
+    """Thesis §6.4 step 1: a new leader knows its commit index only after committing an entry of
+    its term, so a read arriving before the no-op commits waits for it."""
+    env = cluster()
+    env.handle("campaign 1")
+    for _ in range(4):  # pre-vote and vote rounds; the leader's no-op is not yet acknowledged
+        env.handle("process-ready 1 2 3")
+        env.handle("deliver-msgs 1 2 3")
+    leader = env.nodes[1].core
+    assert leader.role is Role.LEADER and leader.log.committed == 0
+    leader.read_index(b"r")
+    assert "ReadState" not in env.handle("process-ready 1")
+    out = env.handle("stabilize")
+    assert out.index("CommittedEntries") < out.index("ReadState(index=1, ctx=72)")
+
+
+def test_lease_read_needs_a_quorum_stamp() -> None:
+    """Thesis §6.4.1: a lease read is served locally only within the lease that started at the
+    heartbeat stamp a quorum echoed; a fresh leader without echoes falls back to ReadIndex."""
+    env = cluster(**{"read-only": "lease"})
+    env.handle("tick 2 10")
+    env.handle("tick 3 10")
+    leader = elect(env)
+    leader.read_index(b"a")
+    rd = leader.ready()
+    assert not rd.read_states and any(m.context == b"a" for m in rd.send_now)  # heartbeat round
+    assert leader.lease_ticks() == 8
+
+
+def test_config_errors_name_the_field() -> None:
+    with pytest.raises(ConfigError, match="election_tick"):
+        RaftConfig(id=1, voters=(1,), election_tick=1, heartbeat_tick=1)
+    with pytest.raises(ConfigError, match="voters"):
+        RaftConfig(id=1, voters=(1, 1))
+    with pytest.raises(ConfigError, match="read_only"):
+        RaftConfig(id=1, voters=(1,), read_only="fast")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="check_quorum"):
+        RaftConfig(id=1, voters=(1,), read_only="lease", check_quorum=False)
+
+
+def test_single_node_cluster_commits_alone() -> None:
+    env = cluster(1)
+    leader = elect(env)
+    leader.propose(b"x")
+    env.handle("stabilize")
+    assert leader.log.committed == 2 and env.nodes[1].applied[-1] == "1/2 b'x'"
