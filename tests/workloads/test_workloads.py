@@ -6,11 +6,11 @@ import random
 from collections import Counter
 
 import pytest
+from raftlab.workloads import WORKLOADS, UnknownWorkload, make
 
 from raftlab import generator as gen
 from raftlab.generator import NS, simulate
 from raftlab.history import History, Op, OpType
-from raftlab.workloads import WORKLOADS, UnknownWorkload, make
 
 
 def campaign(name: str, n: int, seed: int, complete: gen.Completer | None = None, **opts: object) -> list[Op]:
