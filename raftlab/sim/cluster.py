@@ -297,6 +297,8 @@ class SimCluster:
         self.free_clients.append(client)
 
     def _record(self, type_: OpType, p: Pending, value: Any, *, error: str | None = None) -> None:
+        self.trace.append(f"client {p.process} {type_.value} {p.f} {p.key} {value!r} at node {p.node}"
+                          + (f" ({error})" if error else ""))
         self.events.append(Op(type=type_, process=p.process, f=p.f, key=p.key, value=value,
                               time=self.step_no, error=error))
 
