@@ -79,9 +79,9 @@ class _Progress:
         elapsed = time.monotonic() - (self.running_since or self.started)
         grid = Table.grid(padding=(0, 1))
         done = min(elapsed, self.time_limit) if self.running_since else 0.0
-        grid.add_row(f"[bold]{self.stage}[/]", ProgressBar(total=self.time_limit, completed=done, width=30),
-                     f"{elapsed:5.1f}s", f"ops {s.invokes} ([green]{s.ok} ok[/] [red]{s.fail} fail[/] "
-                     f"[yellow]{s.info} info[/])", f"faults {s.faults}")
+        grid.add_row(f"[bold]{self.stage}[/]", ProgressBar(total=self.time_limit, completed=done, width=20),
+                     f"{elapsed:5.1f}s", f"ops {s.invokes}: [green]{s.ok}[/]/[red]{s.fail}[/]/[yellow]{s.info}[/] "
+                     "ok/fail/info", f"faults {s.faults}")
         return grid
 
     def refresh(self) -> None:
