@@ -19,6 +19,7 @@ class MemoryStorage:
         self._hs = hard_state or HardState()
         self._synced_entries: list[Entry] = list(entries)
         self._synced_hs = self._hs
+        self._dirty_from = len(self._entries) + 1  # lowest index written since the last sync
 
     def initial_state(self) -> HardState:
         return self._hs
@@ -52,12 +53,17 @@ class MemoryStorage:
             raise AssertionError(f"gap: appending {first} after {len(self._entries)}")
         del self._entries[first - 1:]
         self._entries.extend(entries)
+        self._dirty_from = min(self._dirty_from, first)
 
     def set_hard_state(self, hs: HardState) -> None:
         self._hs = hs
 
     def sync(self) -> None:
-        self._synced_entries = list(self._entries)
+        """Make what was written synced; costs only what changed since the last sync."""
+        k = self._dirty_from - 1
+        del self._synced_entries[k:]
+        self._synced_entries.extend(self._entries[k:])
+        self._dirty_from = len(self._entries) + 1
         self._synced_hs = self._hs
 
     def synced_last_index(self) -> int:
