@@ -3,7 +3,7 @@
 This is the "run it on my machine" path (``raftlab node cluster``) and what the process-level
 tests and ``bench/node.py`` stand on: real processes, real sockets, real files, real signals.
 Member ``i`` (1..N) listens for peers on ``base_port + i`` and for clients on
-``base_port + 100 + i``; its data, log and pid files live in ``workdir/n<i>/``. ``kill`` is
+``base_port + 100 + i``; its data, log, pid and output (``node.out``) files live in ``workdir/n<i>/``. ``kill`` is
 SIGKILL (nothing is flushed, nothing is cleaned up), ``stop`` is SIGTERM and a wait.
 """
 
@@ -71,8 +71,11 @@ class LocalCluster:
         if i in self.procs and self.procs[i].poll() is None:
             raise RuntimeError(f"node {i} is already running (pid {self.procs[i].pid})")
         self.node_dir(i).mkdir(parents=True, exist_ok=True)
-        out = subprocess.DEVNULL if self.quiet else None
-        self.procs[i] = subprocess.Popen(self.argv(i), stdout=out, stderr=out, start_new_session=True)
+        if self.quiet:  # stdout/stderr (a crash's traceback included) go to node.out
+            with open(self.node_dir(i) / "node.out", "ab") as out:
+                self.procs[i] = subprocess.Popen(self.argv(i), stdout=out, stderr=out, start_new_session=True)
+        else:
+            self.procs[i] = subprocess.Popen(self.argv(i), start_new_session=True)
         if wait:
             self.wait_listening(i)
 

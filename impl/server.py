@@ -75,5 +75,7 @@ async def serve_client_connection(reader: asyncio.StreamReader, writer: asyncio.
         logger(f"client connection from {conn.peer}: {e}; closing it")
     except (OSError, ConnectionError):
         pass
+    except asyncio.CancelledError:  # the node is stopping; asyncio's stream callback would log it
+        return
     finally:
         conn.close()

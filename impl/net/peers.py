@@ -117,5 +117,7 @@ async def serve_peer_connection(reader: asyncio.StreamReader, writer: asyncio.St
         logger(f"peer connection from {peer}: {e}; closing it")
     except (OSError, ConnectionError):
         pass
+    except asyncio.CancelledError:  # the node is stopping; asyncio's stream callback would log it
+        return
     finally:
         writer.close()

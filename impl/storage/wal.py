@@ -184,17 +184,14 @@ class WalStorage:
         return len(self._entries)
 
     def term(self, index: int) -> int:
-        if index == 0:
-            return 0
+        """Term of the entry at ``index``; 0 outside the log (as MemoryStorage)."""
         if not 1 <= index <= len(self._entries):
-            raise IndexError(f"term({index}): log holds indexes 1..{len(self._entries)}")
+            return 0
         return self._entries[index - 1].term
 
     def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> list[Entry]:
         """Entries [lo, hi); with max_bytes, the longest prefix within it (at least one entry)."""
-        if lo < 1 or hi > len(self._entries) + 1 or lo > hi:
-            raise IndexError(f"entries({lo}, {hi}): log holds indexes 1..{len(self._entries)}")
-        out = self._entries[lo - 1 : hi - 1]
+        out = self._entries[max(lo, 1) - 1 : max(hi, 1) - 1]
         if max_bytes is not None and len(out) > 1:
             total = 0
             for n, e in enumerate(out):
