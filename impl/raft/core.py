@@ -170,6 +170,9 @@ class RaftCore:
             self._send_append(to)
 
     def step(self, m: Message) -> None:
+        if m.to != self.id or m.from_ not in self.voters or m.from_ == self.id:
+            self.log_line(f"{self.id} drops a message not meant for this cluster: {m.describe()}")
+            return
         if m.term > self.term:
             if m.type in (MsgType.VOTE, MsgType.PRE_VOTE):
                 in_lease = (self.config.check_quorum and (self.lead != NONE or self.boot_lease)

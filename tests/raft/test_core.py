@@ -238,3 +238,11 @@ def test_single_node_cluster_commits_alone() -> None:
     leader.propose(b"x")
     env.handle("stabilize")
     assert leader.log.committed == 2 and env.nodes[1].applied[-1] == "1/2 b'x'"
+
+
+def test_messages_from_strangers_are_dropped() -> None:
+    """A misrouted message (other target, unknown sender) changes nothing, not even the term."""
+    core = core_with_log(1, [], 0)
+    core.step(Message(type=MsgType.APP, to=1, from_=9, term=7))
+    core.step(Message(type=MsgType.APP, to=2, from_=3, term=7))
+    assert core.term == 0 and not core.has_ready()
