@@ -193,13 +193,15 @@ def test_corrupt_middle_refused_torn_tail_repaired(tmp_path: Path) -> None:
         assert "corrupt entry in the middle" in proc.stderr and str(seg) in proc.stderr
         assert "Traceback" not in proc.stderr
 
-        seg.write_bytes(pristine[:-5])  # a torn last write
+        # a crash in the middle of writing the next (never acknowledged) batch: half a record
+        last = data_offset_of_record(pristine, 30) - RECORD.size
+        seg.write_bytes(pristine + pristine[last : last + RECORD.size + 10])
         cluster.start(1)
 
         async def check() -> None:
             client = KvClient(cluster.endpoints(), timeout=5.0)
             await leader_of(client)
-            assert await client.get("k28") == b"x" * 40
+            assert await client.get("k29") == b"x" * 40
             await client.put("after-repair", b"1")
             await client.close()
 
