@@ -55,8 +55,8 @@ from .messages import (
     SoftState,
 )
 from .progress import Inflights, Progress, ProgressState
-from .quorum import VoteResult, committed_index, quorum, vote_result
-from .readonly import ReadOnly
+from .quorum import MajorityConfig, VoteResult
+from .readonly import ReadOnly, lease_holds
 
 if TYPE_CHECKING:
     import random  # the core only calls the Random it is given; it never uses the global one
@@ -95,6 +95,7 @@ class RaftCore:
         self.config = config
         self.id = config.id
         self.voters = tuple(config.voters)
+        self.quorum = MajorityConfig(self.voters)
         self.rng = rng
         self.log_line = logger or (lambda _line: None)
         self.log = RaftLog(storage, config.applied)
@@ -320,7 +321,7 @@ class RaftCore:
             self._become_candidate()
             term, kind = self.term, MsgType.VOTE
         self.votes[self.id] = True
-        if vote_result(self.voters, self.votes) is VoteResult.WON:
+        if self.quorum.vote_result(self.votes) is VoteResult.WON:
             self._on_won(pre)
             return
         last_index, last_term = self.log.last_index(), self.log.last_term()
@@ -356,7 +357,7 @@ class RaftCore:
             self.election_elapsed = 0
             if self.config.check_quorum:
                 active = [v for v, pr in self.prs.items() if pr.recent_active or v == self.id]
-                if len(active) < quorum(len(self.voters)):
+                if len(active) < self.quorum.quorum():
                     self.log_line(f"{self.id} stepped down at term {self.term}: no quorum heard from (check-quorum)")
                     self._become_follower(self.term, NONE)
                     return
@@ -393,7 +394,7 @@ class RaftCore:
         elif (t is MsgType.PRE_VOTE_RESP and self.role is Role.PRE_CANDIDATE) or (
                 t is MsgType.VOTE_RESP and self.role is Role.CANDIDATE):
             self.votes.setdefault(m.from_, not m.reject)
-            result = vote_result(self.voters, self.votes)
+            result = self.quorum.vote_result(self.votes)
             if result is VoteResult.WON:
                 self._on_won(self.role is Role.PRE_CANDIDATE)
             elif result is VoteResult.LOST:
@@ -484,7 +485,7 @@ class RaftCore:
                 self._send_append(m.from_)
             if m.context:
                 acks = self.read_only.ack(m.from_, m.context)
-                if acks is not None and vote_result(self.voters, dict.fromkeys(acks, True)) is VoteResult.WON:
+                if acks is not None and self.quorum.vote_result(dict.fromkeys(acks, True)) is VoteResult.WON:
                     for req in self.read_only.release(m.context):
                         self._answer_read(req.context, req.origin, req.index)
 
@@ -524,7 +525,7 @@ class RaftCore:
                                    commit=min(pr.match, self.log.committed), index=self.clock, context=context))
 
     def _maybe_commit(self) -> bool:
-        index = committed_index(self.voters, {v: pr.match for v, pr in self.prs.items()})
+        index = self.quorum.committed_index({v: pr.match for v, pr in self.prs.items()})
         if index > self.log.committed and self.log.term(index) == self.term:
             self.log.commit_to(index)
             self._release_reads_waiting_commit()
@@ -557,7 +558,7 @@ class RaftCore:
         if self.lease_void or self.lead_transferee != NONE:
             return False
         stamps = {v: (self.clock if v == self.id else pr.lease_stamp) for v, pr in self.prs.items()}
-        return self.clock - committed_index(self.voters, stamps) < self.lease_ticks()
+        return lease_holds(self.quorum, stamps, self.clock, self.lease_ticks())
 
     def _release_reads_waiting_commit(self) -> None:
         if self.reads_waiting_commit and self._committed_in_term():

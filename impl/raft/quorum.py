@@ -1,13 +1,17 @@
 """Majority arithmetic, kept apart from messages (etcd's quorum/ package).
 
-``committed_index`` is the largest index acknowledged by a majority; ``vote_result`` decides an
-election from the votes so far. Joint configurations (a later issue) are two majorities on top.
+``MajorityConfig.committed_index`` is the largest index acknowledged by a majority (the same
+function decides lease starts from echoed stamps); ``vote_result`` decides an election from the
+votes so far. Both are pure. Joint consensus (a later issue) is two majorities on top: a
+``JointConfig`` whose committed index is the minimum of the two and whose vote is won only when
+both are won, with the same two methods.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 
 class VoteResult(enum.Enum):
@@ -20,20 +24,37 @@ def quorum(voters: int) -> int:
     return voters // 2 + 1
 
 
+@dataclass(frozen=True, slots=True)
+class MajorityConfig:
+    voters: tuple[int, ...]
+
+    def quorum(self) -> int:
+        return len(self.voters) // 2 + 1
+
+    def committed_index(self, acked: Mapping[int, int]) -> int:
+        """The highest index that a majority of voters has acknowledged (missing voters count 0)."""
+        matched = sorted((acked.get(v, 0) for v in self.voters), reverse=True)
+        return matched[self.quorum() - 1]
+
+    def vote_result(self, votes: Mapping[int, bool]) -> VoteResult:
+        granted = rejected = 0
+        for v in self.voters:
+            vote = votes.get(v)
+            if vote is True:
+                granted += 1
+            elif vote is False:
+                rejected += 1
+        q = self.quorum()
+        if granted >= q:
+            return VoteResult.WON
+        if len(self.voters) - rejected < q:
+            return VoteResult.LOST
+        return VoteResult.PENDING
+
+
 def committed_index(voters: Iterable[int], acked: Mapping[int, int]) -> int:
-    """The highest index that a majority of ``voters`` has acknowledged (missing voters count 0)."""
-    ids = list(voters)
-    matched = sorted((acked.get(v, 0) for v in ids), reverse=True)
-    return matched[quorum(len(ids)) - 1]
+    return MajorityConfig(tuple(voters)).committed_index(acked)
 
 
 def vote_result(voters: Iterable[int], votes: Mapping[int, bool]) -> VoteResult:
-    ids = list(voters)
-    granted = sum(1 for v in ids if votes.get(v) is True)
-    rejected = sum(1 for v in ids if votes.get(v) is False)
-    q = quorum(len(ids))
-    if granted >= q:
-        return VoteResult.WON
-    if len(ids) - rejected < q:
-        return VoteResult.LOST
-    return VoteResult.PENDING
+    return MajorityConfig(tuple(voters)).vote_result(votes)

@@ -4,11 +4,18 @@ A linearizable read is served at the leader's commit index once a quorum has con
 answering a heartbeat carrying the read's context, that this node was still the leader when the
 read arrived. Requests are released in arrival order: a quorum for a later context confirms every
 earlier one too.
+
+``lease_holds`` is the lease-read alternative (thesis §6.4.1): no round trip while the leader's
+lease, started at the heartbeat stamp a majority echoed, has not run out (core.py says why that
+is sound and what it assumes about clocks).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from .quorum import MajorityConfig
 
 
 @dataclass(slots=True)
@@ -58,3 +65,8 @@ class ReadOnly:
 
     def __len__(self) -> int:
         return len(self._order)
+
+
+def lease_holds(config: MajorityConfig, stamps: Mapping[int, int], now: int, lease_ticks: int) -> bool:
+    """True while ``now`` is within ``lease_ticks`` of the newest stamp a majority has echoed."""
+    return now - config.committed_index(stamps) < lease_ticks

@@ -14,7 +14,7 @@ from raftlab.impl.storage.memory import MemoryStorage
 @given(st.lists(st.integers(0, 50), min_size=1, max_size=7))
 def test_committed_index_is_the_largest_index_a_majority_has(acks: list[int]) -> None:
     """§5.3: an entry is committed once a majority stores it; brute force agrees with the sort."""
-    voters = range(1, len(acks) + 1)
+    voters = tuple(range(1, len(acks) + 1))
     acked = dict(zip(voters, acks, strict=True))
     brute = max(i for i in range(51) if sum(a >= i for a in acks) > len(acks) // 2)
     assert committed_index(voters, acked) == brute
