@@ -198,7 +198,7 @@ class SimCluster:
 
     def _apply(self, node: SimNode, e: Entry) -> None:
         node.applied = e.index
-        self.invariants.on_apply(node.id, e, self.step_no)
+        self.invariants.on_apply(node.id, e, self.step_no, node.core.term)
         if e.type is not EntryType.NORMAL or not e.data:
             return
         cmd = json.loads(e.data)

@@ -7,10 +7,11 @@ import random
 
 import pytest
 from click.testing import CliRunner
-from raftlab.impl.raft import RaftCore
+from raftlab.impl.raft import Entry, RaftCore
 from raftlab.impl.raft.log import RaftLog
 
 from raftlab.sim.cluster import SimCluster, SimConfig, simulate
+from raftlab.sim.invariants import InvariantViolation
 
 
 def assert_valid(seed: int, steps: int, config: SimConfig) -> None:
@@ -109,3 +110,19 @@ def test_cli_exit_codes_and_summary() -> None:
     assert js.exit_code == 0 and '"valid": true' in js.output
     bad = runner.invoke(cli, ["sim", "--nodes", "0"])
     assert bad.exit_code == 2
+
+
+def test_invariants_catch_diverging_logs_and_two_leaders() -> None:
+    cluster = SimCluster(5, SimConfig(nodes=3, loss=0.0, partitions=False, crashes=False))
+    cluster.run(1500)
+    cluster.invariants.check(cluster.nodes, 50)  # healthy
+    follower = next(n for n in cluster.nodes.values() if n.core.role.value == "follower")
+    entries = follower.storage.entries(1, follower.storage.last_index() + 1)
+    assert len(entries) > 3
+    forged = [*entries[:1], Entry(term=entries[1].term, index=2, data=b"forged"), *entries[2:]]
+    follower.storage.append(forged)  # same index and term at 2, other data: log matching is broken
+    with pytest.raises(InvariantViolation, match="log matching"):
+        cluster.invariants.check(cluster.nodes, 50)
+    leader = next(n for n in cluster.nodes.values() if n.core.role.value == "leader")
+    with pytest.raises(InvariantViolation, match="election safety"):
+        cluster.invariants.on_leader(leader.core.term, follower.id, 51)
