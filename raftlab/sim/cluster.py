@@ -39,6 +39,8 @@ class SimConfig:
     clients: int = 4
     election_tick: int = 10
     read_only: str = "safe"
+    pre_vote: bool = True
+    check_quorum: bool = True
     client_timeout: int = 400  # steps after which a pending client op is recorded as info
     ack_before_persist: bool = False  # deliberately broken shell (tests show the invariants catch it)
 
@@ -90,7 +92,8 @@ class SimCluster:
 
     def _boot(self, node_id: int, storage: MemoryStorage) -> SimNode:
         cfg = RaftConfig(id=node_id, voters=self.ids, election_tick=self.config.election_tick,
-                         read_only=self.config.read_only)  # type: ignore[arg-type]
+                         read_only=self.config.read_only,  # type: ignore[arg-type]
+                         pre_vote=self.config.pre_vote, check_quorum=self.config.check_quorum)
         core = self.core_type(cfg, storage, rng=random.Random(self.rng.randrange(2**32)))
         return SimNode(id=node_id, storage=storage, core=core)
 

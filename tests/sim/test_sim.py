@@ -126,3 +126,9 @@ def test_invariants_catch_diverging_logs_and_two_leaders() -> None:
     leader = next(n for n in cluster.nodes.values() if n.core.role.value == "leader")
     with pytest.raises(InvariantViolation, match="election safety"):
         cluster.invariants.on_leader(leader.core.term, follower.id, 51)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_safety_without_pre_vote_and_check_quorum(seed: int) -> None:
+    """Pre-vote and check-quorum are liveness aids; safety must not depend on them."""
+    assert_valid(3000 + seed, 4000, SimConfig(nodes=5, pre_vote=False, check_quorum=False))
