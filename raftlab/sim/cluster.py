@@ -37,7 +37,7 @@ class SimConfig:
     crashes: bool = True
     keys: int = 3
     clients: int = 4
-    election_tick: int = 10
+    election_tick: int = 6
     read_only: str = "safe"
     pre_vote: bool = True
     check_quorum: bool = True
@@ -107,7 +107,7 @@ class SimCluster:
         self.step_no += 1
         r = self.rng.random()
         cfg = self.config
-        if r < 0.12:
+        if r < 0.15:
             node = self.nodes[self.rng.choice(self.ids)]
             if cfg.read_only == "lease":
                 # lease reads assume bounded clock drift: clocks tick in lockstep (as often in total)
@@ -119,25 +119,26 @@ class SimCluster:
             elif node.up:  # ReadIndex assumes nothing about clocks: each node ticks at its own pace
                 node.core.tick()
                 self.trace.append(f"tick {node.id}")
-        elif r < 0.80:
+        elif r < 0.82:
             msg = self.net.next_message()
             if msg is not None:
                 target = self.nodes[msg.to]
                 if target.up and self.net.connected(msg.from_, msg.to):
                     self.trace.append(f"deliver {msg.describe()}")
                     target.core.step(msg)
-        elif r < 0.93:
+        elif r < 0.955:
             self._client_op()
-        elif r < 0.945 and cfg.partitions:
+        elif r < 0.959 and cfg.partitions:
             if self.net.partitioned():
-                self.net.heal()
-                self.trace.append("heal")
+                if self.rng.random() < 0.3:  # partitions outlast election timeouts now and then
+                    self.net.heal()
+                    self.trace.append("heal")
             else:
                 side = set(self.rng.sample(self.ids, self.rng.randrange(1, len(self.ids) // 2 + 1)))
                 self.net.partition(side, set(self.ids) - side)
                 self.stats["partitions"] += 1
                 self.trace.append(f"partition {sorted(side)}")
-        elif r < 0.955 and cfg.crashes:
+        elif r < 0.962 and cfg.crashes:
             self._crash_or_restart()
         for node in self.nodes.values():
             if node.up:
