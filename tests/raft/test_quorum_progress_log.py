@@ -69,3 +69,24 @@ def test_follower_truncates_a_conflicting_uncommitted_suffix() -> None:
     last = log.maybe_append(1, 1, 0, [Entry(term=2, index=2)])
     assert last == 2 and log.last_index() == 2 and log.term(2) == 2
     assert log.maybe_append(2, 1, 0, []) is None  # term mismatch at 2
+
+
+@given(st.integers(0, 8), st.integers(0, 8), st.integers(1, 12), st.integers(1, 12), st.one_of(st.none(), st.integers(1, 200)))
+def test_log_entries_across_the_stable_unstable_seam(stable: int, unstable: int, lo: int, hi: int,
+                                                     max_bytes: int | None) -> None:
+    """RaftLog.entries over storage + unstable tail equals slicing one flat log (at least one
+    entry when any is in range, never more than max_bytes beyond the first)."""
+    flat = [Entry(term=1, index=i, data=b"d" * (i * 3)) for i in range(1, stable + unstable + 1)]
+    log = RaftLog(MemoryStorage(flat[:stable]))
+    log.append(flat[stable:])
+    got = log.entries(lo, hi, max_bytes)
+    want = [e for e in flat if lo <= e.index < hi]
+    assert got == want[:len(got)]
+    if want:
+        assert got
+        if max_bytes is None:
+            assert got == want
+        else:
+            assert len(got) == 1 or sum(len(e.data) + 16 for e in got) <= max_bytes
+            if len(got) < len(want):
+                assert sum(len(e.data) + 16 for e in want[:len(got) + 1]) > max_bytes
