@@ -215,9 +215,15 @@ def _with_client(endpoints: list[tuple[str, int]], timeout: float,
 @click.argument("node_args", nargs=-1, type=click.UNPROCESSED)
 def node_cluster(nodes: int, workdir: Path, base_port: int, node_args: tuple[str, ...]) -> None:
     """Run a local N-member cluster on loopback until Ctrl-C; extra args go to every member."""
+    import signal
     import time
 
     from raftlab.impl.cluster import LocalCluster
+
+    def on_term(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops the members too, like Ctrl-C
+
+    signal.signal(signal.SIGTERM, on_term)
 
     cluster = LocalCluster(nodes, workdir, base_port=base_port, node_args=node_args, quiet=False)
     try:

@@ -207,3 +207,33 @@ def test_corrupt_middle_refused_torn_tail_repaired(tmp_path: Path) -> None:
 
         asyncio.run(check())
         assert "torn tail" in cluster.log_file(1).read_text()
+
+
+@pytest.mark.parametrize("unsafe", [False, True])
+def test_unsafe_local_reads_answer_without_a_quorum(tmp_path: Path, unsafe: bool) -> None:
+    """The broken variant really is broken: a member cut off from its quorum still answers reads
+    (so stale reads happen), while a safe member refuses to answer without confirming leadership."""
+    args = ("--unsafe-local-reads",) if unsafe else ()
+    with LocalCluster(3, tmp_path, base_port=17850, node_args=args) as cluster:
+        cluster.start_all()
+
+        async def scenario() -> None:
+            client = KvClient(cluster.endpoints(), timeout=5.0)
+            await client.put("k", b"1")
+            await converged(client)
+            await client.close()
+            cluster.stop(2)
+            cluster.stop(3)
+            alone = KvClient([("127.0.0.1", cluster.client_port(1))], timeout=1.5)
+            try:
+                if unsafe:
+                    assert await alone.get("k") == b"1"
+                else:
+                    with pytest.raises((DefiniteError, IndeterminateError)):
+                        await alone.get("k")
+            finally:
+                await alone.close()
+
+        asyncio.run(scenario())
+        if unsafe:
+            assert "deliberately broken" in cluster.log_file(1).read_text()
