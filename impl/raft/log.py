@@ -83,8 +83,10 @@ class RaftLog:
         self.unstable.extend(entries)
 
     def find_conflict(self, entries: Sequence[Entry]) -> int:
+        """The first index of ``entries`` that is new or differs from ours (0: none)."""
+        last = self.last_index()
         for e in entries:
-            if not self.match_term(e.index, e.term):
+            if e.index > last or self.term(e.index) != e.term:  # past our end: the rest is new too
                 return e.index
         return 0
 
