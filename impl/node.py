@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from raftlab.impl.dtkv.commands import ErrorKind, Result
+from raftlab.impl.dtkv.commands import Command, ErrorKind, Result
 from raftlab.impl.dtkv.tree import Tree
 from raftlab.impl.net.codec import Request, WireError, decode_command, encode_command, result_body
 from raftlab.impl.net.peers import PeerLink, serve_peer_connection
@@ -86,7 +86,7 @@ class NodeConfig:
 class _Inbox:
     ticks: int = 0
     messages: list[Message] = field(default_factory=list)
-    proposals: list[tuple[bytes, ClientConnection, int]] = field(default_factory=list)
+    proposals: list[tuple[Command, ClientConnection, int]] = field(default_factory=list)
     reads: list[tuple[Request, ClientConnection]] = field(default_factory=list)
 
 
@@ -102,8 +102,9 @@ class Node:
         self._stop = asyncio.Event()
         self._links: dict[int, PeerLink] = {
             pid: PeerLink(pid, host, port, logger=logger) for pid, host, port in config.peers if pid != config.id}
-        # index -> [(term, connection, request id)] of proposals waiting for that slot to apply
-        self._waiting: dict[int, list[tuple[int, ClientConnection, int]]] = {}
+        # index -> [(term, command, connection, request id)] of proposals waiting for that slot;
+        # the command is kept so the leader need not decode its own entries again when applying
+        self._waiting: dict[int, list[tuple[int, Command, ClientConnection, int]]] = {}
         self._read_contexts: dict[bytes, list[tuple[Request, ClientConnection]]] = {}
         self._confirmed_reads: list[tuple[int, int, list[tuple[Request, ClientConnection]]]] = []
         self._read_seq = 0
@@ -130,7 +131,7 @@ class Node:
         elif request.command is None:
             conn.reply(request.id, ErrorKind.VALIDATION, {"message": f"unknown operation {request.op!r}"})
         elif request.command.write:
-            self._inbox.proposals.append((encode_command(request.command), conn, request.id))
+            self._inbox.proposals.append((request.command, conn, request.id))
             self._wake.set()
         elif self.config.unsafe_local_reads:
             self._answer(self.tree.read(request.command), conn, request.id)
@@ -223,13 +224,13 @@ class Node:
             core.tick()
         for msg in inbox.messages:
             core.step(msg)
-        for data, conn, request_id in inbox.proposals:
+        for command, conn, request_id in inbox.proposals:
             try:
-                term, index = core.propose(data)
+                term, index = core.propose(encode_command(command))
             except NotLeader as e:
                 conn.reply(request_id, ErrorKind.NOT_LEADER, {"leader": e.leader_hint})
             else:
-                self._waiting.setdefault(index, []).append((term, conn, request_id))
+                self._waiting.setdefault(index, []).append((term, command, conn, request_id))
         if inbox.reads:
             self._read_seq += 1
             context = self._read_seq.to_bytes(8, "big")
@@ -303,18 +304,21 @@ class Node:
         tree = self.tree
         waiting = self._waiting
         for entry in rd.committed:
+            proposals = waiting.pop(entry.index, ())
             result: Result | None = None
             if entry.type is EntryType.NORMAL and entry.data:
-                try:
-                    command = decode_command(entry.data)
-                except WireError as e:
-                    self.log(f"node {self.config.id}: entry {entry.index} holds no valid command ({e}); skipped")
-                    tree.skip(entry.index)
-                else:
+                command = next((c for term, c, _, _ in proposals if term == entry.term), None)
+                if command is None:
+                    try:
+                        command = decode_command(entry.data)
+                    except WireError as e:
+                        self.log(f"node {self.config.id}: entry {entry.index} holds no valid command ({e}); "
+                                 "skipped")
+                if command is not None:
                     result = tree.apply(entry.index, command)
-            else:
+            if result is None:
                 tree.skip(entry.index)
-            for term, conn, request_id in waiting.pop(entry.index, ()):
+            for term, _, conn, request_id in proposals:
                 if term == entry.term and result is not None:
                     self._answer(result, conn, request_id)
                 else:
