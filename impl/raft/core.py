@@ -112,6 +112,8 @@ class RaftCore:
         self.lead_transferee = NONE
         self.read_only = ReadOnly()
         self.reads_waiting_commit: list[tuple[bytes, int]] = []  # (context, origin) before a term commit
+        # contexts forwarded to the leader and not yet answered (each answered or dropped once)
+        self.forwarded_reads: dict[bytes, None] = {}
         self._msgs: list[Message] = []
         self._msgs_after: list[Message] = []
         self._read_states: list[ReadState] = []
@@ -148,6 +150,7 @@ class RaftCore:
         if self.role is Role.LEADER:
             self._leader_read(context, self.id)
         elif self.lead != NONE:
+            self.forwarded_reads[context] = None
             self._send(Message(type=MsgType.READ_INDEX, to=self.lead, from_=self.id, term=self.term,
                                context=context))
         else:
@@ -401,7 +404,7 @@ class RaftCore:
                 self._become_follower(self.term, NONE)
         elif t is MsgType.TIMEOUT_NOW:
             pass
-        elif t is MsgType.READ_INDEX_RESP:
+        elif t is MsgType.READ_INDEX_RESP and self._take_forwarded(m.context):
             self._dropped_reads.append(m.context)
 
     def _step_follower(self, m: Message) -> None:
@@ -416,7 +419,7 @@ class RaftCore:
             self.log.commit_to(min(m.commit, self.log.last_index()))
             self._send(Message(type=MsgType.HEARTBEAT_RESP, to=m.from_, from_=self.id, term=self.term,
                                index=m.index, context=m.context))
-        elif t is MsgType.READ_INDEX_RESP:
+        elif t is MsgType.READ_INDEX_RESP and self._take_forwarded(m.context):
             if m.reject:
                 self._dropped_reads.append(m.context)
             else:
@@ -573,6 +576,10 @@ class RaftCore:
             self._send(Message(type=MsgType.READ_INDEX_RESP, to=origin, from_=self.id, term=self.term,
                                index=index, context=context))
 
+    def _take_forwarded(self, context: bytes) -> bool:
+        """True once for a context we forwarded and still wait for (duplicates and late answers: False)."""
+        return self.forwarded_reads.pop(context, False) is None
+
     def _drop_pending_reads(self) -> None:
         for req in self.read_only.drain():
             if req.origin == self.id:
@@ -581,6 +588,9 @@ class RaftCore:
             if origin == self.id:
                 self._dropped_reads.append(context)
         self.reads_waiting_commit = []
+        # a term change: the leader we forwarded to is gone or deposed; its answer, if any, is ignored
+        self._dropped_reads.extend(self.forwarded_reads)
+        self.forwarded_reads = {}
 
     # --- helpers -----------------------------------------------------------------------------
 

@@ -246,3 +246,24 @@ def test_messages_from_strangers_are_dropped() -> None:
     core.step(Message(type=MsgType.APP, to=1, from_=9, term=7))
     core.step(Message(type=MsgType.APP, to=2, from_=3, term=7))
     assert core.term == 0 and not core.has_ready()
+
+
+def test_forwarded_reads_are_answered_once_or_dropped_on_a_term_change() -> None:
+    """Thesis §6.4: a follower's read goes to the leader; if the term changes first, the read is
+    reported in dropped_reads (it can never complete), and a late answer is ignored."""
+    env = cluster()
+    elect(env)
+    follower = env.nodes[2].core
+    follower.read_index(b"f1")
+    env.handle("process-ready 2")
+    env.handle("deliver-msgs 1")
+    env.handle("process-ready 1")
+    assert "ReadState(index=1, ctx=6631)" in env.handle("stabilize")
+    env.handle("tick 1")
+    assert "ReadState" not in env.handle("stabilize")  # answered once
+    follower.read_index(b"f2")
+    follower.step(Message(type=MsgType.APP, to=2, from_=3, term=5, index=0, log_term=0))  # a new term
+    rd = follower.ready()
+    assert rd.dropped_reads == (b"f2",)
+    follower.step(Message(type=MsgType.READ_INDEX_RESP, to=2, from_=1, term=5, index=1, context=b"f2"))
+    assert not follower.ready().read_states
