@@ -12,18 +12,23 @@ ends the check. A time limit or memo budget yields ``unknown`` naming the unsett
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Hashable
+from collections.abc import Hashable
 from typing import Any
 
 from raftlab.history import History, Operation
 
 from .explain import explain
-from .linearizable import Deadline, Outcome, minimise, search, stuck_operations
+from .linearizable import Deadline, minimise, stuck_operations
 from .models import MODELS, ModelError, make_model
+from .parallel import cores, search_partitions
 from .result import UNKNOWN, PartitionResult, Result, compose, merge_valid, safe_check
 from .sets import check_set
 
 __all__ = ["MODELS", "ModelError", "PartitionResult", "Result", "check", "compose", "merge_valid", "safe_check"]
+
+
+PARALLEL_OPERATIONS = 5000
+"""Below this many operations, forking workers costs more than it saves."""
 
 
 def _partitions(model: Any, ops: list[Operation]) -> list[tuple[str, list[Operation]]]:
@@ -43,9 +48,14 @@ def check(
     time_limit: float | None = None,
     max_memo: int | None = None,
     minimise_budget: float = 2.0,
+    workers: int | None = None,
     **model_opts: Any,
 ) -> Result:
-    """Is ``history`` linearizable with respect to ``model``? True, False or "unknown"."""
+    """Is ``history`` linearizable with respect to ``model``? True, False or "unknown".
+
+    ``workers``: processes for the partitions (``None``: every core when the history has several
+    partitions and at least ``PARALLEL_OPERATIONS`` operations, else this process only).
+    """
     started = time.monotonic()
     if model == "set":
         result = check_set(history)
@@ -56,21 +66,10 @@ def check(
     ops = history.operations()
     parts = _partitions(m, ops)
     deadline = Deadline(time_limit)
-    outcomes: dict[int, Outcome] = {}
-    live: dict[int, Generator[None, None, Outcome]] = {
-        i: search(m, part_ops, deadline=deadline, max_memo=max_memo) for i, (_, part_ops) in enumerate(parts)
-    }
-    failed: int | None = None
-    while live and failed is None:
-        for i in list(live):
-            try:
-                next(live[i])
-            except StopIteration as stop:
-                outcomes[i] = stop.value
-                del live[i]
-                if stop.value.valid is False:
-                    failed = i
-                    break
+    if workers is None:
+        workers = cores() if len(parts) > 1 and len(ops) >= PARALLEL_OPERATIONS else 1
+    outcomes = search_partitions(m, [p for _, p in parts], deadline=deadline, max_memo=max_memo, workers=workers)
+    failed = next((i for i, out in outcomes.items() if out.valid is False), None)
     results: list[PartitionResult] = []
     for i, (pname, part_ops) in enumerate(parts):
         out = outcomes.get(i)

@@ -89,6 +89,12 @@ def search(
     nxt[last] = -1
 
     state: Hashable = model.init()
+    # Once every operation with a known outcome is placed, the unknown ones left can take effect
+    # "never": success without placing them (porcupine places them all; the answer is the same).
+    known = [op.known for op in ops]
+    known_left = sum(known)
+    if known_left == 0:
+        return Outcome(valid=True)
     linearized = 0
     memo: set[tuple[int, Hashable]] = set()
     calls: list[tuple[int, Hashable]] = []
@@ -104,9 +110,12 @@ def search(
         best = [e >> 1 for e, _ in calls]
         best_states = [s for _, s in calls[1:]] + [state]
 
+    countdown = slice_steps
     while nxt[head] != -1:
-        steps += 1
-        if steps % slice_steps == 0:
+        countdown -= 1
+        if not countdown:
+            countdown = slice_steps
+            steps += slice_steps
             if deadline is not None and deadline.passed():
                 if dirty:
                     snapshot()
@@ -129,6 +138,10 @@ def search(
                     calls.append((entry, state))
                     state = new_state
                     linearized = bits
+                    if known[i]:
+                        known_left -= 1
+                        if not known_left:
+                            return Outcome(valid=True, steps=steps + slice_steps - countdown)
                     # lift the call and its return out of the list
                     p, q = prv[entry], nxt[entry]
                     nxt[p] = q
@@ -150,9 +163,11 @@ def search(
                 snapshot()
                 dirty = False
             if not calls:
-                return Outcome(valid=False, prefix=best, states=best_states, steps=steps)
+                return Outcome(valid=False, prefix=best, states=best_states, steps=steps + slice_steps - countdown)
             entry, state = calls.pop()
             linearized &= ~(1 << (entry >> 1))
+            if known[entry >> 1]:
+                known_left += 1
             # unlift: return first, then call (reverse order of lifting)
             r = entry + 1
             p, q = prv[r], nxt[r]
@@ -164,7 +179,7 @@ def search(
             if q != -1:
                 prv[q] = entry
             entry = nxt[entry]
-    return Outcome(valid=True, steps=steps)
+    return Outcome(valid=True, steps=steps + slice_steps - countdown)
 
 
 def _step_of(step: Callable[[Hashable, Operation], tuple[bool, Hashable]], op: Operation,

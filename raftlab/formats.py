@@ -17,14 +17,13 @@ Every reader raises ``HistoryError`` naming the file and line of the first thing
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import re
+import types
 from pathlib import Path
 from typing import Any
-
-import edn_format
-from edn_format import Keyword
 
 from raftlab.history import History, HistoryError, Op, OpType
 
@@ -67,8 +66,16 @@ def read_history(path: str | Path, fmt: str = "auto") -> History:
     return parse_edn(text, source=str(p))
 
 
+@functools.cache
+def _edn() -> types.ModuleType:
+    """edn_format, imported on first use: it costs ~70 ms, which JSONL and jepsen-log never pay."""
+    import edn_format
+
+    return edn_format
+
+
 def _edn_value(v: Any) -> Any:
-    if isinstance(v, Keyword):
+    if isinstance(v, _edn().Keyword):
         return v.name
     if isinstance(v, list | tuple) or type(v).__name__ == "ImmutableList":
         return [_edn_value(x) for x in v]
@@ -93,7 +100,7 @@ def _value_token(token: str, *, source: str, line: int) -> Any:
         if all(_INT.match(x) or x == "nil" for x in items):
             return [None if x == "nil" else int(x) for x in items]
     try:
-        return _edn_value(edn_format.loads(token))
+        return _edn_value(_edn().loads(token))
     except Exception:
         raise HistoryError(f"cannot read value {token!r}", source=source, line=line) from None
 
@@ -111,7 +118,7 @@ def parse_jepsen_log(text: str, *, source: str | None = None) -> History:
         if type_s not in ("invoke", "ok", "fail", "info"):
             raise HistoryError(f"unknown event type :{type_s}", source=source, line=n)
         value = None if value_s.startswith(":") else _value_token(value_s, source=source or "", line=n)
-        events.append(Op(process=process, type=OpType(type_s), f=f, value=value, time=n))
+        events.append(Op(process=process, type=OpType(type_s), f=f, value=value, time=n, index=len(events)))
     return History(events, source=source)
 
 
@@ -120,7 +127,7 @@ def parse_edn(text: str, *, source: str | None = None) -> History:
     maps: list[tuple[int, Any]] = []
     if first.startswith(("[", "(")):
         try:
-            data = edn_format.loads(text)
+            data = _edn().loads(text)
         except Exception as e:
             raise HistoryError(f"bad EDN: {e}", source=source) from None
         maps = [(i + 1, m) for i, m in enumerate(data)]
@@ -132,7 +139,7 @@ def parse_edn(text: str, *, source: str | None = None) -> History:
             if not s or s.startswith(";"):
                 continue
             try:
-                maps.append((n, edn_format.loads(s)))
+                maps.append((n, _edn().loads(s)))
             except Exception as e:
                 raise HistoryError(f"bad EDN: {e}", source=source, line=n) from None
     events: list[Op] = []
@@ -159,6 +166,7 @@ def parse_edn(text: str, *, source: str | None = None) -> History:
         try:
             events.append(Op(process=process, type=OpType(type_s), f=str(d["f"]), value=d.get("value"),
                              key=d.get("key"), time=int(d["time"]) if isinstance(d.get("time"), int) else n,
+                             index=len(events),
                              error=None if d.get("error") is None else str(d["error"])))
         except (HistoryError, ValueError) as e:
             raise HistoryError(str(e), **where) from None
@@ -172,9 +180,9 @@ def to_edn(history: History) -> str:
         parts = [f":index {op.index}", f":time {op.time}", f":type :{op.type.value}", f":f :{op.f}"]
         parts.append(":process :nemesis" if op.process == "nemesis" else f":process {json.dumps(op.process)}")
         if op.key is not None:
-            parts.append(f":key {edn_format.dumps(op.key)}")
-        parts.append(f":value {edn_format.dumps(op.value)}")
+            parts.append(f":key {_edn().dumps(op.key)}")
+        parts.append(f":value {_edn().dumps(op.value)}")
         if op.error:
-            parts.append(f":error {edn_format.dumps(op.error)}")
+            parts.append(f":error {_edn().dumps(op.error)}")
         out.append("{" + ", ".join(parts) + "}")
     return "\n".join(out) + "\n"
