@@ -140,6 +140,11 @@ def node(ctx: click.Context, node_id: int | None, data_dir: Path | None,
     except OSError as e:
         log(f"cannot start: {e}")
         sys.exit(2)
+    except Exception:  # a bug: keep the evidence in the node's own log, not only on stderr
+        import traceback
+
+        log(f"fatal: {traceback.format_exc()}")
+        sys.exit(1)
     finally:
         if pid_file is not None:
             pid_file.unlink(missing_ok=True)
