@@ -152,7 +152,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--concurrency", default="1,16,64", help="client concurrency levels (default 1,16,64)")
     p.add_argument("--duration", type=float, default=5.0, help="seconds per measurement (default 5)")
     p.add_argument("--kills", type=int, default=3, help="leader kills per size (default 3; 0 skips)")
-    p.add_argument("--base-port", type=int, default=17400, help="member i uses BASE+i and BASE+100+i")
+    p.add_argument("--base-port", type=int, default=17000, help="member i uses BASE+i and BASE+100+i")
     p.add_argument("--node-arg", dest="node_args", action="append", default=[],
                    help="extra argument for every node (repeatable), e.g. --node-arg=--tick-ms=50")
     args = p.parse_args()

@@ -214,7 +214,7 @@ def test_unsafe_local_reads_answer_without_a_quorum(tmp_path: Path, unsafe: bool
     """The broken variant really is broken: a member cut off from its quorum still answers reads
     (so stale reads happen), while a safe member refuses to answer without confirming leadership."""
     args = ("--unsafe-local-reads",) if unsafe else ()
-    with LocalCluster(3, tmp_path, base_port=17850, node_args=args) as cluster:
+    with LocalCluster(3, tmp_path, base_port=17860, node_args=args) as cluster:
         cluster.start_all()
 
         async def scenario() -> None:
@@ -237,3 +237,19 @@ def test_unsafe_local_reads_answer_without_a_quorum(tmp_path: Path, unsafe: bool
         asyncio.run(scenario())
         if unsafe:
             assert "deliberately broken" in cluster.log_file(1).read_text()
+
+
+@pytest.mark.parametrize("mode", [("--read-mode", "lease"), ("--fsync", "async")])
+def test_lease_reads_and_async_fsync_still_serve(tmp_path: Path, mode: tuple[str, str]) -> None:
+    with LocalCluster(3, tmp_path, base_port=17200, node_args=mode) as cluster:
+        cluster.start_all()
+
+        async def scenario() -> None:
+            client = KvClient(cluster.endpoints(), timeout=5.0)
+            for i in range(30):
+                await client.put(f"x{i}", b"%d" % i)
+            values = await asyncio.gather(*(client.get(f"x{i}") for i in range(30)))
+            assert values == [b"%d" % i for i in range(30)]
+            await client.close()
+
+        asyncio.run(scenario())
