@@ -86,6 +86,7 @@ class Campaign:
     check_time_limit: float = 60.0
     workload_opts: dict[str, Any] = field(default_factory=dict)
     system_opts: dict[str, Any] = field(default_factory=dict)
+    lab_opts: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         positive = ("time_limit", "interval", "op_timeout", "recovery_timeout", "final_timeout", "check_time_limit")
@@ -213,12 +214,19 @@ class HealthGate:
 # --- the run --------------------------------------------------------------------------------
 
 
+STAGE_TIMEOUT = 120.0
+"""Seconds one host may take to set up or tear down before the run stops naming it."""
+
+
 async def _on_all(hosts: Sequence[Host], stage: str, action: Callable[[Host], Any]) -> None:
     failures: dict[Host, str] = {}
 
     async def one(host: Host) -> None:
         try:
-            await action(host)
+            async with asyncio.timeout(STAGE_TIMEOUT):
+                await action(host)
+        except TimeoutError:
+            failures[host] = f"{stage} did not finish within {STAGE_TIMEOUT:.0f}s"
         except Exception as e:
             failures[host] = str(e) or type(e).__name__
 
@@ -243,7 +251,7 @@ async def _collect_logs(db: object, lab: Lab, hosts: Sequence[Host], run: store.
 
 
 def _open_lab_kwargs(c: Campaign) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"nodes": c.nodes, "seed": c.seed, "name": c.lab_name}
+    kwargs: dict[str, Any] = {**c.lab_opts, "nodes": c.nodes, "seed": c.seed, "name": c.lab_name}
     if c.nodes_file:
         kwargs["nodes_file"] = c.nodes_file
     return kwargs

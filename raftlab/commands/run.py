@@ -208,13 +208,15 @@ def _execute(campaign: Campaign, junit: Path | None, quiet: bool) -> None:
 @click.option("--check-time-limit", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
               help="Seconds the linearizability checker may take before saying unknown.")
 @click.option("--workload-opt", "workload_opt", multiple=True, help="KEY=VALUE for the workload (keys, ops-per-key).")
+@click.option("--lab-opt", "lab_opt", multiple=True,
+              help="KEY=VALUE for a lab being created (netns: prefix, subnet, bridge).")
 @click.option("--system-opt", "system_opt", multiple=True, help="KEY=VALUE passed to the system (options.extra).")
 @click.option("--quiet", is_flag=True, help="No live progress line.")
 def run(workload: str, nemesis: str, time_limit: float, concurrency: int, lab: str, lab_name: str | None,
         nodes: int, nodes_file: str | None, seed: str | None, interval: float, rate: float, store_dir: str,
         leave_running: bool, junit: Path | None, system: str, node_args: tuple[str, ...], base_port: int,
         op_timeout: float, recovery_timeout: float, final_timeout: float, min_ok: int, check_time_limit: float,
-        workload_opt: tuple[str, ...], system_opt: tuple[str, ...], quiet: bool) -> None:
+        workload_opt: tuple[str, ...], lab_opt: tuple[str, ...], system_opt: tuple[str, ...], quiet: bool) -> None:
     """Run a workload against a cluster while faults are injected, then check the history."""
     try:
         chosen_seed = new_seed() if seed is None else parse_seed(seed)
@@ -229,7 +231,7 @@ def run(workload: str, nemesis: str, time_limit: float, concurrency: int, lab: s
             node_args=node_args, base_port=base_port, op_timeout=op_timeout, recovery_timeout=recovery_timeout,
             final_timeout=final_timeout, min_ok=min_ok, check_time_limit=check_time_limit,
             workload_opts=_key_values(workload_opt, "--workload-opt"),
-            system_opts=_key_values(system_opt, "--system-opt"))
+            system_opts=_key_values(system_opt, "--system-opt"), lab_opts=_key_values(lab_opt, "--lab-opt"))
     except CampaignError as e:
         raise click.UsageError(str(e)) from None
     _execute(campaign, junit, quiet)

@@ -128,7 +128,11 @@ class DtkvDB:
                 "--seed", str((self.seed * 1000 + me) % 2**32), *self.options.node_args]
         run = " ".join(shlex.quote(a) for a in [python, "-c", _ENTRY, *args])
         # sh without job control: setsid and nohup exec in place, so $! is the node's own pid
-        return f"cd {shlex.quote(nd)} && mkdir -p data && nohup setsid {run} >> node.out 2>&1 < /dev/null & echo $!"
+        # `&` must apply to the node alone: a backgrounded `cd && ...` list would be a subshell
+        # that holds the remote command's output open (an SSH run would never end) and whose
+        # pid $! would name instead of the node's
+        return (f"cd {shlex.quote(nd)} || exit 1; mkdir -p data || exit 1; "
+                f"nohup setsid {run} >> node.out 2>&1 < /dev/null & echo $!")
 
     # -- DB ------------------------------------------------------------------------------------
 

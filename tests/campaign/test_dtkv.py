@@ -18,6 +18,7 @@ from raftlab.runner import Campaign, Outcome, run_campaign
 from raftlab.systems import SystemOptions
 from raftlab.systems.dtkv import DtkvDB
 from tests.campaign.needs import need_checker, need_raft_core
+from tests.conftest import need_binary, need_root
 
 pytestmark = pytest.mark.slow
 
@@ -101,3 +102,17 @@ def test_the_set_workload_keeps_every_acknowledged_add_through_kills(tmp_path: P
     out = campaign(tmp_path, lab_name, base_port, workload="set", nemesis=("kill",), time_limit=8.0)
     assert out.exit_code == 0, out.reasons
     assert out.results["checkers"]["final"]["final_ok"] >= 1
+
+
+def test_a_campaign_over_ssh_in_network_namespaces(tmp_path: Path, lab_name: str, base_port: int) -> None:
+    """The netns lab: hosts reached over SSH (paramiko), partitions by iptables in each namespace."""
+    need_root()
+    need_binary("ip", "iptables", "sshd", "ssh-keygen", "unshare")
+    out = campaign(tmp_path, lab_name, base_port, lab="netns", nemesis=("partition", "kill"), time_limit=8.0,
+                   lab_opts={"prefix": "rhc", "subnet": "10.79.0"})
+    assert out.exit_code == 0, out.reasons
+    history = History.read(out.run.history)
+    cuts = [o for o in history if o.process == NEMESIS and o.type is OpType.INFO and o.f == "start-partition"
+            and not o.error]
+    assert cuts and all(o.value["grudge"] for o in cuts)
+    assert (out.run.path / "nodes" / "n3" / "node.log").stat().st_size > 0
