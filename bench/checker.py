@@ -13,7 +13,9 @@ Usage: flock /tmp/raftlab-bench.lock .venv/bin/python bench/checker.py [--histor
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -56,6 +58,17 @@ def generated_kv(n_ops: int, keys: int, seed: int) -> History:
     return History(events)
 
 
+def run_cli(*args: str) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds (with its workers) and exit code of one `raftlab check` process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "raftlab", "check", *args], capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return wall, cpu, proc.returncode
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--histories", type=Path, default=DEFAULT)
@@ -64,6 +77,7 @@ def main() -> None:
     etcd = sorted((root / "porcupine" / "jepsen").glob("etcd_*.log"))
     if not etcd:
         sys.exit(f"no porcupine etcd histories under {root}")
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (the machine is shared)")
     print(f"{'history':<18} {'verdict':<8} {'seconds':>8}")
     total, slowest = 0.0, (0.0, "")
     for path in etcd:
@@ -76,17 +90,18 @@ def main() -> None:
         print(f"{path.name:<18} {result.valid!s:<8} {dt:8.4f}")
     print(f"etcd: {len(etcd)} histories, check time {total:.3f} s in all, slowest {slowest[1]} {slowest[0]:.3f} s "
           "(porcupine: 0.43 s, slowest 0.16 s)")
-    t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "raftlab", "check", "--model", "cas-register", *map(str, etcd)],
-                          capture_output=True, text=True)
-    wall = time.perf_counter() - t
-    print(f"etcd as one `raftlab check` process: {wall:.3f} s wall (exit {proc.returncode}; "
+    wall, cpu, code = run_cli("--model", "cas-register", *map(str, etcd))
+    print(f"etcd as one `raftlab check` process: {wall:.3f} s wall, {cpu:.3f} s CPU (exit {code}; "
           f"target <= 3x porcupine = 1.29 s)")
     for name in ("c50-ok", "c50-bad", "c10-ok", "c10-bad"):
-        history = formats.read_history(root / "porcupine" / "kv" / f"{name}.txt")
+        path = root / "porcupine" / "kv" / f"{name}.txt"
+        history = formats.read_history(path)
         t = time.perf_counter()
         result = check(history, "kv-append")
-        print(f"kv {name}: {result.valid} in {time.perf_counter() - t:.3f} s")
+        dt = time.perf_counter() - t
+        wall, cpu, code = run_cli("--model", "kv-append", str(path))
+        print(f"kv {name}: {result.valid} in {dt:.3f} s; as a `raftlab check` process {wall:.3f} s wall "
+              f"(reading included, exit {code})")
     history = generated_kv(100_000, keys=100, seed=1)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "kv100k.jsonl"

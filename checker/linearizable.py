@@ -218,7 +218,7 @@ def minimise(model: Any, ops: Sequence[Operation], *, budget: float = 2.0) -> li
 
     def illegal(subset: list[int]) -> bool:
         chosen = [ops[i] for i in subset]
-        if grounded is not None and not grounded(chosen):
+        if grounded is not None and not grounded(chosen, ops):
             return False
         out = run_to_end(search(model, chosen, deadline=deadline))
         return out.valid is False

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 from raftlab.history import Operation
+
+_NOTHING: Hashable = object()
+"""No value: an operation that observes or writes nothing."""
 
 
 class ModelError(ValueError):
@@ -89,20 +92,41 @@ class CasRegister:
             return lambda state: (True, new) if state == expected else (True, state)
         return lambda state: self.step(state, op)
 
-    def grounded(self, ops: list[Operation]) -> bool:
-        """Every value read was written by one of ``ops`` (or is the initial value).
+    def grounded(self, ops: list[Operation], full: Sequence[Operation]) -> bool:
+        """Every value observed in ``ops`` keeps the writes it may have observed.
 
-        The minimiser keeps only grounded sub-histories, so it never "explains" a violation by
-        deleting the write a read saw, which would invent a different violation.
+        An observation is a known read's output or a known cas's expected value. For each one that
+        is not the initial value, every operation of ``full`` that writes that value and was
+        called before the observation returned must be in ``ops``. The minimiser keeps only such
+        sub-histories, so it never "explains" a violation by deleting the write a read saw, which
+        would invent a different violation (a read from the future, a cas of a value nobody wrote).
         """
-        written = {self.initial_value}
+        kept = {id(op) for op in ops}
         for op in ops:
-            if op.f == "write":
-                written.add(_hashable(op.input))
-            elif op.f == "cas" and isinstance(op.input, list | tuple) and len(op.input) == 2:
-                written.add(_hashable(op.input[1]))
-        return all(_hashable(op.output) in written for op in ops
-                   if op.f == "read" and op.known and not (op.output is None and self.nil_reads_unknown))
+            seen = self._observed(op)
+            if seen is _NOTHING or seen == self.initial_value:
+                continue
+            for other in full:
+                if other.call < op.ret and id(other) not in kept and self._written(other) == seen:
+                    return False
+        return True
+
+    def _observed(self, op: Operation) -> Hashable:
+        if not op.known:
+            return _NOTHING
+        if op.f == "read" and not (op.output is None and self.nil_reads_unknown):
+            return _hashable(op.output)
+        if op.f == "cas" and isinstance(op.input, list | tuple) and len(op.input) == 2:
+            return _hashable(op.input[0])
+        return _NOTHING
+
+    @staticmethod
+    def _written(op: Operation) -> Hashable:
+        if op.f == "write":
+            return _hashable(op.input)
+        if op.f == "cas" and isinstance(op.input, list | tuple) and len(op.input) == 2:
+            return _hashable(op.input[1])
+        return _NOTHING
 
     def describe_op(self, op: Operation) -> str:
         if op.f == "read":

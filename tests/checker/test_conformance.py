@@ -51,6 +51,11 @@ def test_manifest_verdict(suite: str, entry: dict[str, Any]) -> None:
     if result.valid is False:
         assert result.explanation.startswith("not linearizable")
         assert result.failing is not None and result.failing.minimal
+        # the minimal sub-history is itself a history that the checker rejects
+        by_id = {o.id: o for o in history.operations()}
+        kept = [by_id[i] for i in result.failing.minimal]
+        sub = history.subhistory([o.call for o in kept] + [int(o.ret) for o in kept if o.known])
+        assert check(sub, result.model, **opts).valid is False
 
 
 def test_manifests_are_present() -> None:
