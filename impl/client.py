@@ -195,7 +195,7 @@ class KvClient:
         self.endpoints: list[Endpoint] = [(h, int(p)) for h, p in endpoints]
         self.timeout = timeout
         self._conns: dict[Endpoint, _Connection] = {}
-        self._connecting: dict[Endpoint, asyncio.Future[_Connection]] = {}
+        self._connect_locks: dict[Endpoint, asyncio.Lock] = {}  # one connection attempt per endpoint
         self._by_id: dict[int, Endpoint] = {}
         self._leader: Endpoint | None = None
         self._ids = itertools.count(1)
@@ -255,21 +255,24 @@ class KvClient:
         conn = self._conns.get(ep)
         if conn is not None and conn.lost is None:
             return conn
-        loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(lambda: _Connection(ep), ep[0], ep[1])
-        rid = next(self._ids)
-        _, body = await conn.send(rid, encode_frame(encode_request(rid, "hello")))
-        conn.node_id = int(body.get("id", 0))
-        self._by_id[conn.node_id] = ep
-        leader = self._by_id.get(int(body.get("leader", 0)))
-        if leader is not None and self._leader is None:
-            self._leader = leader
-        old = self._conns.get(ep)
-        if old is not None and old.lost is None:  # a concurrent caller won the race
-            conn.close()
-            return old
-        self._conns[ep] = conn
-        return conn
+        async with self._connect_locks.setdefault(ep, asyncio.Lock()):
+            conn = self._conns.get(ep)
+            if conn is not None and conn.lost is None:  # another caller connected meanwhile
+                return conn
+            _, conn = await asyncio.get_running_loop().create_connection(lambda: _Connection(ep), ep[0], ep[1])
+            try:
+                rid = next(self._ids)
+                _, body = await conn.send(rid, encode_frame(encode_request(rid, "hello")))
+            except BaseException:
+                conn.close()
+                raise
+            conn.node_id = int(body.get("id", 0))
+            self._by_id[conn.node_id] = ep
+            leader = self._by_id.get(int(body.get("leader", 0)))
+            if leader is not None and self._leader is None:
+                self._leader = leader
+            self._conns[ep] = conn
+            return conn
 
     def _next_endpoint(self, tried: list[Endpoint]) -> Endpoint | None:
         if self._leader is not None and self._leader not in tried:
