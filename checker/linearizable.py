@@ -78,15 +78,16 @@ def search(
         events.append((op.ret, op.call, 2 * i + 1))
     events.sort()
     size = 2 * n
-    head = size
-    nxt = [-1] * (size + 1)
-    prv = [-1] * (size + 1)
+    head, tail = size, size + 1  # sentinels: the walk always meets a return before the tail
+    nxt = [tail] * (size + 2)
+    prv = [head] * (size + 2)
     last = head
     for _, _, entry in events:
         nxt[last] = entry
         prv[entry] = last
         last = entry
-    nxt[last] = -1
+    nxt[last] = tail
+    prv[tail] = last
 
     state: Hashable = model.init()
     # Once every operation with a known outcome is placed, the unknown ones left can take effect
@@ -111,7 +112,7 @@ def search(
         best_states = [s for _, s in calls[1:]] + [state]
 
     countdown = slice_steps
-    while nxt[head] != -1:
+    while nxt[head] != tail:
         countdown -= 1
         if not countdown:
             countdown = slice_steps
@@ -145,13 +146,11 @@ def search(
                     # lift the call and its return out of the list
                     p, q = prv[entry], nxt[entry]
                     nxt[p] = q
-                    if q != -1:
-                        prv[q] = p
+                    prv[q] = p
                     r = entry + 1
                     p, q = prv[r], nxt[r]
                     nxt[p] = q
-                    if q != -1:
-                        prv[q] = p
+                    prv[q] = p
                     if len(calls) > best_len:
                         best_len = len(calls)
                         dirty = True
@@ -170,14 +169,10 @@ def search(
                 known_left += 1
             # unlift: return first, then call (reverse order of lifting)
             r = entry + 1
-            p, q = prv[r], nxt[r]
-            nxt[p] = r
-            if q != -1:
-                prv[q] = r
-            p, q = prv[entry], nxt[entry]
-            nxt[p] = entry
-            if q != -1:
-                prv[q] = entry
+            nxt[prv[r]] = r
+            prv[nxt[r]] = r
+            nxt[prv[entry]] = entry
+            prv[nxt[entry]] = entry
             entry = nxt[entry]
     return Outcome(valid=True, steps=steps + slice_steps - countdown)
 
