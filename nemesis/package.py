@@ -150,7 +150,11 @@ def noop() -> Nemesis:
 
 
 class Schedule:
-    """Fault, delay, heal, delay, ... forever; every choice from ``rng``, every wait from ``ctx.time``."""
+    """Fault, delay, heal, delay, ... forever; every choice from ``rng``, every wait from ``ctx.time``.
+
+    Faults are drawn from a shuffled bag: every requested fault runs once, in a seeded random order,
+    before any runs again, so a short campaign with ``kill,pause,partition`` exercises all three.
+    """
 
     def __init__(self, faults: Sequence[Fault], rng: random.Random, interval: float) -> None:
         if not faults:
@@ -161,6 +165,7 @@ class Schedule:
         self.due: int | None = None
         self.busy = False
         self.heal: Op | None = None
+        self._bag: list[Fault] = []
 
     def _delay(self) -> int:
         return int(self.interval_ns * self.rng.uniform(0.5, 1.5))
@@ -175,7 +180,10 @@ class Schedule:
         if self.heal is not None:
             next_op, self.heal = self.heal, None
         else:
-            fault = self.rng.choice(self.faults)
+            if not self._bag:
+                self._bag = list(self.faults)
+                self.rng.shuffle(self._bag)
+            fault = self._bag.pop()
             next_op, self.heal = op(fault.start, self.rng.choice(fault.values)), op(fault.stop)
         self.busy = True
         return replace(next_op, time=ctx.time)
