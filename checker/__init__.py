@@ -17,7 +17,7 @@ from typing import Any
 
 from raftlab.history import History, Operation
 
-from .explain import explain
+from .explain import describe, explain
 from .linearizable import Deadline, minimise, stuck_operations
 from .models import MODELS, ModelError, make_model
 from .parallel import cores, search_partitions
@@ -89,6 +89,7 @@ def check(
         local_prefix = outcomes[failed].prefix
         bad.stuck = [part_ops[k].id for k in stuck_operations(part_ops, local_prefix)]
         bad.minimal = [part_ops[k].id for k in minimise(m, part_ops, budget=minimise_budget)]
+        bad.described = {op.id: describe(m, op) for op in part_ops}
         local = {op.id: k for k, op in enumerate(part_ops)}
         view = PartitionResult(name=bad.name, valid=False, operations=bad.operations,
                                longest_prefix=[local[i] for i in bad.longest_prefix], states=bad.states,

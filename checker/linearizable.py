@@ -209,11 +209,12 @@ def minimise(model: Any, ops: Sequence[Operation], *, budget: float = 2.0) -> li
     deadline = Deadline(budget)
     current = list(range(len(ops)))
 
-    grounded = getattr(model, "grounded", None)
+    grounding = getattr(model, "grounding", None)
+    grounded = grounding(ops) if grounding is not None else None
 
     def illegal(subset: list[int]) -> bool:
         chosen = [ops[i] for i in subset]
-        if grounded is not None and not grounded(chosen, ops):
+        if grounded is not None and not grounded(chosen):
             return False
         out = run_to_end(search(model, chosen, deadline=deadline))
         return out.valid is False

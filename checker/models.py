@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
@@ -92,24 +93,35 @@ class CasRegister:
             return lambda state: (True, new) if state == expected else (True, state)
         return lambda state: self.step(state, op)
 
-    def grounded(self, ops: list[Operation], full: Sequence[Operation]) -> bool:
-        """Every value observed in ``ops`` keeps the writes it may have observed.
+    def grounding(self, full: Sequence[Operation]) -> Callable[[Sequence[Operation]], bool]:
+        """Which sub-histories of ``full`` keep the writes their observations may have seen.
 
-        An observation is a known read's output or a known cas's expected value. For each one that
-        is not the initial value, every operation of ``full`` that writes that value and was
-        called before the observation returned must be in ``ops``. The minimiser keeps only such
-        sub-histories, so it never "explains" a violation by deleting the write a read saw, which
-        would invent a different violation (a read from the future, a cas of a value nobody wrote).
+        An observation is a known read's output or a known cas's expected value. It may have seen
+        every write of that value called before it returned, unless a known write or cas certainly
+        replaced that write before the observation began. The minimiser keeps only sub-histories
+        with all of those writes, so it never "explains" a violation by deleting the write a read
+        saw, which would invent another violation (a read from the future, a cas nobody enabled).
         """
-        kept = {id(op) for op in ops}
-        for op in ops:
-            seen = self._observed(op)
-            if seen is _NOTHING or seen == self.initial_value:
+        writes = [(op, v) for op in full if (v := self._written(op)) is not _NOTHING]
+        known_writes = sorted(((op.call, op.ret) for op, _ in writes if op.known), reverse=True)
+        replaced_by: dict[int, float] = {}  # id(write) -> earliest return of a known write called after it returned
+        for op, _ in writes:
+            replaced_by[id(op)] = min((ret for call, ret in known_writes if call > op.ret), default=math.inf)
+        need: list[tuple[int, frozenset[int]]] = []
+        for obs in full:
+            seen = self._observed(obs)
+            if seen is _NOTHING:
                 continue
-            for other in full:
-                if other.call < op.ret and id(other) not in kept and self._written(other) == seen:
-                    return False
-        return True
+            required = frozenset(id(w) for w, v in writes
+                                 if v == seen and w is not obs and w.call < obs.ret and replaced_by[id(w)] > obs.call)
+            if required:
+                need.append((id(obs), required))
+
+        def grounded(ops: Sequence[Operation]) -> bool:
+            kept = {id(op) for op in ops}
+            return all(required <= kept for obs, required in need if obs in kept)
+
+        return grounded
 
     def _observed(self, op: Operation) -> Hashable:
         if not op.known:

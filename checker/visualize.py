@@ -34,6 +34,7 @@ def render_html(history: History, result: Result | None = None, *, title: str = 
     prefix_order = {op_id: k + 1 for k, op_id in enumerate(failing.longest_prefix)} if failing else {}
     stuck = set(failing.stuck) if failing else set()
     minimal = set(failing.minimal) if failing else set()
+    words = failing.described if failing else {}
     width, left, row_h = 1100, 70, 22
     scale = (width - left - 20) / n_events
     height = 30 + row_h * max(len(processes), 1)
@@ -66,7 +67,7 @@ def render_html(history: History, result: Result | None = None, *, title: str = 
             color = "#e05a5a"
         stroke = ' stroke="#000" stroke-width="2"' if op.id in minimal else ""
         dash = ' stroke-dasharray="4 2" stroke="#555"' if op.ret == math.inf and not stroke else ""
-        label = html.escape(op.describe())
+        label = html.escape(words.get(op.id) or op.describe())
         order = f" (#{prefix_order[op.id]} in the prefix)" if op.id in prefix_order else ""
         parts.append(f'<rect x="{x0:.1f}" y="{y}" width="{w:.1f}" height="{row_h - 6}" rx="3" fill="{color}"'
                      f'{stroke}{dash} data-op="{op.id}"><title>{label}{order}</title></rect>')
@@ -91,10 +92,10 @@ def render_html(history: History, result: Result | None = None, *, title: str = 
         rows = []
         for k, op_id in enumerate(failing.longest_prefix):
             state = failing.states[k] if k < len(failing.states) else ""
-            rows.append(f"<tr><td>{k + 1}</td><td>{html.escape(by_id[op_id].describe())}</td>"
+            rows.append(f"<tr><td>{k + 1}</td><td>{html.escape(words.get(op_id) or by_id[op_id].describe())}</td>"
                         f"<td>{html.escape(state)}</td></tr>")
         for op_id in failing.stuck:
-            rows.append(f"<tr class='stuck'><td>✗</td><td>{html.escape(by_id[op_id].describe())}</td>"
+            rows.append(f"<tr class='stuck'><td>✗</td><td>{html.escape(words.get(op_id) or by_id[op_id].describe())}</td>"
                         "<td>cannot be linearized here</td></tr>")
         body.append(f"<h2>Partition {html.escape(failing.name)}: partial linearization</h2>"
                     f"<table><tr><th>#</th><th>operation</th><th>state after</th></tr>{''.join(rows)}</table>")
