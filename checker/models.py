@@ -98,28 +98,42 @@ class CasRegister:
 
         An observation is a known read's output or a known cas's expected value. It may have seen
         every write of that value called before it returned, unless a known write or cas certainly
-        replaced that write before the observation began. The minimiser keeps only sub-histories
-        with all of those writes, so it never "explains" a violation by deleting the write a read
-        saw, which would invent another violation (a read from the future, a cas nobody enabled).
+        replaced that write before the observation began (then one such replacing write is kept).
+        The minimiser keeps only such sub-histories, so it never "explains" a violation by deleting
+        the write a read saw, which would invent another violation (a read from the future, a cas
+        nobody enabled), nor by deleting the write that made a read stale.
         """
         writes = [(op, v) for op in full if (v := self._written(op)) is not _NOTHING]
         known_writes = sorted(((op.call, op.ret) for op, _ in writes if op.known), reverse=True)
         replaced_by: dict[int, float] = {}  # id(write) -> earliest return of a known write called after it returned
         for op, _ in writes:
             replaced_by[id(op)] = min((ret for call, ret in known_writes if call > op.ret), default=math.inf)
-        need: list[tuple[int, frozenset[int]]] = []
+        # per observation: the writes it may have seen, and (if it ignored some replaced ones) the
+        # latest return among those, which a kept known write must follow while returning before it
+        need: list[tuple[int, frozenset[int], float]] = []
         for obs in full:
             seen = self._observed(obs)
             if seen is _NOTHING:
                 continue
-            required = frozenset(id(w) for w, v in writes
-                                 if v == seen and w is not obs and w.call < obs.ret and replaced_by[id(w)] > obs.call)
-            if required:
-                need.append((id(obs), required))
+            candidates = [w for w, v in writes if v == seen and w is not obs and w.call < obs.ret]
+            required = frozenset(id(w) for w in candidates if replaced_by[id(w)] > obs.call)
+            replaced = max((w.ret for w in candidates if replaced_by[id(w)] <= obs.call), default=-math.inf)
+            if required or replaced > -math.inf:
+                need.append((id(obs), required, replaced))
+        calls = {id(op): op.call for op in full}
+        known_ids = {id(op): (op.call, op.ret) for op, _ in writes if op.known}
 
         def grounded(ops: Sequence[Operation]) -> bool:
             kept = {id(op) for op in ops}
-            return all(required <= kept for obs, required in need if obs in kept)
+            kept_writes = [known_ids[i] for i in kept if i in known_ids]
+            for obs, required, replaced in need:
+                if obs not in kept:
+                    continue
+                if not required <= kept:
+                    return False
+                if replaced > -math.inf and not any(call > replaced and ret < calls[obs] for call, ret in kept_writes):
+                    return False
+            return True
 
         return grounded
 
