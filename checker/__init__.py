@@ -53,7 +53,8 @@ def check(
 ) -> Result:
     """Is ``history`` linearizable with respect to ``model``? True, False or "unknown".
 
-    ``workers``: processes for the partitions (``None``: every core when the history has several
+    ``minimise_budget``: seconds at most for shrinking a counterexample (also at most about twice
+    the time the search took, but 0.25 s at least; 0 = do not shrink). ``workers``: processes for the partitions (``None``: every core when the history has several
     partitions and at least ``PARALLEL_OPERATIONS`` operations, else this process only).
     """
     started = time.monotonic()
@@ -88,7 +89,9 @@ def check(
         bad = results[failed]
         local_prefix = outcomes[failed].prefix
         bad.stuck = [part_ops[k].id for k in stuck_operations(part_ops, local_prefix)]
-        bad.minimal = [part_ops[k].id for k in minimise(m, part_ops, budget=minimise_budget)]
+        # minimising costs at most about twice what finding the violation did (0.25 s at least)
+        budget = min(minimise_budget, max(0.25, 2 * (time.monotonic() - started)))
+        bad.minimal = [part_ops[k].id for k in minimise(m, part_ops, budget=budget)] if budget > 0 else []
         bad.described = {op.id: describe(m, op) for op in part_ops}
         local = {op.id: k for k, op in enumerate(part_ops)}
         view = PartitionResult(name=bad.name, valid=False, operations=bad.operations,

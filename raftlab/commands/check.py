@@ -31,11 +31,13 @@ EXIT = {True: 0, False: 1, "unknown": 3}
               help="Seconds per history; past it the verdict is unknown.")
 @click.option("--max-memo", type=click.IntRange(min=1000), default=None, metavar="N",
               help="Memory budget: memoised search states per partition; past it the verdict is unknown.")
+@click.option("--minimise/--no-minimise", default=True, show_default=True,
+              help="Shrink a counterexample to a small illegal sub-history (at most 2 s per history).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per history (JSON Lines).")
 @click.option("--html", type=click.Path(path_type=Path), default=None, metavar="OUT",
               help="Write a timeline page (one file; several histories: OUT is a folder).")
 def check(histories: tuple[Path, ...], model: str, fmt: str, initial_value: str | None, nil_reads_unknown: bool,
-          time_limit: float | None, max_memo: int | None, as_json: bool, html: Path | None) -> None:
+          time_limit: float | None, max_memo: int | None, minimise: bool, as_json: bool, html: Path | None) -> None:
     """Check HISTORY files for linearizability and explain any violation."""
     from raftlab import formats
     from raftlab.checker import ModelError, merge_valid
@@ -63,6 +65,7 @@ def check(histories: tuple[Path, ...], model: str, fmt: str, initial_value: str 
         try:
             history = formats.read_history(path, fmt)
             result = run_check(history, model_obj, time_limit=time_limit, max_memo=max_memo,
+                               minimise_budget=2.0 if minimise else 0.0,
                                workers=None if len(histories) == 1 else 1)
         except (HistoryError, ModelError) as e:
             where = "" if isinstance(e, HistoryError) and e.source else f"{path}: "
