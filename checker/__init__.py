@@ -54,7 +54,7 @@ def check(
     """Is ``history`` linearizable with respect to ``model``? True, False or "unknown".
 
     ``minimise_budget``: seconds at most for shrinking a counterexample (also at most about twice
-    the time the search took, but 0.25 s at least; 0 = do not shrink). ``workers``: processes for the partitions (``None``: every core when the history has several
+    the time the search took, but 1 s at least; 0 = do not shrink). ``workers``: processes for the partitions (``None``: every core when the history has several
     partitions and at least ``PARALLEL_OPERATIONS`` operations, else this process only).
     """
     started = time.monotonic()
@@ -89,14 +89,17 @@ def check(
         bad = results[failed]
         local_prefix = outcomes[failed].prefix
         bad.stuck = [part_ops[k].id for k in stuck_operations(part_ops, local_prefix)]
-        # minimising costs at most about twice what finding the violation did (0.25 s at least)
-        budget = min(minimise_budget, max(0.25, 2 * (time.monotonic() - started)))
-        bad.minimal = [part_ops[k].id for k in minimise(m, part_ops, budget=budget)] if budget > 0 else []
+        # shrinking costs at most about twice what finding the violation did (1 s at least)
+        budget = min(minimise_budget, max(1.0, 2 * (time.monotonic() - started)))
+        if budget > 0:
+            subset, bad.minimal_finished = minimise(m, part_ops, budget=budget)
+            bad.minimal = [part_ops[k].id for k in subset]
         bad.described = {op.id: describe(m, op) for op in part_ops}
         local = {op.id: k for k, op in enumerate(part_ops)}
         view = PartitionResult(name=bad.name, valid=False, operations=bad.operations,
                                longest_prefix=[local[i] for i in bad.longest_prefix], states=bad.states,
-                               stuck=[local[i] for i in bad.stuck], minimal=[local[i] for i in bad.minimal])
+                               stuck=[local[i] for i in bad.stuck], minimal=[local[i] for i in bad.minimal],
+                               minimal_finished=bad.minimal_finished)
         explanation = explain(m, view, part_ops)
     elif valid == UNKNOWN:
         unsettled = [f"{p.name} ({p.reason})" for p in results if p.valid == UNKNOWN]

@@ -28,7 +28,11 @@ def describe(model: Any, op: Operation) -> str:
 def explain(model: Any, part: PartitionResult, ops: Sequence[Operation]) -> str:
     lines = [f"not linearizable: partition {part.name} ({part.operations} operations)"]
     if part.minimal:
-        lines.append(f"a minimal illegal sub-history ({len(part.minimal)} operations, in call order):")
+        if part.minimal_finished:
+            lines.append(f"a minimal illegal sub-history ({len(part.minimal)} operations, in call order):")
+        else:
+            lines.append(f"a smaller illegal sub-history ({len(part.minimal)} operations, in call order; "
+                         "shrinking stopped at its time budget):")
         lines.extend("  " + describe(model, ops[i]) for i in sorted(part.minimal, key=lambda i: ops[i].call))
     lines.append(f"longest linearizable prefix: {len(part.longest_prefix)} of {part.operations} operations")
     shown = part.longest_prefix[-8:]

@@ -200,11 +200,12 @@ def stuck_operations(ops: Sequence[Operation], prefix: Sequence[int]) -> list[in
     return [i for i in remaining if ops[i].call < first_return]
 
 
-def minimise(model: Any, ops: Sequence[Operation], *, budget: float = 2.0) -> list[int]:
+def minimise(model: Any, ops: Sequence[Operation], *, budget: float = 2.0) -> tuple[list[int], bool]:
     """Delta debugging (ddmin) over operations: a small subset that is still not linearizable.
 
     Real-time order among the kept operations is unchanged (positions are kept), so the subset is a
-    genuine sub-history. Bounded by ``budget`` seconds; returns the smallest failing subset found.
+    genuine sub-history. Bounded by ``budget`` seconds; returns the smallest failing subset found
+    and whether ddmin finished (then no single chunk of it can be removed at the finest split).
     """
     deadline = Deadline(budget)
     current = list(range(len(ops)))
@@ -220,7 +221,11 @@ def minimise(model: Any, ops: Sequence[Operation], *, budget: float = 2.0) -> li
         return out.valid is False
 
     chunks = 2
-    while len(current) >= 2 and not deadline.passed():
+    finished = False
+    while not deadline.passed():
+        if len(current) < 2:
+            finished = True
+            break
         size = math.ceil(len(current) / chunks)
         pieces = [current[k:k + size] for k in range(0, len(current), size)]
         reduced = False
@@ -240,6 +245,7 @@ def minimise(model: Any, ops: Sequence[Operation], *, budget: float = 2.0) -> li
                     break
         if not reduced:
             if chunks >= len(current):
+                finished = not deadline.passed()  # a search cut short proves nothing
                 break
             chunks = min(len(current), chunks * 2)
-    return current
+    return current, finished

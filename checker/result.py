@@ -50,6 +50,7 @@ class PartitionResult:
     states: list[str] = field(default_factory=list)  # state after each prefix step (described)
     stuck: list[int] = field(default_factory=list)  # operation ids that could not be placed next
     minimal: list[int] = field(default_factory=list)  # a small still-illegal subset of operation ids
+    minimal_finished: bool = False  # shrinking ran to the end (else its time budget stopped it)
     described: dict[int, str] = field(default_factory=dict)  # operation id -> the model's words (failing only)
 
 
@@ -87,6 +88,7 @@ class Result:
                 "longest_prefix": bad.longest_prefix,
                 "stuck": bad.stuck,
                 "minimal": bad.minimal,
+                "minimal_finished": bad.minimal_finished,
                 "states": bad.states,
                 "described": {i: bad.described[i] for i in [*bad.minimal, *bad.stuck] if i in bad.described},
             }
