@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ def check(histories: tuple[Path, ...], model: str, fmt: str, initial_value: str 
           time_limit: float | None, max_memo: int | None, minimise: bool, as_json: bool, html: Path | None) -> None:
     """Check HISTORY files for linearizability and explain any violation."""
     from raftlab import formats
-    from raftlab.checker import ModelError, merge_valid
+    from raftlab.checker import ModelError, Result, merge_valid
     from raftlab.checker import check as run_check
     from raftlab.checker.parallel import map_ordered
     from raftlab.checker.visualize import render_html
@@ -70,6 +71,9 @@ def check(histories: tuple[Path, ...], model: str, fmt: str, initial_value: str 
         except (HistoryError, ModelError) as e:
             where = "" if isinstance(e, HistoryError) and e.source else f"{path}: "
             return None, None, f"error: {where}{e}"
+        except Exception as e:  # a crash in the model (yours?) is an unknown verdict, never a pass
+            crash = traceback.format_exception_only(type(e), e)[-1].strip()
+            return Result(valid="unknown", model=model, explanation=f"the checker crashed: {crash}"), None, None
         return result, history if html is not None else None, None
 
     verdicts = []
@@ -88,7 +92,7 @@ def check(histories: tuple[Path, ...], model: str, fmt: str, initial_value: str 
                        f"{len(result.partitions)} partitions, {result.elapsed:.3f}s)")
             if result.valid is not True and result.explanation:
                 click.echo("  " + result.explanation.replace("\n", "\n  "))
-        if html is not None:
+        if html is not None and history is not None:
             out = html / (path.name + ".html") if len(histories) > 1 else html
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(render_html(history, result), encoding="utf-8")

@@ -118,3 +118,20 @@ def test_bad_input_is_one_clear_line(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "unknown model" in proc.stderr
     proc = run_cli(str(tmp_path / "missing.jsonl"))
     assert proc.returncode == 2
+
+
+def test_cli_no_minimise_json_and_crashing_model(tmp_path: Path) -> None:
+    root = need_histories()
+    bad = root / "porcupine" / "jepsen" / "etcd_000.log"
+    rows = [json.loads(line) for line in
+            run_cli("--model", "cas-register", "--json", str(bad)).stdout.splitlines()]
+    example = rows[0]["counterexample"]
+    assert rows[0]["valid"] is False and example["minimal"] and example["minimal_finished"] is True
+    assert all(str(i) in example["described"] for i in example["minimal"])
+    rows = [json.loads(line) for line in
+            run_cli("--model", "cas-register", "--json", "--no-minimise", str(bad)).stdout.splitlines()]
+    assert rows[0]["valid"] is False and rows[0]["counterexample"]["minimal"] == []
+    history = tmp_path / "h.jsonl"
+    history.write_text('{"process": 0, "type": "invoke", "f": "read"}\n{"process": 0, "type": "ok", "f": "read"}\n')
+    proc = run_cli("--model", "tests.checker.crashing_model:Crashing", str(history))
+    assert proc.returncode == 3 and "the checker crashed: TypeError: cannot read" in proc.stdout
