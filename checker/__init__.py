@@ -54,7 +54,7 @@ def check(
     """Is ``history`` linearizable with respect to ``model``? True, False or "unknown".
 
     ``minimise_budget``: seconds at most for shrinking a counterexample (also at most about twice
-    the time the search took, but 1 s at least; 0 = do not shrink). ``workers``: processes for the partitions (``None``: every core when the history has several
+    the time the search took, but 0.25 s at least; 0 = do not shrink). ``workers``: processes for the partitions (``None``: every core when the history has several
     partitions and at least ``PARALLEL_OPERATIONS`` operations, else this process only).
     """
     started = time.monotonic()
@@ -90,7 +90,7 @@ def check(
         local_prefix = outcomes[failed].prefix
         bad.stuck = [part_ops[k].id for k in stuck_operations(part_ops, local_prefix)]
         # shrinking costs at most about twice what finding the violation did (1 s at least)
-        budget = min(minimise_budget, max(1.0, 2 * (time.monotonic() - started)))
+        budget = min(minimise_budget, max(0.25, 2 * (time.monotonic() - started)))
         if budget > 0:
             subset, bad.minimal_finished = minimise(m, part_ops, budget=budget)
             bad.minimal = [part_ops[k].id for k in subset]
