@@ -76,7 +76,9 @@ class KvChecker:
     def check(self, history: History, opts: dict[str, Any]) -> Any:
         from raftlab.checker import check
 
-        return check(history, "kv", time_limit=opts.get("time_limit", self.time_limit))
+        # workers=1: the runner is an asyncio program with helper threads, and forking a
+        # threaded process can deadlock on a lock some thread held; campaign histories are small
+        return check(history, "kv", time_limit=opts.get("time_limit", self.time_limit), workers=1)
 
 
 def final_reads(space: KeySpace, retry: float) -> gen.Generator:
