@@ -15,9 +15,9 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from raftlab.impl.net.codec import Request, WireError, decode_request, encode_reply
-from raftlab.impl.net.framing import FrameDecoder, FrameError, encode_frame
+from raftlab.impl.net.framing import FrameError, encode_frame
+from raftlab.impl.net.streams import read_frames
 
-READ_CHUNK = 256 * 1024
 MAX_BACKLOG = 64 * 1024 * 1024
 
 
@@ -62,15 +62,9 @@ class RequestSink(Protocol):
 async def serve_client_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                                   sink: RequestSink, logger: Callable[[str], None]) -> None:
     conn = ClientConnection(writer)
-    decoder = FrameDecoder()
     try:
-        while True:
-            data = await reader.read(READ_CHUNK)
-            if not data:
-                decoder.eof()
-                return
-            for frame in decoder.feed(data):
-                sink.submit(decode_request(frame), conn)
+        async for frame in read_frames(reader):
+            sink.submit(decode_request(frame), conn)
     except (FrameError, WireError) as e:
         logger(f"client connection from {conn.peer}: {e}; closing it")
     except (OSError, ConnectionError):

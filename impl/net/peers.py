@@ -21,10 +21,9 @@ from collections import deque
 from collections.abc import Callable
 
 from raftlab.impl.net.codec import WireError, decode_message, encode_message
-from raftlab.impl.net.framing import FrameDecoder, FrameError, encode_frame
+from raftlab.impl.net.framing import FrameError, encode_frame
+from raftlab.impl.net.streams import read_frames
 from raftlab.impl.raft.messages import Message
-
-READ_CHUNK = 256 * 1024
 
 
 class PeerLink:
@@ -104,15 +103,9 @@ async def serve_peer_connection(reader: asyncio.StreamReader, writer: asyncio.St
                                 deliver: Callable[[Message], None], logger: Callable[[str], None]) -> None:
     """Read frames from one inbound peer connection until EOF or a protocol error."""
     peer = writer.get_extra_info("peername")
-    decoder = FrameDecoder()
     try:
-        while True:
-            data = await reader.read(READ_CHUNK)
-            if not data:
-                decoder.eof()
-                return
-            for frame in decoder.feed(data):
-                deliver(decode_message(frame))
+        async for frame in read_frames(reader):
+            deliver(decode_message(frame))
     except (FrameError, WireError) as e:
         logger(f"peer connection from {peer}: {e}; closing it")
     except (OSError, ConnectionError):
