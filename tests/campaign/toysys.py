@@ -13,6 +13,7 @@ import asyncio
 import json
 import shlex
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from raftlab.nemesis.process import process_state, signal_pid_file
@@ -21,41 +22,7 @@ from raftlab.history import Op, OpType
 from raftlab.protocols import Host, Lab
 from raftlab.systems import System, SystemOptions
 
-SERVER = r'''
-import asyncio, json, os, sys
-path, port = sys.argv[1], int(sys.argv[2])
-state = json.load(open(path)) if os.path.exists(path) else {}
-
-def save():
-    with open(path + ".tmp", "w") as fh:
-        json.dump(state, fh); fh.flush(); os.fsync(fh.fileno())
-    os.replace(path + ".tmp", path)
-
-async def handle(reader, writer):
-    while line := await reader.readline():
-        req = json.loads(line)
-        f, key, value = req["f"], req.get("key"), req.get("value")
-        if f == "read":
-            resp = {"ok": True, "value": state.get(key)}
-        elif f == "write":
-            state[key] = value; save(); resp = {"ok": True, "value": value}
-        elif f == "cas":
-            if state.get(key) == value[0]:
-                state[key] = value[1]; save(); resp = {"ok": True, "value": value}
-            else:
-                resp = {"ok": False, "error": "mismatch"}
-        else:
-            resp = {"ok": False, "error": "unknown f"}
-        writer.write((json.dumps(resp) + "\n").encode())
-        await writer.drain()
-
-async def main():
-    server = await asyncio.start_server(handle, "127.0.0.1", port)
-    async with server:
-        await server.serve_forever()
-
-asyncio.run(main())
-'''
+SERVER = (Path(__file__).resolve().parents[1] / "jsonkv_server.py").read_text()
 
 
 class ToyDB:
@@ -94,7 +61,7 @@ class ToyDB:
         if pid.isdigit() and await process_state(self.lab.remote(host), int(pid)) not in (None, "Z"):
             return  # running (a killed server may linger as a zombie: that one is dead)
         await self.lab.remote(host).run(
-            f"cd {d} && nohup setsid {py} toyserver.py state.json {self.port(host)} >> toy.out 2>&1 < /dev/null & "
+            f"cd {d} && nohup setsid {py} toyserver.py state.json {self.port(host)} 127.0.0.1 >> toy.out 2>&1 < /dev/null & "
             f"echo $! > {d}/toy.pid")
         for _ in range(100):
             try:

@@ -13,6 +13,7 @@ import asyncio
 import json
 import shlex
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from raftlab.nemesis.process import process_state, signal_pid_file
@@ -21,41 +22,7 @@ from raftlab.history import Op, OpType
 from raftlab.protocols import Host, Lab
 from raftlab.systems import System, SystemOptions
 
-SERVER = r'''
-import asyncio, json, os, sys
-path, port = sys.argv[1], int(sys.argv[2])
-state = json.load(open(path)) if os.path.exists(path) else {}
-
-def save():
-    with open(path + ".tmp", "w") as fh:
-        json.dump(state, fh); fh.flush(); os.fsync(fh.fileno())
-    os.replace(path + ".tmp", path)
-
-async def handle(reader, writer):
-    while line := await reader.readline():
-        req = json.loads(line)
-        f, key, value = req["f"], req.get("key"), req.get("value")
-        if f == "read":
-            resp = {"ok": True, "value": state.get(key)}
-        elif f == "write":
-            state[key] = value; save(); resp = {"ok": True, "value": value}
-        elif f == "cas":
-            if state.get(key) == value[0]:
-                state[key] = value[1]; save(); resp = {"ok": True, "value": value}
-            else:
-                resp = {"ok": False, "error": "cas-mismatch"}
-        else:
-            resp = {"ok": False, "error": "unknown f"}
-        writer.write((json.dumps(resp) + "\n").encode())
-        await writer.drain()
-
-async def main():
-    server = await asyncio.start_server(handle, "0.0.0.0", port)
-    async with server:
-        await server.serve_forever()
-
-asyncio.run(main())
-'''
+SERVER = (Path(__file__).resolve().parents[1] / "jsonkv_server.py").read_text()
 
 
 class SshKvDB:
@@ -97,7 +64,7 @@ class SshKvDB:
         if pid.isdigit() and await process_state(remote, int(pid)) not in (None, "Z"):
             return
         py = self.lab.python(host)  # type: ignore[attr-defined]
-        await remote.run(f"cd {d} && nohup setsid {py} kvserver.py data/state.json {self.port(host)} "
+        await remote.run(f"cd {d} && nohup setsid {py} kvserver.py data/state.json {self.port(host)} 0.0.0.0 "
                          f">> kv.out 2>&1 < /dev/null & echo $! > {d}/kv.pid")
         address = self.lab.endpoint(None, host, self.port(host))  # type: ignore[attr-defined]
         for _ in range(200):
