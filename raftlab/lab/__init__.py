@@ -177,7 +177,10 @@ async def open_lab(kind: str = "local", *, nodes: int = 5, workdir: str | os.Pat
     elif state.nodes < nodes:
         raise LabError(f"lab {name!r} has {state.nodes} hosts, fewer than the {nodes} asked for; "
                        f"run `raftlab lab down --name {name}` and up again")
-    return await _module(kind).attach(replace(state, nodes=nodes))
+    module = _module(kind)
+    # Options the kind lets a campaign choose per attach (the local lab's ``net``) override the record.
+    chosen = {k: v for k, v in opts.items() if k in getattr(module, "ATTACH_OPTS", ()) and v is not None}
+    return await module.attach(replace(state, nodes=nodes, opts={**state.opts, **chosen}))
 
 
 __all__ = ["KINDS", "LabConflict", "LabError", "LabState", "RemoteError", "lab_down", "lab_status", "lab_up", "labs_dir",

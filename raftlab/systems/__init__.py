@@ -2,7 +2,7 @@
 
 A system is a module with one function::
 
-    def system(lab: Lab, options: SystemOptions) -> System
+    def system(lab: HostLab, options: SystemOptions) -> System
 
 returning the ``DB`` (plus whichever optional capabilities it really has: ``Killable``,
 ``Pausable``, ``HasPrimaries``, ``HasLogFiles``) and the ``Client`` prototype the interpreter opens
@@ -17,7 +17,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from raftlab.protocols import DB, Client, Lab
+from raftlab.protocols import DB, Client, HostLab
 
 BUILTIN: dict[str, str] = {"dtkv": "raftlab.systems.dtkv"}
 
@@ -43,7 +43,7 @@ class System:
     client: Client
 
 
-def load(spec: str, lab: Lab, options: SystemOptions) -> System:
+def load(spec: str, lab: HostLab, options: SystemOptions) -> System:
     """The system named ``spec`` (a built-in name or ``pkg.module``), built for ``lab``."""
     module_name = BUILTIN.get(spec, spec)
     try:

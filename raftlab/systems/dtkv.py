@@ -31,7 +31,7 @@ from typing import Any
 from raftlab.history import Op, OpType
 from raftlab.impl.client import CasMismatch, DefiniteError, IndeterminateError, KeyNotFound, KvClient
 from raftlab.nemesis.process import process_state, signal_pid_file
-from raftlab.protocols import Host, Lab
+from raftlab.protocols import Host, HostLab
 from raftlab.systems import System, SystemOptions
 
 START_TIMEOUT = 15.0
@@ -74,7 +74,7 @@ async def _answers(address: str, port: int) -> bool:
 class DtkvDB:
     """``raftlab node`` on every host of ``lab``; Killable, Pausable, HasPrimaries, HasLogFiles."""
 
-    def __init__(self, lab: Lab, options: SystemOptions, *, seed: int = 0) -> None:
+    def __init__(self, lab: HostLab, options: SystemOptions, *, seed: int = 0) -> None:
         self.lab = lab
         self.options = options
         self.seed = seed
@@ -98,7 +98,7 @@ class DtkvDB:
         return self.lab.endpoint(None, host, self.client_port(host))
 
     def node_dir(self, host: Host) -> str:
-        return self.lab.node_dir(host)  # type: ignore[attr-defined, no-any-return]
+        return self.lab.node_dir(host)
 
     def data_dir(self, host: Host) -> str:
         return f"{self.node_dir(host)}/data"
@@ -121,7 +121,7 @@ class DtkvDB:
                 address, port = self.lab.endpoint(host, other, self.peer_port(other))
                 peers.append(f"{i}={address}:{port}")
         nd = self.node_dir(host)
-        python = self.lab.python(host)  # type: ignore[attr-defined]
+        python = self.lab.python(host)
         args = ["node", "--id", str(me), "--data-dir", f"{nd}/data", "--peers", ",".join(peers),
                 "--client-port", str(self.client_port(host)), "--client-host", "0.0.0.0",
                 "--log-file", f"{nd}/node.log", "--pid-file", f"{nd}/node.pid",
@@ -306,7 +306,7 @@ class DtkvClient:
         raise ValueError(f"the dtkv client cannot run {op.f!r}")
 
 
-def system(lab: Lab, options: SystemOptions) -> System:
+def system(lab: HostLab, options: SystemOptions) -> System:
     db = DtkvDB(lab, options, seed=int(options.extra.get("seed", 0)))
     return System(name="dtkv", db=db, client=DtkvClient(db, options.op_timeout,
                                                          reads=str(options.extra.get("reads", "local"))))
