@@ -32,13 +32,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from raftlab import __version__, evidence, store
 from raftlab import generator as gen
 from raftlab.history import History, HistoryError, HistoryWriter, Op, OpType
 from raftlab.interpreter import ContractError, Interpreter
-from raftlab.protocols import HasLogFiles, HasPrimaries, Host, Lab, Nemesis
+from raftlab.protocols import HasLogFiles, HasPrimaries, Host, HostLab, Lab, Nemesis
 from raftlab.rng import RunRandom
 from raftlab.systems import System, SystemOptions
 
@@ -280,7 +280,11 @@ class Runner:
         c = self.c
         self.stage(f"opening the {c.lab} lab")
         try:
-            lab = await open_lab(c.lab, **_open_lab_kwargs(c))
+            wanted = systems.lab_opts(c.system, c.lab)
+        except systems.SystemLoadError as e:
+            raise Incomplete("system", str(e)) from None
+        try:
+            lab = await open_lab(c.lab, **{**wanted, **_open_lab_kwargs(c)})
         except LabError as e:
             raise Incomplete("lab", str(e)) from None
         try:
@@ -288,7 +292,7 @@ class Runner:
             options = SystemOptions(node_args=c.node_args, base_port=c.base_port, op_timeout=c.op_timeout,
                                     extra={**c.system_opts, "seed": c.seed})
             try:
-                system = systems.load(c.system, lab, options)
+                system = systems.load(c.system, cast(HostLab, lab), options)
             except systems.SystemLoadError as e:
                 raise Incomplete("system", str(e)) from None
             pkg = nemesis_pkg.package(list(c.nemesis), db=system.db, lab=lab, rng=self.rr.stream("nemesis"),

@@ -19,7 +19,7 @@ from typing import Any
 
 from raftlab.protocols import DB, Client, HostLab
 
-BUILTIN: dict[str, str] = {"dtkv": "raftlab.systems.dtkv"}
+BUILTIN: dict[str, str] = {"dtkv": "raftlab.systems.dtkv", "etcd": "raftlab.systems.etcd"}
 
 
 class SystemLoadError(Exception):
@@ -43,13 +43,29 @@ class System:
     client: Client
 
 
-def load(spec: str, lab: HostLab, options: SystemOptions) -> System:
-    """The system named ``spec`` (a built-in name or ``pkg.module``), built for ``lab``."""
+def _import(spec: str) -> Any:
     module_name = BUILTIN.get(spec, spec)
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except ImportError as e:
         raise SystemLoadError(f"cannot import system module {module_name!r}: {e}") from None
+
+
+def lab_opts(spec: str, lab_kind: str) -> dict[str, Any]:
+    """The lab options the system's module asks for (``LAB_OPTS``, local lab only): e.g. etcd wants
+    ``net=ns``, one address per host. The user's ``--lab-opt`` wins over them."""
+    if lab_kind != "local":
+        return {}
+    wanted = getattr(_import(spec), "LAB_OPTS", {})
+    if not isinstance(wanted, dict):
+        raise SystemLoadError(f"{spec}: LAB_OPTS must be a dict, not {type(wanted).__name__}")
+    return dict(wanted)
+
+
+def load(spec: str, lab: HostLab, options: SystemOptions) -> System:
+    """The system named ``spec`` (a built-in name or ``pkg.module``), built for ``lab``."""
+    module = _import(spec)
+    module_name = module.__name__
     make = getattr(module, "system", None)
     if not callable(make):
         raise SystemLoadError(f"system module {module_name!r} has no function system(lab, options)")
