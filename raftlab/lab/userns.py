@@ -67,8 +67,9 @@ async def _run(argv: list[str], what: str) -> str:
     return out.decode(errors="replace")
 
 
-async def _holder(argv: list[str]) -> int:
-    """Start a process that only holds a namespace; its pid once it is in it."""
+async def _holder(argv: list[str]) -> asyncio.subprocess.Process:
+    """Start a process that only holds a namespace; returns once it is in it (``argv`` execs, so
+    the printed pid is the process's own)."""
     proc = await asyncio.create_subprocess_exec(*argv, "sh", "-c", "echo $$; exec sleep 2147483647",
                                                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.PIPE, start_new_session=True)
@@ -79,7 +80,7 @@ async def _holder(argv: list[str]) -> int:
         raise LabError(f"local lab (address mode): cannot create a namespace with `{' '.join(argv)}`: "
                        f"{err or 'no pid printed'} (are unprivileged user namespaces enabled? "
                        "see /proc/sys/user/max_user_namespaces)")
-    return int(line)
+    return proc
 
 
 class HostNamespaces:
@@ -91,6 +92,7 @@ class HostNamespaces:
         self.hub = 0
         self.pids: dict[Host, int] = {}
         self.gateway: asyncio.subprocess.Process | None = None
+        self._holders: list[asyncio.subprocess.Process] = []
 
     @property
     def gateway_socket(self) -> str:
@@ -112,14 +114,16 @@ class HostNamespaces:
 
     async def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.hub = await _holder(["unshare", "-U", "-r", "-n", "--"])
+        self._holders.append(await _holder(["unshare", "-U", "-r", "-n", "--"]))
+        self.hub = self._holders[-1].pid
         self._record()
         await _run(enter(self.hub, f"ip link set lo up && ip link add {BRIDGE} type bridge && "
                                    f"ip addr add {SUBNET}.254/24 dev {BRIDGE} && ip link set {BRIDGE} up"),
                    "creating the bridge")
         for i, host in enumerate(self.hosts, 1):
-            pid = await _holder(["nsenter", "-t", str(self.hub), "-U", "-n", "--preserve-credentials",
-                                 "unshare", "-n", "--"])
+            self._holders.append(await _holder(["nsenter", "-t", str(self.hub), "-U", "-n", "--preserve-credentials",
+                                                "unshare", "-n", "--"]))
+            pid = self._holders[-1].pid
             self.pids[host] = pid
             self._record()
             await _run(enter(self.hub, f"ip link add rlsv{i} type veth peer name eth0 netns {pid} && "
@@ -149,6 +153,11 @@ class HostNamespaces:
             await self.gateway.wait()
             self.gateway = None
         kill_recorded(self.workdir)
+        for holder in self._holders:
+            with contextlib.suppress(ProcessLookupError):
+                holder.kill()
+            await holder.wait()
+        self._holders.clear()
         self.pids.clear()
         self.hub = 0
 
