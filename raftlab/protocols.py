@@ -127,6 +127,14 @@ class HostLayout(Protocol):
         ...
 
 
+@runtime_checkable
+class StopsLeftovers(Protocol):
+    """A lab that can find and kill what a run left on its hosts (the local lab: every process in
+    a host directory). The runner calls it after teardown and reports what it killed."""
+
+    async def stop_leftovers(self) -> list[str]: ...
+
+
 class HostLab(Lab, HostLayout, Protocol):
     """What a system module is given: a ``Lab`` that also lays out its hosts."""
 

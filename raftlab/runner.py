@@ -38,7 +38,18 @@ from raftlab import __version__, evidence, store
 from raftlab import generator as gen
 from raftlab.history import History, HistoryError, HistoryWriter, Op, OpType
 from raftlab.interpreter import ContractError, Interpreter
-from raftlab.protocols import HasLogFiles, HasPrimaries, Host, HostLab, Lab, Nemesis
+from raftlab.lab.lock import LabLock
+from raftlab.protocols import (
+    ClusterSetup,
+    ClusterTeardown,
+    HasLogFiles,
+    HasPrimaries,
+    Host,
+    HostLab,
+    Lab,
+    Nemesis,
+    StopsLeftovers,
+)
 from raftlab.rng import RunRandom
 from raftlab.systems import System, SystemOptions
 
@@ -53,9 +64,11 @@ class CampaignError(ValueError):
 class Incomplete(Exception):
     """The run could not complete: which stage, which host (if one), and why."""
 
-    def __init__(self, stage: str, message: str, host: Host | None = None) -> None:
+    def __init__(self, stage: str, message: str, host: Host | None = None, detail: str = "") -> None:
         self.stage = stage
         self.host = host
+        self.detail = detail  # a traceback from user code, kept in the run's error.txt
+        self.message = message
         super().__init__(f"{stage}: {host + ': ' if host and not message.startswith(host) else ''}{message}")
 
 
@@ -163,8 +176,11 @@ async def probe_health(system: System, hosts: Sequence[Host], probe: dict[str, A
         attempt += 1
         try:
             problem = await _probe_once(system, hosts[attempt % len(hosts)], probe)
-        except Exception as e:  # an unreachable cluster is what we are waiting out
+        except (OSError, TimeoutError) as e:  # an unreachable cluster is what we are waiting out
             problem = f"{type(e).__name__}: {e}"
+        except Exception as e:  # a bug in the system's code: waiting will not fix it
+            raise Incomplete("startup", f"{_where(e)} raised {type(e).__name__}: {e}",
+                             detail=_traceback(e)) from None
         if not problem:
             return True, loop.time() - start, ""
         if loop.time() - start > timeout:
@@ -172,15 +188,44 @@ async def probe_health(system: System, hosts: Sequence[Host], probe: dict[str, A
         await asyncio.sleep(0.2)
 
 
+class _UserCall(Exception):
+    """Wraps an exception raised by the system's own code with the call that raised it."""
+
+    def __init__(self, call: str, error: Exception) -> None:
+        self.call = call
+        self.error = error
+        super().__init__(str(error))
+
+
+def _where(e: Exception) -> str:
+    return e.call if isinstance(e, _UserCall) else "the system"
+
+
+def _traceback(e: BaseException) -> str:
+    import traceback
+
+    inner = e.error if isinstance(e, _UserCall) else e
+    return "".join(traceback.format_exception(inner))
+
+
+async def _call(name: str, action: Any) -> Any:
+    try:
+        return await action
+    except (OSError, TimeoutError):
+        raise
+    except Exception as e:
+        raise _UserCall(name, e) from e
+
+
 async def _probe_once(system: System, host: Host, probe: dict[str, Any]) -> str:
-    if isinstance(system.db, HasPrimaries) and not await system.db.primaries():
+    if isinstance(system.db, HasPrimaries) and not await _call("the DB's primaries()", system.db.primaries()):
         return "no leader"
-    client = await system.client.open(host)
+    client = await _call(f"the client's open({host!r})", system.client.open(host))
     try:
         op = Op(type=OpType.INVOKE, process="probe", f=probe["f"], key=probe.get("key"), value=probe.get("value"))
-        done = await client.invoke(op)
+        done = await _call(f"the client's invoke({op.describe()})", client.invoke(op))
     finally:
-        await client.close()
+        await _call("the client's close()", client.close())
     return "" if done.type is OpType.OK else f"probe {op.f} via {host}: {done.type.value} {done.error or ''}".strip()
 
 
@@ -220,6 +265,7 @@ STAGE_TIMEOUT = 120.0
 
 async def _on_all(hosts: Sequence[Host], stage: str, action: Callable[[Host], Any]) -> None:
     failures: dict[Host, str] = {}
+    details: dict[Host, str] = {}
 
     async def one(host: Host) -> None:
         try:
@@ -228,7 +274,8 @@ async def _on_all(hosts: Sequence[Host], stage: str, action: Callable[[Host], An
         except TimeoutError:
             failures[host] = f"{stage} did not finish within {STAGE_TIMEOUT:.0f}s"
         except Exception as e:
-            failures[host] = str(e) or type(e).__name__
+            failures[host] = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            details[host] = _traceback(e)
 
     async with asyncio.TaskGroup() as tg:
         for h in hosts:
@@ -236,7 +283,7 @@ async def _on_all(hosts: Sequence[Host], stage: str, action: Callable[[Host], An
     if failures:
         host = sorted(failures)[0]
         others = f" (and {len(failures) - 1} more hosts)" if len(failures) > 1 else ""
-        raise Incomplete(stage, failures[host] + others, host)
+        raise Incomplete(stage, failures[host] + others, host, detail=details.get(host, ""))
 
 
 async def _collect_logs(db: object, lab: Lab, hosts: Sequence[Host], run: store.RunDir) -> None:
@@ -271,8 +318,18 @@ class Runner:
         self.perf: tuple[dict[str, Any], ...] = ()
         self.healed = False
         self.timings: dict[str, float] = {}
+        self.cleanup: list[str] = []  # what the cleanup really did, said as it is
 
     async def execute(self) -> None:
+        c = self.c
+        lock = LabLock(c.lab_name or c.lab, f"campaign {self.run_dir.path}")
+        await lock.acquire(self.stage)
+        try:
+            await self._execute(lock)
+        finally:
+            lock.release()
+
+    async def _execute(self, lock: LabLock) -> None:
         from raftlab import nemesis as nemesis_pkg
         from raftlab import systems
         from raftlab.lab import LabError, open_lab
@@ -313,6 +370,9 @@ class Runner:
             await _on_all(hosts, "teardown", db.teardown)
             set_up = True
             await _on_all(hosts, "setup", db.setup)
+            if isinstance(db, ClusterSetup):
+                self.stage("cluster setup")
+                await _on_all(hosts[:1], "cluster setup", lambda _: db.setup_cluster(hosts))
             self.stage("waiting for a leader")
             healthy, seconds, problem = await probe_health(system, hosts, self.workload.probe, c.recovery_timeout)
             self.timings["initial_leader_seconds"] = round(seconds, 3)
@@ -360,19 +420,34 @@ class Runner:
                                          interval=self.c.interval).final_generator
             heal = Interpreter(client=_NoClient(), nemesis=pkg.nemesis, hosts=hosts, concurrency=1, writer=writer,
                                rng=random.Random(0), origin=interp.origin, on_event=self.on_event)
-            with contextlib.suppress(Exception):
+            try:
                 await heal.run(gen.on_nemesis(healer))
+                self.cleanup.append("ran every healer")
+            except Exception as e:
+                self.cleanup.append(f"healing failed ({type(e).__name__}: {e})")
         with contextlib.suppress(Exception):
             await pkg.nemesis.teardown()
-        with contextlib.suppress(Exception):
+        try:
             await lab.net.heal()
+            self.cleanup.append("healed the network")
+        except Exception as e:
+            self.cleanup.append(f"healing the network failed ({e})")
         if set_up:
             self.stage("collecting node logs")
             await _collect_logs(db, lab, hosts, self.run_dir)
             if not self.c.leave_running:
                 self.stage("tearing down")
-                with contextlib.suppress(Exception):
+                try:
+                    if isinstance(db, ClusterTeardown):
+                        await _on_all(hosts[:1], "cluster teardown", lambda _: db.teardown_cluster(hosts))
                     await _on_all(hosts, "teardown", db.teardown)
+                    self.cleanup.append(f"tore down {len(hosts)} hosts")
+                except Exception as e:
+                    self.cleanup.append(f"teardown failed ({e})")
+        if not self.c.leave_running and isinstance(lab, StopsLeftovers):
+            left = await lab.stop_leftovers()
+            self.cleanup.append(f"killed {len(left)} processes teardown left running: {'; '.join(left)}"
+                                if left else "nothing left running")
 
 
 def _leaves(eg: BaseExceptionGroup[Any]) -> list[BaseException]:
@@ -461,8 +536,12 @@ async def run_campaign(campaign: Campaign, *, on_event: Progress | None = None,
         await runner.execute()
     except Incomplete as e:
         error = e
+        if e.detail:
+            (run.path / "error.txt").write_text(e.detail, encoding="utf-8")
+            error = Incomplete(e.stage, f"{e.message} (traceback in {run.path / 'error.txt'})", e.host)
     except asyncio.CancelledError:
         interrupted = True
+        stage("interrupted: " + ("; ".join(runner.cleanup) or "nothing had started"))
     except Exception as e:  # a bug or an unforeseen failure: named, with the traceback kept in the run
         import traceback
 
@@ -480,6 +559,7 @@ async def run_campaign(campaign: Campaign, *, on_event: Progress | None = None,
         "duration_seconds": round(finished - started, 3),
         "perf": list(runner.perf),
         "timings": runner.timings,
+        "cleanup": runner.cleanup,
         **judged,
     }
     if interrupted:

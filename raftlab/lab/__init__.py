@@ -138,18 +138,32 @@ async def lab_up(kind: str, **kwargs: Any) -> LabState:
     except LabConflict:
         state.forget()  # the things in the way belong to someone else: leave them alone
         raise
-    except BaseException:
-        await _module(kind).down(state)
+    except BaseException as e:
+        try:
+            await _module(kind).down(state)
+        except Exception as down_error:  # the record goes anyway: `lab up` must not say "already up"
+            state.forget()
+            raise LabError(f"{e}; cleaning up the half-made lab failed too ({down_error}): "
+                           "check what is left by hand") from e
         state.forget()
         raise
     return state
 
 
 async def lab_down(name: str) -> LabState | None:
+    """Remove lab ``name`` and its record. The record goes even when removing fails (the error
+    says what failed), so a half-made lab can always be cleared; a lab in use is refused."""
+    from raftlab.lab.lock import refuse_if_busy
+
     state = LabState.load(name)
     if state is None:
         return None
-    await _module(state.kind).down(state)
+    refuse_if_busy(name, "bring down")
+    try:
+        await _module(state.kind).down(state)
+    except Exception as e:
+        state.forget()
+        raise LabError(f"lab {name!r}: its record is removed, but bringing it down failed: {e}") from e
     state.forget()
     return state
 

@@ -158,6 +158,14 @@ class LocalLab:
     def python(self, host: Host) -> str:
         return sys.executable
 
+    async def stop_leftovers(self) -> list[str]:
+        """Kill every process still working in a host directory (after teardown); what was killed."""
+        found = await asyncio.to_thread(processes_under, self._root / "hosts")
+        for pid, _ in found:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        return [f"pid {pid} ({cmd[:80]})" for pid, cmd in found]
+
     async def close(self) -> None:
         if self._mesh is not None:
             self._mesh.close()
@@ -231,6 +239,31 @@ def _pid_files(directory: Path) -> list[tuple[int, Path]]:
     return found
 
 
+def processes_under(directory: Path) -> list[tuple[int, str]]:
+    """Processes (pid, command line) whose working directory is ``directory`` or below it.
+
+    Every node a DB starts in the local lab runs in its host directory, so this finds them even
+    before they have written a pid file (a Ctrl-C during start); another user's or lab's
+    processes never work there.
+    """
+    marker = str(directory.resolve())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+            if cwd != marker and not cwd.startswith(marker + "/"):
+                continue
+            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                continue
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except (OSError, IndexError):
+            continue
+        found.append((int(entry.name), cmdline))
+    return found
+
+
 def sweep(directory: Path) -> None:
     """Unmount FUSE layers and kill processes a lab left under ``directory``.
 
@@ -244,7 +277,7 @@ def sweep(directory: Path) -> None:
                 break
         if point in mounts_under(directory) and shutil.which("umount"):
             os.system(f"umount -l '{point}' >/dev/null 2>&1")
-    for pid, _ in _pid_files(directory):
+    for pid in {p for p, _ in _pid_files(directory)} | {p for p, _ in processes_under(directory)}:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
