@@ -29,7 +29,7 @@ import contextlib
 import platform
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, cast
@@ -411,43 +411,85 @@ class Runner:
 
     async def _cleanup(self, lab: Lab, hosts: list[Host], db: Any, pkg: Any, writer: HistoryWriter,
                        interp: Interpreter | None, set_up: bool) -> None:
-        """Heal whatever is still broken, collect logs, tear down: runs after success, errors and Ctrl-C."""
-        from raftlab import nemesis as nemesis_pkg
+        """Heal whatever is still broken, collect logs, tear down: runs after success, errors and Ctrl-C.
 
-        if not self.healed and interp is not None:
-            self.stage("healing every fault")
-            healer = nemesis_pkg.package(list(self.c.nemesis), db=db, lab=lab, rng=random.Random(0),
-                                         interval=self.c.interval).final_generator
-            heal = Interpreter(client=_NoClient(), nemesis=pkg.nemesis, hosts=hosts, concurrency=1, writer=writer,
-                               rng=random.Random(0), origin=interp.origin, on_event=self.on_event)
+        A Ctrl-C that arrives during cleanup does not cut it short (that left every node running):
+        each step finishes, and the cancellation is raised again at the end. A second Ctrl-C
+        abandons cleanup (asyncio's own rule); ``raftlab lab down`` removes what is left then.
+        """
+        deferred = _Deferred()
+        if self.healed:
+            self.cleanup.append("the run had healed every fault")
+        elif interp is not None:
+            await deferred.finish(lambda: self._heal(lab, hosts, db, pkg, writer, interp))
+
+        async def heal_network() -> None:
+            with contextlib.suppress(Exception):
+                await pkg.nemesis.teardown()
             try:
-                await heal.run(gen.on_nemesis(healer))
-                self.cleanup.append("ran every healer")
+                await lab.net.heal()
+                self.cleanup.append("healed the network")
             except Exception as e:
-                self.cleanup.append(f"healing failed ({type(e).__name__}: {e})")
-        with contextlib.suppress(Exception):
-            await pkg.nemesis.teardown()
-        try:
-            await lab.net.heal()
-            self.cleanup.append("healed the network")
-        except Exception as e:
-            self.cleanup.append(f"healing the network failed ({e})")
-        if set_up:
-            self.stage("collecting node logs")
-            await _collect_logs(db, lab, hosts, self.run_dir)
-            if not self.c.leave_running:
-                self.stage("tearing down")
-                try:
-                    if isinstance(db, ClusterTeardown):
-                        await _on_all(hosts[:1], "cluster teardown", lambda _: db.teardown_cluster(hosts))
-                    await _on_all(hosts, "teardown", db.teardown)
-                    self.cleanup.append(f"tore down {len(hosts)} hosts")
-                except Exception as e:
-                    self.cleanup.append(f"teardown failed ({e})")
-        if not self.c.leave_running and isinstance(lab, StopsLeftovers):
+                self.cleanup.append(f"healing the network failed ({e})")
+
+        async def teardown() -> None:
+            try:
+                if isinstance(db, ClusterTeardown):
+                    await _on_all(hosts[:1], "cluster teardown", lambda _: db.teardown_cluster(hosts))
+                await _on_all(hosts, "teardown", db.teardown)
+                self.cleanup.append(f"tore down {len(hosts)} hosts")
+            except Exception as e:
+                self.cleanup.append(f"teardown failed ({e})")
+
+        async def leftovers() -> None:
+            assert isinstance(lab, StopsLeftovers)
             left = await lab.stop_leftovers()
             self.cleanup.append(f"killed {len(left)} processes teardown left running: {'; '.join(left)}"
                                 if left else "nothing left running")
+
+        await deferred.finish(heal_network)
+        if set_up:
+            self.stage("collecting node logs")
+            await deferred.finish(lambda: _collect_logs(db, lab, hosts, self.run_dir))
+            if not self.c.leave_running:
+                self.stage("tearing down")
+                await deferred.finish(teardown)
+        if not self.c.leave_running and isinstance(lab, StopsLeftovers):
+            await deferred.finish(leftovers)
+        if deferred.cancelled:
+            raise asyncio.CancelledError()
+
+    async def _heal(self, lab: Lab, hosts: list[Host], db: Any, pkg: Any, writer: HistoryWriter,
+                    interp: Interpreter) -> None:
+        from raftlab import nemesis as nemesis_pkg
+
+        self.stage("healing every fault")
+        healer = nemesis_pkg.package(list(self.c.nemesis), db=db, lab=lab, rng=random.Random(0),
+                                     interval=self.c.interval).final_generator
+        heal = Interpreter(client=_NoClient(), nemesis=pkg.nemesis, hosts=hosts, concurrency=1, writer=writer,
+                           rng=random.Random(0), origin=interp.origin, on_event=self.on_event)
+        try:
+            await heal.run(gen.on_nemesis(healer))
+            self.cleanup.append("ran every healer")
+        except Exception as e:
+            self.cleanup.append(f"healing failed ({type(e).__name__}: {e})")
+
+
+class _Deferred:
+    """Holds back a cancellation (Ctrl-C) until every cleanup step has run to its end."""
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    async def finish(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Run ``step``; if a cancellation cuts it short, run it again (cleanup steps are idempotent:
+        healing, log collection, teardown), and remember to raise the cancellation afterwards."""
+        for _ in range(2):
+            try:
+                await step()
+                return
+            except asyncio.CancelledError:
+                self.cancelled = True
 
 
 def _leaves(eg: BaseExceptionGroup[Any]) -> list[BaseException]:

@@ -31,6 +31,7 @@ class ToyDB:
         self.hosts = list(lab.hosts)
         self.base = options.base_port
         self.mode = options.extra.get("mode", "single")
+        self.start_delay = float(options.extra.get("start-delay", 0))  # a slow start, for Ctrl-C tests
 
     def port(self, host: Host) -> int:
         return self.base + self.hosts.index(host)
@@ -60,10 +61,12 @@ class ToyDB:
         pid = (await self.lab.remote(host).run(f"cat {d}/toy.pid 2>/dev/null", check=False)).stdout.strip()
         if pid.isdigit() and await process_state(self.lab.remote(host), int(pid)) not in (None, "Z"):
             return  # running (a killed server may linger as a zombie: that one is dead)
+        server = f"{py} toyserver.py state.json {self.port(host)} 127.0.0.1"
+        if self.start_delay:
+            server = f"sh -c {shlex.quote(f'sleep {self.start_delay}; exec {server}')}"
         await self.lab.remote(host).run(
-            f"cd {d} && nohup setsid {py} toyserver.py state.json {self.port(host)} 127.0.0.1 >> toy.out 2>&1 < /dev/null & "
-            f"echo $! > {d}/toy.pid")
-        for _ in range(100):
+            f"cd {d} && nohup setsid {server} >> toy.out 2>&1 < /dev/null & echo $! > {d}/toy.pid")
+        for _ in range(100 + int(self.start_delay * 20)):
             try:
                 _, w = await asyncio.open_connection("127.0.0.1", self.port(host))
                 w.close()
