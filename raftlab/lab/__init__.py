@@ -132,7 +132,10 @@ async def lab_up(kind: str, **kwargs: Any) -> LabState:
     if old is not None:
         raise LabError(f"lab {state.name!r} is already up ({LabState.path(state.name)}); "
                        f"run `raftlab lab down --name {state.name}` first")
-    state.save()  # recorded before anything is made, so `down` can clean up a half-made lab
+    # Options chosen per attach (the local lab's ``net``) are not part of the lab: never recorded.
+    per_attach = getattr(_module(kind), "ATTACH_OPTS", frozenset())
+    replace(state, opts={k: v for k, v in state.opts.items() if k not in per_attach}).save()
+    # (recorded before anything is made, so `down` can clean up a half-made lab)
     try:
         await _module(kind).up(state)
     except LabConflict:

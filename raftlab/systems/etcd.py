@@ -44,7 +44,7 @@ from typing import Any
 from raftlab.history import Op, OpType
 from raftlab.nemesis.process import process_state, signal_pid_file
 from raftlab.protocols import Host, HostLab
-from raftlab.systems import System, SystemLoadError, SystemOptions
+from raftlab.systems import System, SystemLoadError, SystemOptions, wait_serving
 
 LAB_OPTS = {"net": "ns"}
 """Lab options this system wants on the local lab: one address per host (see the docstring)."""
@@ -232,19 +232,11 @@ class EtcdDB:
         await self._await_serving(host, int(r.stdout))
 
     async def _await_serving(self, host: Host, pid: int) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + START_TIMEOUT
-        while True:
-            alive = await process_state(self.lab.remote(host), pid) not in (None, "Z", "X")
-            if alive and await self.status(host) is not None:
-                return
-            if not alive or loop.time() > deadline:
-                nd = shlex.quote(self.lab.node_dir(host))
-                tail = await self.lab.remote(host).run(f"tail -n 3 {nd}/etcd.log 2>/dev/null", check=False)
-                why = " | ".join(tail.stdout.strip().splitlines()) or "no output"
-                state = "exited" if not alive else f"did not answer within {START_TIMEOUT}s"
-                raise DBError(f"{host}: etcd (pid {pid}) {state}: {why}")
-            await asyncio.sleep(0.1)
+        async def answers() -> bool:
+            return await self.status(host) is not None
+
+        await wait_serving(self.lab, host, pid, answers, log_file=f"{self.lab.node_dir(host)}/etcd.log",
+                           timeout=START_TIMEOUT, what="etcd")
 
     async def kill(self, host: Host) -> None:
         if await signal_pid_file(self.lab.remote(host), self.pid_file(host), "KILL", wait_gone=KILL_TIMEOUT) is None:

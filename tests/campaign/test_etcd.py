@@ -19,18 +19,12 @@ from raftlab.runner import Campaign, Outcome, run_campaign
 from raftlab.systems import SystemOptions, load
 from raftlab.systems.etcd import EtcdDB
 from tests.campaign.needs import need_checker
+from tests.campaign.test_dtkv import proc_state
 from tests.lab.test_local_addresses import needs_userns
 
 pytestmark = [pytest.mark.slow, needs_userns,
               pytest.mark.skipif(shutil.which("etcd") is None,
                                  reason="needs the etcd binary on PATH (Debian: apt-get install etcd-server)")]
-
-
-def proc_state(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
 
 
 def test_members_kill_start_pause_resume_and_name_their_leader(lab_name: str, base_port: int) -> None:
