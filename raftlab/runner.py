@@ -179,7 +179,8 @@ async def probe_health(system: System, hosts: Sequence[Host], probe: dict[str, A
         except (OSError, TimeoutError) as e:  # an unreachable cluster is what we are waiting out
             problem = f"{type(e).__name__}: {e}"
         except Exception as e:  # a bug in the system's code: waiting will not fix it
-            raise Incomplete("startup", f"{_where(e)} raised {type(e).__name__}: {e}",
+            inner = e.error if isinstance(e, _UserCall) else e
+            raise Incomplete("startup", f"{_where(e)} raised {type(inner).__name__}: {inner}",
                              detail=_traceback(e)) from None
         if not problem:
             return True, loop.time() - start, ""

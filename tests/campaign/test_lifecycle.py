@@ -81,3 +81,37 @@ def test_two_campaigns_on_one_lab_both_get_their_true_verdicts(tmp_path: Path, l
     assert invalid.returncode == 1 and "verdict: INVALID" in out_invalid, out_invalid
     assert "is in use" in out_valid + out_invalid  # one of them waited, and said why
     assert not processes_under(tmp_path / "labs")
+
+
+def test_a_bug_in_the_client_stops_the_run_at_once_naming_it(tmp_path: Path, lab_name: str, base_port: int) -> None:
+    started = time.monotonic()
+    r = subprocess.run([CLI, "run", "--system", "badopen", "--lab-name", lab_name, "--base-port", str(base_port),
+                        "--store", str(tmp_path / "store"), "--time-limit", "5", "--recovery-timeout", "60",
+                        "--quiet"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "startup: the client's open('n" in r.stdout and "raised AttributeError" in r.stdout, r.stdout
+    assert time.monotonic() - started < 30  # not after the 60 s recovery timeout
+    error_txt = next((tmp_path / "store").glob("register/*/error.txt")).read_text()
+    assert "no_such_attribute" in error_txt and "Traceback" in error_txt
+    assert not processes_under(tmp_path / "labs")
+
+
+def test_a_failed_lab_up_leaves_no_record_and_lab_down_refuses_a_lab_in_use(lab_name: str) -> None:
+    import asyncio
+
+    from raftlab.lab import LabError, LabState, lab_down, lab_up
+    from raftlab.lab.lock import LabBusy, LabLock
+
+    with pytest.raises(LabError, match="net must be one of"):
+        asyncio.run(lab_up("local", name=lab_name, net="bogus"))
+    assert LabState.load(lab_name) is None  # cleaned up: `lab up` will not say "already up"
+    asyncio.run(lab_up("local", name=lab_name))
+    lock = LabLock(lab_name, "a test campaign")
+    assert lock.try_acquire()
+    try:
+        with pytest.raises(LabBusy, match=r"in use .*a test campaign"):
+            asyncio.run(lab_down(lab_name))
+        assert not LabLock(lab_name, "a second campaign").try_acquire()
+    finally:
+        lock.release()
+    assert asyncio.run(lab_down(lab_name)) is not None
