@@ -593,7 +593,12 @@ async def run_campaign(campaign: Campaign, *, on_event: Progress | None = None,
         error = Incomplete("run", f"{type(leaf).__name__}: {leaf} (traceback in {run.path / 'error.txt'})")
     finished = time.monotonic()
     stage("checking")
-    judged = await asyncio.to_thread(judge, run, campaign, runner.workload, runner.perf)
+    try:
+        judged = await asyncio.to_thread(judge, run, campaign, runner.workload, runner.perf)
+    except asyncio.CancelledError:  # Ctrl-C while checking: the cluster is already gone
+        interrupted = True
+        stage("interrupted while checking: " + "; ".join(runner.cleanup))
+        judged = {"valid": "unknown", "reasons": ["the check was interrupted"], "checkers": {}}
     results: dict[str, Any] = {
         "seed": campaign.seed,
         "campaign": campaign.to_dict(),
