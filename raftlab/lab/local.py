@@ -248,8 +248,9 @@ def processes_under(directory: Path) -> list[tuple[int, str]]:
     """
     marker = str(directory.resolve())
     found = []
+    mine = _ancestors()  # never this process or the shell that started it, wherever they stand
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+        if not entry.name.isdigit() or int(entry.name) in mine:
             continue
         try:
             cwd = os.readlink(entry / "cwd")
@@ -262,6 +263,18 @@ def processes_under(directory: Path) -> list[tuple[int, str]]:
             continue
         found.append((int(entry.name), cmdline))
     return found
+
+
+def _ancestors() -> set[int]:
+    pids = set()
+    pid = os.getpid()
+    while pid > 1 and pid not in pids:
+        pids.add(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            break
+    return pids
 
 
 def sweep(directory: Path) -> None:
