@@ -175,8 +175,10 @@ async def lab_status(name: str) -> dict[str, Any] | None:
     state = LabState.load(name)
     if state is None:
         return None
+    from raftlab.lab.lock import holder
+
     return {"name": state.name, "kind": state.kind, "nodes": state.nodes, "workdir": state.workdir,
-            "opts": state.opts, **await _module(state.kind).status(state)}
+            "opts": state.opts, "in_use": holder(name), **await _module(state.kind).status(state)}
 
 
 async def open_lab(kind: str = "local", *, nodes: int = 5, workdir: str | os.PathLike[str] | None = None,
