@@ -162,7 +162,7 @@ class _Link:
         self.loop = loop
         self.key = key
         self.upstream = (host, key.port)
-        # Through a gateway (raftlab.lab.gateway): connect to its unix socket, and say where to.
+        # Through a gateway (raftlab.lab.userns): connect to its unix socket, and say where to.
         self.gateway = gateway
         self.preamble = f"{target} {key.port}\n".encode() if gateway else b""
         self.listener = socket.create_server((host, 0), backlog=128)

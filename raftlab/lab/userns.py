@@ -12,8 +12,7 @@ Layout (all inside one user namespace, invisible to the rest of the machine, so 
 collide whatever addresses they use):
 
 * a hub network namespace, held by ``unshare -Urn sleep`` (its pid is the handle), with the bridge
-  ``rlsbr0`` at ``10.81.0.254/24`` and the gateway (``raftlab.lab.gateway``) on
-  ``WORKDIR/gateway.sock``;
+  ``rlsbr0`` at ``10.81.0.254/24`` and the gateway on ``WORKDIR/gateway.sock`` (below);
 * host ``nI`` is a network namespace of its own, held by a ``sleep`` made with ``unshare -n``
   from the hub, with ``eth0`` at ``10.81.0.I/24`` whose veth peer ``rlsvI`` is on the bridge;
 * commands for ``nI`` run as ``nsenter -t PID -U -n --preserve-credentials sh -c CMD``; the
@@ -21,6 +20,13 @@ collide whatever addresses they use):
   in the plain local lab;
 * a partition is iptables ``DROP`` rules on ``INPUT`` in each host's namespace, by source
   address (``IptablesNet``, as on SSH hosts): it cuts exactly the named links, both ways.
+
+The gateway is the control machine's way in: the harness cannot enter the namespaces, but unix
+sockets are named in the file system, which namespaces do not split. It runs in the hub as
+``python -m raftlab.lab.userns SOCKET``; a connection starts with one header line
+``ADDRESS PORT\n``, the gateway connects there from the hub (which reaches every host over the
+bridge and is never partitioned) and copies bytes both ways until either side closes. A refused
+or failed connect closes the unix connection at once with nothing sent.
 
 The holders' pids are written to ``WORKDIR/userns.pids``; ``stop()`` kills them and the gateway.
 Node processes keep their namespace alive after that, so the lab's ``down``/``sweep`` (and every
@@ -132,7 +138,7 @@ class HostNamespaces:
                                   "ip link set eth0 up"), f"addressing {host}")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.gateway_socket)
-        gw = [sys.executable, "-m", "raftlab.lab.gateway", self.gateway_socket]
+        gw = [sys.executable, "-m", "raftlab.lab.userns", self.gateway_socket]
         self.gateway = await asyncio.create_subprocess_exec(
             *enter(self.hub, " ".join(shlex.quote(a) for a in ["exec", *gw])), stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
@@ -178,10 +184,60 @@ def kill_recorded(workdir: Path) -> list[int]:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"sleep" not in cmdline and b"raftlab.lab.gateway" not in cmdline:
+        if b"sleep" not in cmdline and b"raftlab.lab.userns" not in cmdline:
             continue  # a recycled pid: not ours
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
     path.unlink(missing_ok=True)
     return killed
+
+
+# --- the gateway (runs inside the hub) -----------------------------------------------------
+
+HEADER_LIMIT = 128
+"""Bytes a header line may take (``255.255.255.255 65535`` is 21)."""
+
+
+async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(256 * 1024):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+    except OSError:
+        writer.close()
+
+
+async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        line = await asyncio.wait_for(reader.readuntil(b"\n"), 5)
+        address, port = line.decode().split()
+        if len(line) > HEADER_LIMIT:
+            raise ValueError("header too long")
+        up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(address, int(port)), 5)
+    except (OSError, ValueError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        writer.close()
+        return
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(_copy(reader, up_writer))
+            tg.create_task(_copy(up_reader, writer))
+    finally:
+        for w in (writer, up_writer):
+            w.close()
+            with contextlib.suppress(OSError):
+                await w.wait_closed()
+
+
+async def serve(path: str) -> None:
+    server = await asyncio.start_unix_server(_serve, path)
+    print("ready", flush=True)  # the lab waits for this line before using the socket
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(sys.argv[1]))
