@@ -29,7 +29,7 @@ import contextlib
 import platform
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, cast
@@ -39,6 +39,16 @@ from raftlab import generator as gen
 from raftlab.history import History, HistoryError, HistoryWriter, Op, OpType
 from raftlab.interpreter import ContractError, Interpreter
 from raftlab.lab.lock import LabLock
+from raftlab.lifecycle import (
+    Deferred,
+    Incomplete,
+    UserCall,
+    format_traceback,
+    leaves,
+    on_all,
+    user_call,
+    where,
+)
 from raftlab.protocols import (
     ClusterSetup,
     ClusterTeardown,
@@ -59,17 +69,6 @@ EXIT_INCOMPLETE = 2
 
 class CampaignError(ValueError):
     """Campaign options that cannot work; names the option."""
-
-
-class Incomplete(Exception):
-    """The run could not complete: which stage, which host (if one), and why."""
-
-    def __init__(self, stage: str, message: str, host: Host | None = None, detail: str = "") -> None:
-        self.stage = stage
-        self.host = host
-        self.detail = detail  # a traceback from user code, kept in the run's error.txt
-        self.message = message
-        super().__init__(f"{stage}: {host + ': ' if host and not message.startswith(host) else ''}{message}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -179,9 +178,9 @@ async def probe_health(system: System, hosts: Sequence[Host], probe: dict[str, A
         except (OSError, TimeoutError) as e:  # an unreachable cluster is what we are waiting out
             problem = f"{type(e).__name__}: {e}"
         except Exception as e:  # a bug in the system's code: waiting will not fix it
-            inner = e.error if isinstance(e, _UserCall) else e
-            raise Incomplete("startup", f"{_where(e)} raised {type(inner).__name__}: {inner}",
-                             detail=_traceback(e)) from None
+            inner = e.error if isinstance(e, UserCall) else e
+            raise Incomplete("startup", f"{where(e)} raised {type(inner).__name__}: {inner}",
+                             detail=format_traceback(e)) from None
         if not problem:
             return True, loop.time() - start, ""
         if loop.time() - start > timeout:
@@ -189,44 +188,15 @@ async def probe_health(system: System, hosts: Sequence[Host], probe: dict[str, A
         await asyncio.sleep(0.2)
 
 
-class _UserCall(Exception):
-    """Wraps an exception raised by the system's own code with the call that raised it."""
-
-    def __init__(self, call: str, error: Exception) -> None:
-        self.call = call
-        self.error = error
-        super().__init__(str(error))
-
-
-def _where(e: Exception) -> str:
-    return e.call if isinstance(e, _UserCall) else "the system"
-
-
-def _traceback(e: BaseException) -> str:
-    import traceback
-
-    inner = e.error if isinstance(e, _UserCall) else e
-    return "".join(traceback.format_exception(inner))
-
-
-async def _call(name: str, action: Any) -> Any:
-    try:
-        return await action
-    except (OSError, TimeoutError):
-        raise
-    except Exception as e:
-        raise _UserCall(name, e) from e
-
-
 async def _probe_once(system: System, host: Host, probe: dict[str, Any]) -> str:
-    if isinstance(system.db, HasPrimaries) and not await _call("the DB's primaries()", system.db.primaries()):
+    if isinstance(system.db, HasPrimaries) and not await user_call("the DB's primaries()", system.db.primaries()):
         return "no leader"
-    client = await _call(f"the client's open({host!r})", system.client.open(host))
+    client = await user_call(f"the client's open({host!r})", system.client.open(host))
     try:
         op = Op(type=OpType.INVOKE, process="probe", f=probe["f"], key=probe.get("key"), value=probe.get("value"))
-        done = await _call(f"the client's invoke({op.describe()})", client.invoke(op))
+        done = await user_call(f"the client's invoke({op.describe()})", client.invoke(op))
     finally:
-        await _call("the client's close()", client.close())
+        await user_call("the client's close()", client.close())
     return "" if done.type is OpType.OK else f"probe {op.f} via {host}: {done.type.value} {done.error or ''}".strip()
 
 
@@ -258,33 +228,6 @@ class HealthGate:
 
 
 # --- the run --------------------------------------------------------------------------------
-
-
-STAGE_TIMEOUT = 120.0
-"""Seconds one host may take to set up or tear down before the run stops naming it."""
-
-
-async def _on_all(hosts: Sequence[Host], stage: str, action: Callable[[Host], Any]) -> None:
-    failures: dict[Host, str] = {}
-    details: dict[Host, str] = {}
-
-    async def one(host: Host) -> None:
-        try:
-            async with asyncio.timeout(STAGE_TIMEOUT):
-                await action(host)
-        except TimeoutError:
-            failures[host] = f"{stage} did not finish within {STAGE_TIMEOUT:.0f}s"
-        except Exception as e:
-            failures[host] = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-            details[host] = _traceback(e)
-
-    async with asyncio.TaskGroup() as tg:
-        for h in hosts:
-            tg.create_task(one(h))
-    if failures:
-        host = sorted(failures)[0]
-        others = f" (and {len(failures) - 1} more hosts)" if len(failures) > 1 else ""
-        raise Incomplete(stage, failures[host] + others, host, detail=details.get(host, ""))
 
 
 async def _collect_logs(db: object, lab: Lab, hosts: Sequence[Host], run: store.RunDir) -> None:
@@ -368,12 +311,12 @@ class Runner:
         set_up = False
         try:
             self.stage(f"setting up {system.name} on {len(hosts)} hosts")
-            await _on_all(hosts, "teardown", db.teardown)
+            await on_all(hosts, "teardown", db.teardown)
             set_up = True
-            await _on_all(hosts, "setup", db.setup)
+            await on_all(hosts, "setup", db.setup)
             if isinstance(db, ClusterSetup):
                 self.stage("cluster setup")
-                await _on_all(hosts[:1], "cluster setup", lambda _: db.setup_cluster(hosts))
+                await on_all(hosts[:1], "cluster setup", lambda _: db.setup_cluster(hosts))
             self.stage("waiting for a leader")
             healthy, seconds, problem = await probe_health(system, hosts, self.workload.probe, c.recovery_timeout)
             self.timings["initial_leader_seconds"] = round(seconds, 3)
@@ -391,7 +334,7 @@ class Runner:
             except ExceptionGroup as eg:
                 contract = eg.subgroup(ContractError)
                 if contract is not None:
-                    raise Incomplete("run", str(_leaves(contract)[0])) from None
+                    raise Incomplete("run", str(leaves(contract)[0])) from None
                 raise
             self.healed = True
         finally:
@@ -418,7 +361,7 @@ class Runner:
         each step finishes, and the cancellation is raised again at the end. A second Ctrl-C
         abandons cleanup (asyncio's own rule); ``raftlab lab down`` removes what is left then.
         """
-        deferred = _Deferred()
+        deferred = Deferred()
         if self.healed:
             self.cleanup.append("the run had healed every fault")
         elif interp is not None:
@@ -436,8 +379,8 @@ class Runner:
         async def teardown() -> None:
             try:
                 if isinstance(db, ClusterTeardown):
-                    await _on_all(hosts[:1], "cluster teardown", lambda _: db.teardown_cluster(hosts))
-                await _on_all(hosts, "teardown", db.teardown)
+                    await on_all(hosts[:1], "cluster teardown", lambda _: db.teardown_cluster(hosts))
+                await on_all(hosts, "teardown", db.teardown)
                 self.cleanup.append(f"tore down {len(hosts)} hosts")
             except Exception as e:
                 self.cleanup.append(f"teardown failed ({e})")
@@ -474,30 +417,6 @@ class Runner:
             self.cleanup.append("ran every healer")
         except Exception as e:
             self.cleanup.append(f"healing failed ({type(e).__name__}: {e})")
-
-
-class _Deferred:
-    """Holds back a cancellation (Ctrl-C) until every cleanup step has run to its end."""
-
-    def __init__(self) -> None:
-        self.cancelled = False
-
-    async def finish(self, step: Callable[[], Awaitable[None]]) -> None:
-        """Run ``step``; if a cancellation cuts it short, run it again (cleanup steps are idempotent:
-        healing, log collection, teardown), and remember to raise the cancellation afterwards."""
-        for _ in range(2):
-            try:
-                await step()
-                return
-            except asyncio.CancelledError:
-                self.cancelled = True
-
-
-def _leaves(eg: BaseExceptionGroup[Any]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for e in eg.exceptions:
-        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
-    return out
 
 
 class _NoClient:
@@ -589,7 +508,7 @@ async def run_campaign(campaign: Campaign, *, on_event: Progress | None = None,
         import traceback
 
         (run.path / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
-        leaf = _leaves(e)[0] if isinstance(e, BaseExceptionGroup) else e
+        leaf = leaves(e)[0] if isinstance(e, BaseExceptionGroup) else e
         error = Incomplete("run", f"{type(leaf).__name__}: {leaf} (traceback in {run.path / 'error.txt'})")
     finished = time.monotonic()
     stage("checking")
