@@ -19,7 +19,7 @@ from raftlab.runner import Campaign, Outcome, run_campaign
 from raftlab.systems import SystemOptions, load
 from raftlab.systems.etcd import EtcdDB
 from tests.campaign.needs import need_checker
-from tests.campaign.test_dtkv import proc_state
+from tests.campaign.test_dtkv import proc_state, set_up_and_elect
 from tests.lab.test_local_addresses import needs_userns
 
 pytestmark = [pytest.mark.slow, needs_userns,
@@ -36,12 +36,7 @@ def test_members_kill_start_pause_resume_and_name_their_leader(lab_name: str, ba
         db = system.db
         assert isinstance(db, EtcdDB)
         try:
-            await asyncio.gather(*(db.setup(h) for h in lab.hosts))
-            for _ in range(100):
-                if await db.primaries():
-                    break
-                await asyncio.sleep(0.1)
-            leader = (await db.primaries())[0]
+            leader = await set_up_and_elect(db, lab.hosts)
             assert leader in lab.hosts
             pid = await db.running(leader)
             assert pid is not None
