@@ -418,11 +418,15 @@ def judge(run: store.RunDir, campaign: Campaign, workload: Any, perf: Sequence[d
         checkers[name] = {"valid": valid, "explanation": explanation, **data}
     valid = merge([v["valid"] for v in checkers.values()])
     reasons = [f"{name}: {v['explanation']}" for name, v in checkers.items() if v["valid"] is not True]
-    if result is not None and result.valid is False:
+    if result is not None:  # a timeline for every run, not only violations
         with contextlib.suppress(Exception):
             from raftlab.checker.visualize import render_html
+            from raftlab.findings import fault_intervals
 
-            (run.path / "timeline.html").write_text(render_html(history, result), encoding="utf-8")
+            faults = fault_intervals(list(history), perf, max([op.time for op in history] + [1]))
+            (run.path / "timeline.html").write_text(render_html(history, result, faults=faults,
+                                                                title=f"{campaign.workload} timeline"),
+                                                    encoding="utf-8")
     return {"valid": valid, "reasons": reasons, "checkers": checkers, "counts": evidence.counts(history),
             "events": len(history)}
 
