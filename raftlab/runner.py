@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from raftlab import __version__, evidence, store
+from raftlab import __version__, evidence, progress, store
 from raftlab import generator as gen
 from raftlab.history import History, HistoryError, HistoryWriter, Op, OpType
 from raftlab.interpreter import ContractError, Interpreter
@@ -452,7 +452,8 @@ async def run_campaign(campaign: Campaign, *, on_event: Progress | None = None,
     except (ValueError, TypeError) as e:
         raise CampaignError(str(e)) from None
     run = store.new_run(campaign.store, campaign.workload, campaign.to_dict())
-    stage = on_stage or (lambda s: None)
+    run_log = progress.RunLog(run.path / "run.log")  # every stage message, and a status line now and then
+    stage, on_event = run_log.wrap(on_stage, on_event)
     runner = Runner(campaign, run, workload, on_event, stage)
     started_wall, started = time.time(), time.monotonic()
     error: Incomplete | None = None
@@ -491,10 +492,13 @@ async def run_campaign(campaign: Campaign, *, on_event: Progress | None = None,
     exit_code = EXIT_INCOMPLETE if error is not None else EXIT[results["valid"]]
     results["exit_code"] = exit_code
     run.write_results(results)
+    run_log.note(f"verdict {results['valid']}, exit code {exit_code}" + "".join(f"\n  {r}" for r in results["reasons"]))
     from raftlab import report
 
+    stage("writing the report")
     with contextlib.suppress(Exception):
         report.write(run)
+    run_log.close()
     store.set_latest(campaign.store, run)
     if interrupted:
         raise asyncio.CancelledError()
