@@ -182,6 +182,46 @@ def earliest_bad(events: Sequence[Op], model: Any, *, time_limit: float) -> tupl
     return (hi, result) if result is not None else None
 
 
+UNSEARCHED = "not searched to the end: another partition was illegal"
+
+
+def settle(history: History, result: Any, *, budget: float = 10.0) -> Any:
+    """``result`` with the partitions the checker left unsearched (it stops at the first illegal
+    one) checked one by one, within ``budget`` seconds, so the timeline can show every key's
+    linearization and every illegal key's counterexample. Returns a new Result; ``result`` is kept.
+    """
+    from dataclasses import replace as copy
+
+    from raftlab.checker import ModelError, PartitionResult, check
+    from raftlab.checker.models import make_model
+
+    todo = [p for p in result.partitions if p.valid == "unknown" and p.reason == UNSEARCHED]
+    try:
+        model = make_model(result.model) if todo else None
+    except ModelError:
+        return result
+    full_ops = history.operations()
+    deadline = time.monotonic() + budget
+    settled: dict[str, PartitionResult] = {}
+    for part in todo:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        events = [op for op in history if op.is_client and str(op.key) == part.name]
+        mine = [op.id for op in full_ops if str(op.key) == part.name]
+        r = check(History(events, validate=False), model, time_limit=left, minimise_budget=min(1.0, left), workers=1)
+        if len(r.partitions) != 1:
+            continue
+        sub = r.partitions[0]
+        ids = dict(enumerate(mine))
+        settled[part.name] = PartitionResult(
+            name=part.name, valid=sub.valid, operations=sub.operations, reason=sub.reason,
+            longest_prefix=[ids[i] for i in sub.longest_prefix], states=sub.states,
+            stuck=[ids[i] for i in sub.stuck], minimal=[ids[i] for i in sub.minimal],
+            minimal_finished=sub.minimal_finished, described={ids[i]: w for i, w in sub.described.items()})
+    return copy(result, partitions=[settled.get(p.name, p) for p in result.partitions])
+
+
 def locate(history: Sequence[Op], model_name: str, keys: Sequence[str], intervals: Sequence[Interval],
            *, budget: float = 15.0) -> list[BadOp]:
     """The earliest bad operation of each of ``keys`` that is not linearizable, earliest first."""

@@ -34,7 +34,6 @@ import pytest
 
 from raftlab.runner import Campaign, Outcome, probe_health, run_campaign
 
-
 _RESULTS = pytest.StashKey[list["CampaignResult"]]()
 
 

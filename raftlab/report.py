@@ -16,6 +16,7 @@ answer); recovery; every checker's verdict; the nemesis events; the campaign; th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections import Counter
@@ -25,12 +26,12 @@ from typing import Any
 
 from raftlab import report_plots as plots
 from raftlab.evidence import WAIT_HEALTHY
-from raftlab.findings import BadOp, Interval, answered, fault_intervals, locate, pair
+from raftlab.findings import BadOp, Interval, answered, fault_intervals, locate, pair, settle
 from raftlab.history import NEMESIS, History, HistoryError, Op, OpType
 from raftlab.report_plots import esc
 from raftlab.store import RunDir, StoreError
 
-__all__ = ["availability", "render", "write", "write_history_text"]
+__all__ = ["availability", "render", "write", "write_history_text", "write_timeline"]
 
 
 def _verdict_text(v: object) -> str:
@@ -218,16 +219,24 @@ def write_history_text(history: Sequence[Op], path: Path) -> None:
                 opened[op.process] = op.time
             elif op.process in opened:
                 tail += f"  [{(op.time - opened.pop(op.process)) / 1e6:.1f} ms]"
-            fh.write(f"{op.time / 1e9:10.3f}  {str(op.process):<8} {node:<5} {op.type.value:<7} {op.f:<16} "
+            fh.write(f"{op.time / 1e9:10.3f}  {op.process!s:<8} {node:<5} {op.type.value:<7} {op.f:<16} "
                      f"{'' if op.key is None else str(op.key):<8} {json.dumps(op.value, default=str)}{tail}\n")
+
+
+def write_timeline(run: RunDir, history: History, result: Any, perf: Sequence[dict[str, Any]], title: str) -> Path:
+    """timeline.html for a checked run: every key, with the keys the checker left unsearched settled."""
+    from raftlab.checker.visualize import render_html
+
+    faults = fault_intervals(list(history), perf, max([op.time for op in history] + [1]))
+    path = run.path / "timeline.html"
+    path.write_text(render_html(history, settle(history, result), faults=faults, title=title), encoding="utf-8")
+    return path
 
 
 def write(run: RunDir) -> str:
     """Render and write ``report.html`` (and ``history.txt``); returns the report's path."""
-    try:
+    with contextlib.suppress(HistoryError):
         write_history_text(list(History.read(run.history, validate=False)), run.path / "history.txt")
-    except HistoryError:
-        pass
     html = render(run)
     tmp = run.report.with_name(f".report.{os.getpid()}.html")
     tmp.write_text(html, encoding="utf-8")

@@ -420,13 +420,9 @@ def judge(run: store.RunDir, campaign: Campaign, workload: Any, perf: Sequence[d
     reasons = [f"{name}: {v['explanation']}" for name, v in checkers.items() if v["valid"] is not True]
     if result is not None:  # a timeline for every run, not only violations
         with contextlib.suppress(Exception):
-            from raftlab.checker.visualize import render_html
-            from raftlab.findings import fault_intervals
+            from raftlab import report
 
-            faults = fault_intervals(list(history), perf, max([op.time for op in history] + [1]))
-            (run.path / "timeline.html").write_text(render_html(history, result, faults=faults,
-                                                                title=f"{campaign.workload} timeline"),
-                                                    encoding="utf-8")
+            report.write_timeline(run, history, result, perf, f"{campaign.workload} timeline")
     return {"valid": valid, "reasons": reasons, "checkers": checkers, "counts": evidence.counts(history),
             "events": len(history)}
 

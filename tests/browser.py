@@ -12,6 +12,7 @@ a hover or click goes through the page's own event handlers.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -118,7 +119,9 @@ class Browser:
         self.mouse("mouseReleased", x, y, button="left", clickCount=1)
 
     def center(self, selector: str) -> tuple[float, float]:
-        box = self.js(f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect();"
+        """Where to click ``selector``, in viewport pixels (scrolled into view first, as a user would)."""
+        box = self.js(f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
+                      " e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
                       " return [r.left + r.width / 2, r.top + r.height / 2]; })()")
         return float(box[0]), float(box[1])
 
@@ -134,10 +137,8 @@ class Browser:
         return path
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(BrowserError, OSError):
             self.call("Browser.close", timeout=5)
-        except (BrowserError, OSError):
-            pass
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:

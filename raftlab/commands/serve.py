@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -26,8 +27,5 @@ def serve(store: Path, port: int, host: str) -> None:
         click.echo(f"error: cannot listen on {host}:{port}: {e.strerror or e}", err=True)
         sys.exit(2)
     click.echo(f"serving {store.resolve()} at http://{host}:{server.server_address[1]}/  (Ctrl-C stops)", err=True)
-    with server:
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
+    with server, contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()

@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from raftlab import report, store
 from raftlab.checker import check
 from raftlab.checker.visualize import render_html
+
+from raftlab import report, store
 from raftlab.findings import fault_intervals
 from raftlab.history import History, Op, OpType
 from raftlab.runner import Campaign, run_campaign
@@ -56,7 +56,7 @@ def test_a_stale_read_is_placed_in_time_on_the_first_screen(tmp_path: Path, lab_
     browser.screenshot(tmp_path / "report-first-screen.png")
     box = browser.js("(() => { const r = document.getElementById('found').getBoundingClientRect();"
                      " return [r.top, r.bottom, innerHeight]; })()")
-    assert 0 <= box[0] and box[1] <= box[2], "the findings are not on the first screen"
+    assert box[0] >= 0 and box[1] <= box[2], "the findings are not on the first screen"
     row = browser.js("[...document.querySelectorAll('#found tr')][1].innerText")
     m = re.search(r"(\S+)\s+\S+: read\(\) -> (\S+)\s+completed at (\d+\.\d{3})s.*served by (n\d)\s+(\w+)", row, re.S)
     assert m, row
