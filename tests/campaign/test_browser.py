@@ -21,9 +21,10 @@ import pytest
 from raftlab.checker import check
 from raftlab.checker.visualize import render_html
 
+from bench.timeline_open import big_history
 from raftlab import report, store
 from raftlab.findings import fault_intervals
-from raftlab.history import History, Op, OpType
+from raftlab.history import History, OpType
 from raftlab.runner import Campaign, run_campaign
 from raftlab.serve import make_server
 from tests.browser import SKIP_REASON, Browser
@@ -106,31 +107,12 @@ def exercise_timeline(browser: Browser, tmp_path: Path) -> None:
         browser.screenshot(tmp_path / "timeline-error.png")
 
 
-def _big_history(n_ops: int) -> History:
-    """``n_ops`` operations on 10 keys, 3 concurrent at a time (a write and two reads), linearizable."""
-    events: list[Op] = []
-    t = 0
-    last: dict[str, int | None] = {}
-    for b in range(n_ops // 3):
-        key = f"k{b % 10}"
-        procs = [3 * (b % 4), 3 * (b % 4) + 1, 3 * (b % 4) + 2]
-        t += 1000
-        events.append(Op(type=OpType.INVOKE, process=procs[0], f="write", key=key, value=b, time=t))
-        events.append(Op(type=OpType.INVOKE, process=procs[1], f="read", key=key, time=t + 100))
-        events.append(Op(type=OpType.INVOKE, process=procs[2], f="read", key=key, time=t + 200))
-        events.append(Op(type=OpType.OK, process=procs[0], f="write", key=key, value=b, time=t + 600))
-        events.append(Op(type=OpType.OK, process=procs[1], f="read", key=key, value=last.get(key), time=t + 700))
-        events.append(Op(type=OpType.OK, process=procs[2], f="read", key=key, value=b, time=t + 800))
-        last[key] = b
-    return History(events)
-
-
 OPEN_BOUND = 30.0
 """Seconds the 100k-operation timeline may take to open (generous: it takes about 1-2 s here)."""
 
 
 def test_a_100k_operation_timeline_opens_and_answers_a_hover(tmp_path: Path, browser: Browser) -> None:
-    history = _big_history(100_000)
+    history = big_history(100_000)
     result = check(history, "kv", time_limit=120)
     assert result.valid is True and result.operations >= 99_999
     page = tmp_path / "big.html"
