@@ -20,9 +20,10 @@ Guarantees:
 * Every client invocation and completion carries ``node``: the host its client talks to (the
   node that served it, unless the client's completion names another in ``extra["node"]``), so a
   report can say which node gave a stale read.
-* Every client invocation and completion carries ``node`` (an extra field): the host its client
-  talks to, i.e. the node that served it, unless the client's completion names another one
-  itself. A report can then say which node gave a stale read.
+* Every client invocation and completion carries ``node`` (an extra field): the host the worker's
+  client was opened on, unless the client's completion names the node that really answered
+  (``extra["node"]``: dtkv's writes follow the leader). A report can then say which node gave a
+  stale read.
 * Nemesis ops run on the ``"nemesis"`` thread, their invoke and info completion are the fault's
   start and end times in the history.
 """

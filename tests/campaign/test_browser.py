@@ -24,7 +24,7 @@ from raftlab.checker.visualize import render_html
 from bench.timeline_open import big_history
 from raftlab import report, store
 from raftlab.findings import fault_intervals
-from raftlab.history import History, OpType
+from raftlab.history import NEMESIS, History, OpType
 from raftlab.runner import Campaign, run_campaign
 from raftlab.serve import make_server
 from tests.browser import SKIP_REASON, Browser
@@ -66,6 +66,10 @@ def test_a_stale_read_is_placed_in_time_on_the_first_screen(tmp_path: Path, lab_
     served = [op for op in history if op.type is OpType.OK and op.f == "read" and op.key == key
               and f"{op.time / 1e9:.3f}" == second]
     assert served and served[0].extra and served[0].extra["node"] == node  # the page names the serving node
+    first_fault = next(op.time for op in history if op.process == NEMESIS)
+    calm = [op for op in history if op.f == "write" and op.time < first_fault and op.extra]
+    assert len({op.extra["node"] for op in calm if op.type is OpType.INVOKE}) > 1  # sent from every worker
+    assert len({op.extra["node"] for op in calm if op.type is OpType.OK}) == 1  # answered by the one leader
     perf = out.results["perf"]
     t = served[0].time
     active = [name for name, _, a, b in fault_intervals(history, perf, history[-1].time) if a <= t <= b]
