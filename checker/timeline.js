@@ -83,7 +83,7 @@
       if (o[1] === null) { ctx.fillStyle = "#a06000"; ctx.fillText("?", x1 + 2, y + 12); }
       if (o[7] === 1 || o[7] === 2) { ctx.strokeStyle = "#000"; ctx.lineWidth = 2; ctx.strokeRect(x0, y + 2, x1 - x0, LANE - 5); }
       if (i === hovered) { ctx.strokeStyle = "#1a4fd0"; ctx.lineWidth = 2; ctx.strokeRect(x0 - 1, y + 1, x1 - x0 + 2, LANE - 3); }
-      if (o[6] !== null) { ctx.fillStyle = "#000"; ctx.fillRect(x(o[6]) - 1, y, 2, LANE - 1); }
+      if (o[6] !== null && x1 - x0 >= 8) { ctx.fillStyle = "#000"; ctx.fillRect(x(o[6]) - 1, y, 2, LANE - 1); }  // room for a tick
       if (x1 - x0 > 70) {
         ctx.save(); ctx.beginPath(); ctx.rect(x0, y, x1 - x0, LANE); ctx.clip();
         ctx.fillStyle = "#111"; ctx.fillText(o[3], x0 + 4, y + 12); ctx.restore();
