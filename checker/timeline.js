@@ -93,7 +93,7 @@
     const step = niceStep(view[1] - view[0]); ctx.fillStyle = "#444"; ctx.textAlign = "center";
     for (let t = Math.ceil(view[0] / step) * step; t <= view[1]; t += step) {
       ctx.fillRect(x(t), bottom + 2, 1, 5);
-      ctx.fillText(+t.toFixed(6) + "s", x(t), bottom + 18);
+      ctx.fillText(D.unit === "s" ? +t.toFixed(6) + "s" : "#" + Math.round(t), x(t), bottom + 18);
     }
     ctx.textAlign = "left";
   }
@@ -108,8 +108,9 @@
   }
 
   function describe(o) {
-    const when = `invoked ${o[0].toFixed(3)}s, ` + (o[1] === null ? "outcome unknown (info: may take effect any time after its invoke, or never)" : `returned ${o[1].toFixed(3)}s`);
-    const lin = o[4] > 0 ? `linearized #${o[4]} of ${lay.placed}, at ${o[6].toFixed(4)}s\nstate after: ${o[5]}`
+    const at = (t, digits) => D.unit === "s" ? t.toFixed(digits) + "s" : "event " + Math.round(t);
+    const when = `invoked ${at(o[0], 3)}, ` + (o[1] === null ? "outcome unknown (info: may take effect any time after its invoke, or never)" : `returned ${at(o[1], 3)}`);
+    const lin = o[4] > 0 ? `linearized #${o[4]} of ${lay.placed}, at ${at(o[6], 4)}\nstate after: ${o[5]}`
       : o[7] === 2 ? "could not be linearized next after the longest prefix" : "not in the checker's linearization";
     return `${o[3]}\nprocess ${o[2]}; ${when}\n${lin}` + (o[7] ? "\npart of the minimal illegal sub-history" : "");
   }

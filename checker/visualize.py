@@ -6,7 +6,8 @@ on a canvas. A canvas, not one DOM node per operation, so a 100k-operation histo
 the script walks the chosen key's operations per frame and draws only those in view.
 
 What the page shows, one partition (key) at a time, chosen from a list with the violating keys
-first: a time axis in seconds; each operation as a bar from invoke to completion, on the first lane
+first: a time axis in seconds (event positions for a history without clock readings, such as
+Jepsen's EDN); each operation as a bar from invoke to completion, on the first lane
 free at its invoke; fault intervals shaded across all lanes; on hover, the operation's words, its
 place in the linearization and the model state after it (``PartitionResult.longest_prefix`` and
 ``states``, which the checker keeps for every partition it settled); the point where it took effect
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
@@ -45,20 +47,19 @@ pre{background:#f6f6f6;padding:8px;overflow:auto;white-space:pre-wrap} .legend i
 """
 
 
-def _points(ops: Sequence[Operation], order: Sequence[int]) -> dict[int, int]:
-    """Operation id -> the time (ns) it took effect at, for the linearization ``order``.
+def _points(span: dict[int, tuple[float, float | None]], order: Sequence[int]) -> dict[int, float]:
+    """Operation id -> where it took effect, for the linearization ``order``; ``span``: id -> (call, return).
 
     The later of its invoke and the previous point; a linearization never puts an operation
     before one invoked after it returned, so the point is never after its own completion.
     """
-    by_id = {op.id: op for op in ops}
-    out: dict[int, int] = {}
-    t = 0
+    out: dict[int, float] = {}
+    t = 0.0
     for op_id in order:
-        op = by_id[op_id]
-        t = max(t, op.call_time)
-        if op.ret_time is not None:
-            t = min(t, op.ret_time)
+        call, ret = span[op_id]
+        t = max(t, call)
+        if ret is not None:
+            t = min(t, ret)
         out[op_id] = t
     return out
 
@@ -83,12 +84,17 @@ def timeline_data(history: History, result: Result | None, *, faults: Sequence[F
     for op in ops:
         grouped.setdefault(_partition_name(op, names) if names else str(op.key), []).append(op)
     rank = {False: 0, "unknown": 1, True: 2}
+    # Histories without clock readings are drawn on event positions: all times equal, or times
+    # that are only the positions (the EDN importer numbers events 1, 2, 3...).
+    timed = len({op.time for op in history}) > 1 and any(op.time not in (op.index, op.index + 1) for op in history)
+    span = {op.id: ((op.call_time / 1e9, None if op.ret_time is None else op.ret_time / 1e9) if timed else
+                    (float(op.call), None if op.ret == math.inf else float(op.ret))) for op in ops}
     keys = []
     for name, key_ops in grouped.items():
         part = parts.get(name)
         order = part.longest_prefix if part else []
         position = {op_id: k for k, op_id in enumerate(order)}
-        points = _points(key_ops, order)
+        points = _points(span, order)
         stuck = set(part.stuck) if part else set()
         minimal = set(part.minimal) if part else set()
         words = part.described if part else {}
@@ -97,15 +103,14 @@ def timeline_data(history: History, result: Result | None, *, faults: Sequence[F
             k = position.get(op.id)
             state = part.states[k] if part is not None and k is not None and k < len(part.states) else ""
             flag = 2 if op.id in stuck else 1 if op.id in minimal else 0
-            rows.append([op.call_time / 1e9, None if op.ret_time is None else op.ret_time / 1e9, op.process,
-                         words.get(op.id) or op.describe(), -1 if k is None else k + 1, state,
-                         None if k is None else points[op.id] / 1e9, flag])
+            rows.append([*span[op.id], op.process, words.get(op.id) or op.describe(), -1 if k is None else k + 1,
+                         state, None if k is None else points[op.id], flag])
         valid = part.valid if part else "unknown"
         keys.append({"name": name, "valid": valid, "reason": part.reason if part else "not checked",
                      "ops": rows})
     keys.sort(key=lambda k: (rank.get(k["valid"], 1), k["name"]))
-    t_end = max([op.time for op in history] + [1]) / 1e9
-    return {"title": title, "valid": None if result is None else result.valid,
+    t_end = max([op.time for op in history] + [1]) / 1e9 if timed else float(len(history))
+    return {"title": title, "valid": None if result is None else result.valid, "unit": "s" if timed else "event",
             "model": result.model if result else "", "explanation": result.explanation if result else "",
             "end": t_end, "keys": keys, "nemesis": _nemesis(history),
             "faults": [[name, color, a / 1e9, b / 1e9] for name, color, a, b in faults]}
