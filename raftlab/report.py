@@ -83,15 +83,22 @@ svg text{font-size:11px;fill:#555} pre{background:#f7f7f7;padding:8px;white-spac
 """
 
 
+FIRST_SCREEN_KEYS = 5
+"""Violating keys listed in "Where it broke" (the earliest ones), so it fits on the first screen."""
+
+
 def _findings_html(found: Sequence[BadOp]) -> str:
     rows = []
-    for b in found:
+    for b in found[:FIRST_SCREEN_KEYS]:
         node = esc(b.node or "?")
         faults = "<br>".join(f"<b>{esc(f.name)}</b> {esc(f.detail)} (nodes {esc(', '.join(f.nodes) or '?')}; "
                              f"{f.start:.2f}-{f.stop:.2f}s)" for f in b.faults) or "no fault active"
         rows.append(f"<tr><td><b>{esc(b.key)}</b></td><td><code>{esc(b.words)}</code></td>"
                     f"<td>completed at <b>{b.ret:.3f}s</b> (invoked {b.call:.3f}s)</td><td>served by <b>{node}</b></td>"
                     f"<td>{faults}</td></tr>")
+    if len(found) > FIRST_SCREEN_KEYS:
+        later = ", ".join(f"{b.key} ({b.ret:.2f}s)" for b in found[FIRST_SCREEN_KEYS:])
+        rows.append(f"<tr><td colspan=5>and {len(found) - FIRST_SCREEN_KEYS} more keys later: {esc(later)}</td></tr>")
     first = found[0]
     steps = "\n".join(f"  {s.words:<28} {s.call:8.3f}s .. {'?' if s.ret is None else f'{s.ret:.3f}s':>9}  "
                       f"via {s.node or '?'}" for s in first.minimal)

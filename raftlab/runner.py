@@ -492,8 +492,10 @@ async def run_campaign(campaign: Campaign, *, on_event: Progress | None = None,
     from raftlab import report
 
     stage("writing the report")
-    with contextlib.suppress(Exception):
-        report.write(run)
+    try:
+        run_log.note(f"report: {report.write(run)}")
+    except Exception as e:  # the results are stored; a report that cannot be drawn is said, not fatal
+        run_log.note(f"the report could not be written: {type(e).__name__}: {e}")
     run_log.close()
     store.set_latest(campaign.store, run)
     if interrupted:

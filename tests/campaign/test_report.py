@@ -70,3 +70,23 @@ def test_report_command_rebuilds_and_names_a_bad_directory(tmp_path: Path) -> No
     assert done.returncode == 0 and run.report.exists()
     bad = subprocess.run([*cli, str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "no campaign.json" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_first_section_places_each_violation_in_time(tmp_path: Path) -> None:
+    from tests.campaign.test_findings import PERF, history
+
+    run = store.new_run(tmp_path, "register", {"seed": 4, "workload": "register", "nemesis": ["partition"]})
+    history().write(run.history)
+    run.write_results({"valid": False, "reasons": ["workload: not linearizable: partition a\n  p2 a: read() -> 1"],
+                       "perf": PERF, "checkers": {"workload": {
+                           "valid": False, "model": "kv", "explanation": "not linearizable: partition a",
+                           "counterexample": {"partition": "a"}, "unsettled": {"b": "x", "c": "y"}}}})
+    html = Path(report.write(run)).read_text()
+    found = html[html.index("<div id=found>"):html.index("</div>", html.index("<div id=found>"))]
+    rows = re.findall(r"<tr><td><b>(\w+)</b></td><td><code>(.*?)</code></td><td>completed at <b>([\d.]+)s</b>"
+                      r".*?served by <b>(\w+)</b></td><td>(.*?)</td></tr>", found)
+    assert [(k, w, s, n) for k, w, s, n, _ in rows] == [("a", "a: read() -&gt; 1", "3.200", "n3"),
+                                                        ("c", "c: read() -&gt; null", "6.100", "n3")]
+    assert "<b>partition</b> n3 | n1 n2" in rows[0][4] and rows[1][4] == "no fault active"
+    assert html.count('class="violation"') == 2 * (3 + 2)  # both marked on 3 latency, quantile, throughput plots
+    assert "<pre>workload: not linearizable: partition a\n  p2 a: read() -&gt; 1</pre>" in html
