@@ -28,11 +28,12 @@ import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from raftlab.runner import Campaign, Outcome, probe_health, run_campaign
+if TYPE_CHECKING:  # the harness is imported only when a fixture is used: pytest starts fast anywhere
+    from raftlab.runner import Outcome
 
 _RESULTS = pytest.StashKey[list["CampaignResult"]]()
 
@@ -116,6 +117,7 @@ class Cluster:
 def raftlab_cluster(raftlab_lab: LabSpec, raftlab_system: str) -> Iterator[Cluster]:
     from raftlab import systems
     from raftlab.lab import open_lab
+    from raftlab.runner import probe_health
 
     runner = asyncio.Runner()
     lab = runner.run(open_lab("local", name=raftlab_lab.name, nodes=raftlab_lab.nodes, seed=0))
@@ -186,6 +188,7 @@ class CampaignResult:
 def raftlab_campaign(raftlab_lab: LabSpec, tmp_path: Path,
                      request: pytest.FixtureRequest) -> Callable[..., CampaignResult]:
     from raftlab.rng import new_seed
+    from raftlab.runner import Campaign, run_campaign
 
     store = request.config.getoption("--raftlab-store") or str(tmp_path / "store")
 

@@ -166,7 +166,8 @@ def render(run: RunDir) -> str:
     legend = "".join(f'<span style="color:{c}">&#9679; {k}</span>' for k, c in plots.COLORS.items())
     legend += "".join(f'<span style="background:{esc(p.get("color"))}">&nbsp;{esc(p["name"])}&nbsp;</span>'
                       for p in perf)
-    legend += '<span style="color:#c00000">┆ violation</span>'
+    if marks:
+        legend += '<span style="color:#c00000">┆ violation (when its bad operation completed)</span>'
     out.append(f"<h2>Latency by operation</h2><div class=legend>{legend} (answer: a definite no, e.g. cas mismatch)</div>")
     for f in fs:
         out.append(f"<h3>{esc(f)}</h3>" + plots.latency_svg([p for p in pairs if p[0].f == f], intervals, t_end, marks))

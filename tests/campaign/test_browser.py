@@ -1,4 +1,5 @@
-"""The report, the timeline and ``raftlab serve`` used in a real headless Chromium (tests/browser.py).
+"""The report, the timeline and ``raftlab serve`` used in a real headless Chromium (tests/browser.py),
+and ``serve``'s own promises (loopback, nothing outside the store) over plain HTTP.
 
 Screenshots are saved under each test's tmp dir (``*.png``) as artefacts to look at. Skips, with
 the reason, when Debian's chromium is not installed (``./dev test`` installs it as root).
@@ -10,6 +11,9 @@ import asyncio
 import json
 import re
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -199,3 +203,19 @@ def test_serve_lists_50_runs_filters_and_opens_a_report(served: str, browser: Br
         time.sleep(0.1)
     assert "raftlab campaign" in browser.js("document.querySelector('h1').innerText")
     browser.screenshot(tmp_path / "serve-report.png")
+
+
+def test_the_serve_command_listens_on_loopback_and_names_a_bad_store(store_of_50: Path, tmp_path: Path) -> None:
+    cli = [str(Path(sys.executable).parent / "raftlab"), "serve"]
+    bad = subprocess.run([*cli, str(tmp_path / "nope")], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "is not a directory" in bad.stderr
+    proc = subprocess.Popen([*cli, str(store_of_50), "--port", "0"], stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline() if proc.stderr else ""
+        m = re.search(r"at (http://127\.0\.0\.1:\d+)/", line)
+        assert m, line
+        with urllib.request.urlopen(m.group(1) + "/", timeout=10) as r:
+            assert r.read().decode().count("<tr data-verdict") == 50
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0  # Ctrl-C stops it cleanly
