@@ -135,9 +135,15 @@ def _nodes_in(value: Any, known: set[str]) -> set[str]:
 
 def active_faults(history: Sequence[Op], intervals: Iterable[Interval], a: int, b: int) -> tuple[ActiveFault, ...]:
     """The faults whose interval overlaps [a, b] (ns), each with the nodes its start event names."""
-    known = {str(op.extra["node"]) for op in history if op.extra and "node" in op.extra}
-    known |= {f"n{i}" for i in range(1, 100)}
     started = {op.time: op for op in history if op.process == NEMESIS and op.type is not OpType.INVOKE}
+    known = {str(op.extra["node"]) for op in history if op.extra and "node" in op.extra}
+    for ev in started.values():  # hosts a nemesis names: kill/pause targets, a partition's grudge
+        if isinstance(ev.value, dict):
+            for name in ("targets", "done"):
+                if isinstance(ev.value.get(name), list):
+                    known |= {h for h in ev.value[name] if isinstance(h, str)}
+            if isinstance(ev.value.get("grudge"), dict):
+                known |= {str(h) for h in ev.value["grudge"]}
     out = []
     for name, _, s, e in intervals:
         if s <= b and a <= e:
