@@ -122,6 +122,7 @@ def render_html(history: History, result: Result | None = None, *, faults: Seque
     data = timeline_data(history, result, faults=faults, title=title)
     script = resources.files("raftlab.checker").joinpath("timeline.js").read_text(encoding="utf-8")
     verdict = "no check" if result is None else str(result.valid).lower()
+    word = {"true": "linearizable", "false": "NOT linearizable", "unknown": "unknown"}.get(verdict, verdict)
     summary = ""
     if result is not None:
         summary = (f"model <b>{html.escape(result.model)}</b>, {result.operations} operations, "
@@ -132,7 +133,7 @@ def render_html(history: History, result: Result | None = None, *, faults: Seque
     payload = json.dumps(data, separators=(",", ":"), default=str).replace("</", "<\\/")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style></head><body>"
-            f"<h1>{html.escape(title)}: <span class='v-{verdict}'>{html.escape(verdict)}</span></h1><p>{summary}</p>"
+            f"<h1>{html.escape(title)}: <span class='v-{verdict}'>{html.escape(word)}</span></h1><p>{summary}</p>"
             "<div id='bar'><label>key <select id='key'></select></label>"
             "<button id='jump'>jump to error</button><button id='reset'>reset zoom</button>"
             "<span id='keyinfo'></span></div>"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import urllib.parse
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -115,7 +116,7 @@ def _files_html(run: RunDir) -> str:
     for path in sorted(p for p in run.path.rglob("*") if p.is_file() and not p.name.startswith(".")
                        and p.name != "report.html" and not p.name.endswith(".tmp")):
         rel = path.relative_to(run.path).as_posix()
-        links.append(f'<a href="{esc(rel)}">{esc(rel)}</a> <small>({path.stat().st_size:,} B)</small>')
+        links.append(f'<a href="{esc(urllib.parse.quote(rel))}">{esc(rel)}</a> <small>({path.stat().st_size:,} B)</small>')
     return "<h2>Files of this run</h2><p class=files>" + " ".join(links) + "</p>"
 
 
