@@ -33,7 +33,7 @@ from raftlab.history import NEMESIS, History, Operation, OpType
 from .result import PartitionResult, Result
 
 Fault = tuple[str, str, int, int]
-"""(name, colour, start ns, stop ns): a fault interval, as ``raftlab.report.fault_intervals`` gives."""
+"""(name, colour, start ns, stop ns): a fault interval, as ``raftlab.findings.fault_intervals`` gives."""
 
 _CSS = """
 body{font:13px/1.4 system-ui,sans-serif;margin:12px;color:#222}
