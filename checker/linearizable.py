@@ -141,8 +141,10 @@ def search(
                     linearized = bits
                     if known[i]:
                         known_left -= 1
-                        if not known_left:
-                            return Outcome(valid=True, steps=steps + slice_steps - countdown)
+                        if not known_left:  # the order found is kept: the timeline shows it on hover
+                            snapshot()
+                            return Outcome(valid=True, prefix=best, states=best_states,
+                                           steps=steps + slice_steps - countdown)
                     # lift the call and its return out of the list
                     p, q = prv[entry], nxt[entry]
                     nxt[p] = q
@@ -174,7 +176,8 @@ def search(
             nxt[prv[entry]] = entry
             prv[nxt[entry]] = entry
             entry = nxt[entry]
-    return Outcome(valid=True, steps=steps + slice_steps - countdown)
+    snapshot()
+    return Outcome(valid=True, prefix=best, states=best_states, steps=steps + slice_steps - countdown)
 
 
 def _step_of(step: Callable[[Hashable, Operation], tuple[bool, Hashable]], op: Operation,

@@ -198,6 +198,7 @@ class KvClient:
         self._connect_locks: dict[Endpoint, asyncio.Lock] = {}  # one connection attempt per endpoint
         self._by_id: dict[int, Endpoint] = {}
         self._leader: Endpoint | None = None
+        self.answered_by: Endpoint | None = None  # the node whose reply decided the last call (a report names it)
         self._ids = itertools.count(1)
 
     # -- the public operations ---------------------------------------------------------------
@@ -332,6 +333,7 @@ class KvClient:
                 continue
             finally:
                 conn.pending.pop(rid, None)
+            self.answered_by = ep
             if error is None:
                 self._leader = ep
                 return body

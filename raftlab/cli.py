@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("raftlab.commands.run:run", "Run a nemesis campaign against a cluster."),
     "replay": ("raftlab.commands.run:replay", "Re-run a stored campaign with its seed."),
     "report": ("raftlab.commands.report:report", "Rebuild a stored run's report."),
+    "serve": ("raftlab.commands.serve:serve", "Browse stored runs and their reports in a web browser."),
     "lab": ("raftlab.commands.lab:lab", "Create, inspect and destroy labs."),
     "sim": ("raftlab.commands.sim:sim", "Simulate a Raft cluster deterministically."),
     "system": ("raftlab.commands.system:system", "Check a system module's capabilities before a campaign."),

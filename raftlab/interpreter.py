@@ -17,6 +17,13 @@ Guarantees:
   ``op_timeout`` becomes ``info`` (it may have happened); only a client's explicit ``fail`` says it
   did not. A completion that breaks the Client contract (other process, other f, an invoke)
   stops the run with ``ContractError``.
+* Every client invocation and completion carries ``node``: the host its client talks to (the
+  node that served it, unless the client's completion names another in ``extra["node"]``), so a
+  report can say which node gave a stale read.
+* Every client invocation and completion carries ``node`` (an extra field): the host the worker's
+  client was opened on, unless the client's completion names the node that really answered
+  (``extra["node"]``: dtkv's writes follow the leader). A report can then say which node gave a
+  stale read.
 * Nemesis ops run on the ``"nemesis"`` thread, their invoke and info completion are the fault's
   start and end times in the history.
 """
@@ -72,6 +79,13 @@ class _Worker:
     thread: Thread
     process: Process
     inbox: asyncio.Queue[Op | None] = field(default_factory=asyncio.Queue)
+
+
+def served_by(op: Op, host: Host) -> Op:
+    """``op`` with ``node`` set to ``host``, unless the client already named the serving node."""
+    if op.extra and "node" in op.extra:
+        return op
+    return replace(op, extra={**(op.extra or {}), "node": host})
 
 
 def check_completion(invoke: Op, done: object) -> Op:
@@ -178,7 +192,10 @@ class Interpreter:
         worker = self.workers.get(thread)
         if op.type is not OpType.INVOKE or worker is None or thread not in self.free or worker.process != op.process:
             raise ContractError(f"generator produced {op.describe()}, but that process is not a free worker")
-        invoke = self._record(replace(op, time=self.now()))
+        invoke = replace(op, time=self.now())
+        if thread != NEMESIS:
+            invoke = served_by(invoke, self.hosts[int(thread) % len(self.hosts)])
+        invoke = self._record(invoke)
         self.free.discard(thread)
         gen.update(self.context(), invoke)
         worker.inbox.put_nowait(invoke)
@@ -202,7 +219,7 @@ class Interpreter:
                                    index=-1)
                 else:
                     done = await self._invoke_client(client, invoke)
-                done = self._record(replace(done, time=self.now(), index=-1))
+                done = self._record(served_by(replace(done, time=self.now(), index=-1), host))
                 if done.type is OpType.INFO and client is not None:
                     await self._close(client)  # the process is done; its successor gets a fresh client
                     client = None

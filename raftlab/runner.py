@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, cast
 
-from raftlab import __version__, evidence, store
+from raftlab import __version__, evidence, progress, store
 from raftlab import generator as gen
 from raftlab.history import History, HistoryError, HistoryWriter, Op, OpType
 from raftlab.interpreter import ContractError, Interpreter
@@ -459,11 +459,11 @@ def judge(run: store.RunDir, campaign: Campaign, workload: Any, perf: Sequence[d
         checkers[name] = {"valid": valid, "explanation": explanation, **data}
     valid = merge([v["valid"] for v in checkers.values()])
     reasons = [f"{name}: {v['explanation']}" for name, v in checkers.items() if v["valid"] is not True]
-    if result is not None and result.valid is False:
+    if result is not None:  # a timeline for every run, not only violations
         with contextlib.suppress(Exception):
-            from raftlab.checker.visualize import render_html
+            from raftlab import report
 
-            (run.path / "timeline.html").write_text(render_html(history, result), encoding="utf-8")
+            report.write_timeline(run, history, result, perf, f"{campaign.workload} timeline")
     return {"valid": valid, "reasons": reasons, "checkers": checkers, "counts": evidence.counts(history),
             "events": len(history)}
 
@@ -489,7 +489,8 @@ async def run_campaign(campaign: Campaign, *, on_event: Progress | None = None,
     except (ValueError, TypeError) as e:
         raise CampaignError(str(e)) from None
     run = store.new_run(campaign.store, campaign.workload, campaign.to_dict())
-    stage = on_stage or (lambda s: None)
+    run_log = progress.RunLog(run.path / "run.log")  # every stage message, and a status line now and then
+    stage, on_event = run_log.wrap(on_stage, on_event)
     runner = Runner(campaign, run, workload, on_event, stage)
     started_wall, started = time.time(), time.monotonic()
     error: Incomplete | None = None
@@ -538,10 +539,15 @@ async def run_campaign(campaign: Campaign, *, on_event: Progress | None = None,
     exit_code = EXIT_INCOMPLETE if error is not None else EXIT[results["valid"]]
     results["exit_code"] = exit_code
     run.write_results(results)
+    run_log.note(f"verdict {results['valid']}, exit code {exit_code}" + "".join(f"\n  {r}" for r in results["reasons"]))
     from raftlab import report
 
-    with contextlib.suppress(Exception):
-        report.write(run)
+    stage("writing the report")
+    try:
+        run_log.note(f"report: {report.write(run)}")
+    except Exception as e:  # the results are stored; a report that cannot be drawn is said, not fatal
+        run_log.note(f"the report could not be written: {type(e).__name__}: {e}")
+    run_log.close()
     store.set_latest(campaign.store, run)
     if interrupted:
         raise asyncio.CancelledError()

@@ -36,7 +36,8 @@ EXIT = {True: 0, False: 1, "unknown": 3}
               help="Shrink a counterexample to a small illegal sub-history (at most 2 s per history).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per history (JSON Lines).")
 @click.option("--html", type=click.Path(path_type=Path), default=None, metavar="OUT",
-              help="Write a timeline page (one file; several histories: OUT is a folder).")
+              help="Write the interactive timeline page (one file; several histories: OUT is a folder); "
+                   "keys left unsearched after the first illegal one are checked for it (10 s at most).")
 def check(histories: tuple[Path, ...], model: str, fmt: str, initial_value: str | None, nil_reads_unknown: bool,
           time_limit: float | None, max_memo: int | None, minimise: bool, as_json: bool, html: Path | None) -> None:
     """Check HISTORY files for linearizability and explain any violation."""
@@ -45,6 +46,7 @@ def check(histories: tuple[Path, ...], model: str, fmt: str, initial_value: str 
     from raftlab.checker import check as run_check
     from raftlab.checker.parallel import map_ordered
     from raftlab.checker.visualize import render_html
+    from raftlab.findings import settle
 
     opts: dict[str, Any] = {}
     if initial_value is not None:
@@ -95,7 +97,7 @@ def check(histories: tuple[Path, ...], model: str, fmt: str, initial_value: str 
         if html is not None and history is not None:
             out = html / (path.name + ".html") if len(histories) > 1 else html
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(render_html(history, result), encoding="utf-8")
+            out.write_text(render_html(history, settle(history, result)), encoding="utf-8")
     if bad_input:
         sys.exit(2)
     sys.exit(EXIT[merge_valid(verdicts)])

@@ -22,6 +22,7 @@ import click
 
 from raftlab.history import Op
 from raftlab.interpreter import Stats
+from raftlab.progress import STATUS_EVERY, status
 from raftlab.rng import new_seed, parse_seed
 from raftlab.runner import Campaign, CampaignError, Outcome, load_campaign, run_campaign
 from raftlab.store import StoreError
@@ -89,9 +90,13 @@ class _Progress:
             self.live.update(self.line(), refresh=True)
 
     async def ticker(self) -> None:
+        last = time.monotonic()
         while True:
             self.refresh()
             await asyncio.sleep(0.25)
+            if not self.enabled and time.monotonic() - last >= STATUS_EVERY:  # a CI log shows where it is
+                last = time.monotonic()
+                click.echo(f"[{last - self.started:6.1f}s] status: {self.stage}; {status(self.stats)}", err=True)
 
 
 async def _with_progress(campaign: Campaign, progress: _Progress) -> Outcome:

@@ -262,18 +262,25 @@ class DtkvClient:
             raise RuntimeError("invoke on a client that was not opened")
         fresh = self.reads == "local" and op.f == "read"
         kv = KvClient(self.endpoints, timeout=self.timeout) if fresh else self.kv
+        kv.answered_by = None
         try:
             value = await self._call(kv, op)
         except CasMismatch as e:
-            return replace(op, type=OpType.FAIL, error=f"cas mismatch: found {_decode(e.current)!r}", index=-1)
+            return self._served(kv, replace(op, type=OpType.FAIL, error=f"cas mismatch: found {_decode(e.current)!r}",
+                                            index=-1))
         except DefiniteError as e:
-            return replace(op, type=OpType.FAIL, error=f"{type(e).__name__}: {e}", index=-1)
+            return self._served(kv, replace(op, type=OpType.FAIL, error=f"{type(e).__name__}: {e}", index=-1))
         except IndeterminateError as e:
             return replace(op, type=OpType.INFO, value=None, error=f"{type(e).__name__}: {e}", index=-1)
         finally:
             if fresh:
                 await kv.close()
-        return replace(op, type=OpType.OK, value=value, index=-1)
+        return self._served(kv, replace(op, type=OpType.OK, value=value, index=-1))
+
+    def _served(self, kv: KvClient, op: Op) -> Op:
+        """``op`` naming the node whose reply decided it (the history's ``node``; writes follow the leader)."""
+        host = next((h for h in self.db.hosts if self.db.client_endpoint(h) == kv.answered_by), None)
+        return op if host is None else replace(op, extra={**(op.extra or {}), "node": host})
 
     async def _call(self, kv: KvClient, op: Op) -> Any:
         match op.f:

@@ -50,6 +50,8 @@ class RegisterClient:
             await asyncio.sleep(60)
         if op.f == "liar":
             return replace(op, type=OpType.OK, process=op.process + 1)
+        if op.f == "forwarded":  # answered by another node, which the client names
+            return replace(op, type=OpType.OK, extra={**(op.extra or {}), "node": "n9"})
         return replace(op, type=OpType.OK, value=self.reg.value)
 
     async def close(self) -> None:
@@ -109,6 +111,16 @@ def test_every_op_is_invoked_then_completed_and_the_history_validates(tmp_path: 
     assert interp.stats.ok == 200 and interp.stats.invokes == 200
     assert sorted(set(reg.opened)) == ["n1", "n2", "n3"]  # threads spread over the hosts
     assert all(a.time <= b.time for a, b in zip(history, list(history)[1:], strict=False))
+
+
+def test_every_client_event_names_its_node_and_a_client_may_name_another(tmp_path: Path, seed: int) -> None:
+    g = gen.on_clients(gen.limit(60, gen.mix(gen.repeat({"f": "read"}), gen.repeat({"f": "forwarded"}))))
+    history, _, _, _ = run(tmp_path, g, seed=seed, concurrency=3)
+    hosts = ["n1", "n2", "n3"]
+    for op in history:
+        expected = "n9" if op.f == "forwarded" and op.type is OpType.OK else hosts[int(op.process) % 3]
+        assert op.extra is not None and op.extra["node"] == expected, op.to_dict()
+    assert {op.extra["node"] for op in history if op.extra} == {"n1", "n2", "n3", "n9"}
 
 
 def test_an_exception_is_info_and_the_thread_becomes_a_new_process(tmp_path: Path, seed: int) -> None:

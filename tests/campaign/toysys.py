@@ -115,9 +115,10 @@ class ToyClient:
         except (OSError, TimeoutError, ValueError) as e:
             self.conn = None
             return replace(op, type=OpType.INFO, error=f"{type(e).__name__}: {e}", index=-1)
+        served = {**(op.extra or {}), "node": self.host}  # the server that answered (n1 in single mode)
         if not resp["ok"]:
-            return replace(op, type=OpType.FAIL, error=resp["error"], index=-1)
-        return replace(op, type=OpType.OK, value=resp["value"], index=-1)
+            return replace(op, type=OpType.FAIL, error=resp["error"], index=-1, extra=served)
+        return replace(op, type=OpType.OK, value=resp["value"], index=-1, extra=served)
 
     async def close(self) -> None:
         if self.conn is not None:

@@ -95,7 +95,10 @@ def test_cli_knossos_options_and_html(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "NOT linearizable" in proc.stdout and "could be linearized next" in proc.stdout
     page = out.read_text()
-    assert "<svg" in page and "cannot be linearized here" in page and "e05a5a" in page
+    assert "<canvas" in page and "could not be placed next" in page and "<script src" not in page
+    data = json.loads(page.split("<script id='data' type='application/json'>")[1].split("</script>")[0])
+    stuck = [op for key in data["keys"] for op in key["ops"] if op[7] == 2]
+    assert data["keys"][0]["valid"] is False and stuck  # the operations that could not be placed next
 
 
 def test_budgets_give_unknown_naming_partitions() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from raftlab.checker import check
 from raftlab.checker.visualize import render_html
 
@@ -40,5 +42,8 @@ def test_page_shows_the_failing_operations() -> None:
     result = check(history, "cas-register")
     page = render_html(history, result)
     assert result.valid is False
-    assert "read() -&gt; 7" in page and "cannot be linearized here" in page
+    data = json.loads(page.split("<script id='data' type='application/json'>")[1].split("</script>")[0])
+    stuck = [op[3] for key in data["keys"] for op in key["ops"] if op[7] == 2]
+    assert len(stuck) == 1 and "read() -> 7" in stuck[0]  # drawn red: could not be placed next
+    assert "read() -&gt; 7" in page  # and named in the explanation
     assert "<script src" not in page and "<link" not in page and "https://" not in page  # offline
