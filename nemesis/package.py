@@ -184,7 +184,11 @@ class Schedule:
                 self._bag = list(self.faults)
                 self.rng.shuffle(self._bag)
             fault = self._bag.pop()
-            next_op, self.heal = op(fault.start, self.rng.choice(fault.values)), op(fault.stop)
+            # The fault's name rides on the op (``"fault"`` in the history), so evidence can tell
+            # kill from kill-leader: both start with the same f.
+            named = {"fault": fault.name}
+            next_op = replace(op(fault.start, self.rng.choice(fault.values)), extra=named)
+            self.heal = replace(op(fault.stop), extra=named)
         self.busy = True
         return replace(next_op, time=ctx.time)
 

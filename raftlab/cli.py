@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("raftlab.commands.serve:serve", "Browse stored runs and their reports in a web browser."),
     "lab": ("raftlab.commands.lab:lab", "Create, inspect and destroy labs."),
     "sim": ("raftlab.commands.sim:sim", "Simulate a Raft cluster deterministically."),
+    "system": ("raftlab.commands.system:system", "Check a system module's capabilities before a campaign."),
     "node": ("raftlab.impl.cli:node", "Run or inspect a reference Raft + DtKV node."),
     "kv": ("raftlab.impl.cli:kv", "Talk to a DtKV cluster."),
 }

@@ -69,7 +69,12 @@ def _took_effect(done: Op) -> bool:
 
 
 def faults(history: History, perf: Sequence[dict[str, Any]]) -> Finding:
-    """``perf``: the nemesis package's report hints (``name``, ``start`` fs, ``stop`` fs)."""
+    """``perf``: the nemesis package's report hints (``name``, ``start`` fs, ``stop`` fs).
+
+    Faults may share a start f (``kill`` and ``kill-leader`` both start with ``kill``): an op is
+    counted for the fault its ``fault`` field names (the schedule sets it), and only an op without
+    one (a hand-written history) falls back to the fault that owns its f.
+    """
     by_name: dict[str, dict[str, Any]] = {}
     start_of = {f: p["name"] for p in perf for f in p.get("start", ())}
     for p in perf:
@@ -77,7 +82,8 @@ def faults(history: History, perf: Sequence[dict[str, Any]]) -> Finding:
     for op in history:
         if op.process != NEMESIS or op.type is OpType.INVOKE or op.f not in start_of:
             continue
-        entry = by_name[start_of[op.f]]
+        named = (op.extra or {}).get("fault")
+        entry = by_name[named if named in by_name else start_of[op.f]]
         entry["injected"] += 1
         if _took_effect(op):
             entry["took_effect"] += 1

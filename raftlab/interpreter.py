@@ -211,10 +211,12 @@ class Interpreter:
         client: Client | None = None
         try:
             while (invoke := await worker.inbox.get()) is not None:
+                why = ""
                 if client is None:
-                    client = await self._open(host)
+                    client, why = await self._open(host)
                 if client is None:  # never sent: it certainly did not happen
-                    done = replace(invoke, type=OpType.FAIL, value=None, error=f"could not connect to {host}", index=-1)
+                    done = replace(invoke, type=OpType.FAIL, value=None, error=f"could not connect to {host}: {why}",
+                                   index=-1)
                 else:
                     done = await self._invoke_client(client, invoke)
                 done = self._record(served_by(replace(done, time=self.now(), index=-1), host))
@@ -226,12 +228,18 @@ class Interpreter:
             if client is not None:
                 await self._close(client)
 
-    async def _open(self, host: Host) -> Client | None:
+    async def _open(self, host: Host) -> tuple[Client | None, str]:
+        """The opened client, or None and why. An unreachable node (OSError, timeout) fails the op;
+        any other exception is a bug in the client and stops the run at once, naming it."""
         try:
             async with asyncio.timeout(self.op_timeout):
-                return await self.client.open(host)
-        except Exception:  # an unreachable node is an info on the op, not a crashed run
-            return None
+                return await self.client.open(host), ""
+        except TimeoutError:
+            return None, f"open() did not finish within {self.op_timeout}s"
+        except OSError as e:
+            return None, f"{type(e).__name__}: {e}"
+        except Exception as e:
+            raise ContractError(f"the client's open({host!r}) raised {type(e).__name__}: {e}") from e
 
     async def _close(self, client: Client) -> None:
         with contextlib.suppress(Exception):

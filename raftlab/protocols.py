@@ -111,15 +111,41 @@ class Lab(Protocol):
 
 
 class HostLayout(Protocol):
-    """Where a DB may put things on a host; every lab offers it beside ``Lab``."""
+    """Where a DB may put things on a host, and how peers address it; every lab offers it beside ``Lab``."""
 
-    def node_dir(self, host: Host) -> str: ...
+    def node_dir(self, host: Host) -> str:
+        """A directory on ``host`` that belongs to this lab (files, pid files, logs go here)."""
+        ...
 
-    def python(self, host: Host) -> str: ...
+    def python(self, host: Host) -> str:
+        """A Python 3.11+ interpreter on ``host`` that can import raftlab."""
+        ...
+
+    def address(self, host: Host) -> str:
+        """The one address every peer reaches ``host`` at, for systems whose members must agree on
+        it (partitions by address cut it; the local lab's proxy mode answers 127.0.0.1)."""
+        ...
+
+
+@runtime_checkable
+class StopsLeftovers(Protocol):
+    """A lab that can find and kill what a run left on its hosts (the local lab: every process in
+    a host directory). The runner calls it after teardown and reports what it killed."""
+
+    async def stop_leftovers(self) -> list[str]: ...
+
+
+class HostLab(Lab, HostLayout, Protocol):
+    """What a system module is given: a ``Lab`` that also lays out its hosts."""
 
 
 class DB(Protocol):
-    """Installs and removes the system under test on a host."""
+    """Installs and removes the system under test on a host.
+
+    ``setup(host)`` installs, starts and returns once the node serves (or raises naming why);
+    ``teardown(host)`` stops it and removes its files, and must work on a host where nothing was
+    ever set up (the runner tears down before setting up). Both run on every host in parallel.
+    """
 
     async def setup(self, host: Host) -> None: ...
 
@@ -127,7 +153,25 @@ class DB(Protocol):
 
 
 @runtime_checkable
+class ClusterSetup(Protocol):
+    """A step after every host's ``setup`` (an init that needs all members up): e.g. create users."""
+
+    async def setup_cluster(self, hosts: Sequence[Host]) -> None: ...
+
+
+@runtime_checkable
+class ClusterTeardown(Protocol):
+    """A step before any host's ``teardown`` (e.g. save cluster-wide state or leave a ring)."""
+
+    async def teardown_cluster(self, hosts: Sequence[Host]) -> None: ...
+
+
+@runtime_checkable
 class Killable(Protocol):
+    """``kill`` returns only once the node's processes are gone (raise if none was running);
+    ``start`` is a no-op on a running node (healers call it in any state) and otherwise starts it
+    on its existing data and returns once it serves."""
+
     async def kill(self, host: Host) -> None: ...
 
     async def start(self, host: Host) -> None: ...
@@ -135,6 +179,8 @@ class Killable(Protocol):
 
 @runtime_checkable
 class Pausable(Protocol):
+    """``pause`` stops the node's processes (SIGSTOP) without killing them; ``resume`` continues them."""
+
     async def pause(self, host: Host) -> None: ...
 
     async def resume(self, host: Host) -> None: ...
@@ -142,11 +188,16 @@ class Pausable(Protocol):
 
 @runtime_checkable
 class HasPrimaries(Protocol):
+    """The hosts that currently lead, best first (empty when there is none); never raises for an
+    unreachable node, which simply is not a primary."""
+
     async def primaries(self) -> list[Host]: ...
 
 
 @runtime_checkable
 class HasLogFiles(Protocol):
+    """``{path on host: name in the run's nodes/<host>/}`` of the files worth keeping after a run."""
+
     def log_files(self, host: Host) -> dict[str, str]: ...
 
 

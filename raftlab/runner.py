@@ -32,13 +32,34 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from raftlab import __version__, evidence, progress, store
 from raftlab import generator as gen
 from raftlab.history import History, HistoryError, HistoryWriter, Op, OpType
 from raftlab.interpreter import ContractError, Interpreter
-from raftlab.protocols import HasLogFiles, HasPrimaries, Host, Lab, Nemesis
+from raftlab.lab.lock import LabLock
+from raftlab.lifecycle import (
+    Deferred,
+    Incomplete,
+    UserCall,
+    format_traceback,
+    leaves,
+    on_all,
+    user_call,
+    where,
+)
+from raftlab.protocols import (
+    ClusterSetup,
+    ClusterTeardown,
+    HasLogFiles,
+    HasPrimaries,
+    Host,
+    HostLab,
+    Lab,
+    Nemesis,
+    StopsLeftovers,
+)
 from raftlab.rng import RunRandom
 from raftlab.systems import System, SystemOptions
 
@@ -48,15 +69,6 @@ EXIT_INCOMPLETE = 2
 
 class CampaignError(ValueError):
     """Campaign options that cannot work; names the option."""
-
-
-class Incomplete(Exception):
-    """The run could not complete: which stage, which host (if one), and why."""
-
-    def __init__(self, stage: str, message: str, host: Host | None = None) -> None:
-        self.stage = stage
-        self.host = host
-        super().__init__(f"{stage}: {host + ': ' if host and not message.startswith(host) else ''}{message}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,8 +175,12 @@ async def probe_health(system: System, hosts: Sequence[Host], probe: dict[str, A
         attempt += 1
         try:
             problem = await _probe_once(system, hosts[attempt % len(hosts)], probe)
-        except Exception as e:  # an unreachable cluster is what we are waiting out
+        except (OSError, TimeoutError) as e:  # an unreachable cluster is what we are waiting out
             problem = f"{type(e).__name__}: {e}"
+        except Exception as e:  # a bug in the system's code: waiting will not fix it
+            inner = e.error if isinstance(e, UserCall) else e
+            raise Incomplete("startup", f"{where(e)} raised {type(inner).__name__}: {inner}",
+                             detail=format_traceback(e)) from None
         if not problem:
             return True, loop.time() - start, ""
         if loop.time() - start > timeout:
@@ -173,14 +189,14 @@ async def probe_health(system: System, hosts: Sequence[Host], probe: dict[str, A
 
 
 async def _probe_once(system: System, host: Host, probe: dict[str, Any]) -> str:
-    if isinstance(system.db, HasPrimaries) and not await system.db.primaries():
+    if isinstance(system.db, HasPrimaries) and not await user_call("the DB's primaries()", system.db.primaries()):
         return "no leader"
-    client = await system.client.open(host)
+    client = await user_call(f"the client's open({host!r})", system.client.open(host))
     try:
         op = Op(type=OpType.INVOKE, process="probe", f=probe["f"], key=probe.get("key"), value=probe.get("value"))
-        done = await client.invoke(op)
+        done = await user_call(f"the client's invoke({op.describe()})", client.invoke(op))
     finally:
-        await client.close()
+        await user_call("the client's close()", client.close())
     return "" if done.type is OpType.OK else f"probe {op.f} via {host}: {done.type.value} {done.error or ''}".strip()
 
 
@@ -212,31 +228,6 @@ class HealthGate:
 
 
 # --- the run --------------------------------------------------------------------------------
-
-
-STAGE_TIMEOUT = 120.0
-"""Seconds one host may take to set up or tear down before the run stops naming it."""
-
-
-async def _on_all(hosts: Sequence[Host], stage: str, action: Callable[[Host], Any]) -> None:
-    failures: dict[Host, str] = {}
-
-    async def one(host: Host) -> None:
-        try:
-            async with asyncio.timeout(STAGE_TIMEOUT):
-                await action(host)
-        except TimeoutError:
-            failures[host] = f"{stage} did not finish within {STAGE_TIMEOUT:.0f}s"
-        except Exception as e:
-            failures[host] = str(e) or type(e).__name__
-
-    async with asyncio.TaskGroup() as tg:
-        for h in hosts:
-            tg.create_task(one(h))
-    if failures:
-        host = sorted(failures)[0]
-        others = f" (and {len(failures) - 1} more hosts)" if len(failures) > 1 else ""
-        raise Incomplete(stage, failures[host] + others, host)
 
 
 async def _collect_logs(db: object, lab: Lab, hosts: Sequence[Host], run: store.RunDir) -> None:
@@ -271,8 +262,18 @@ class Runner:
         self.perf: tuple[dict[str, Any], ...] = ()
         self.healed = False
         self.timings: dict[str, float] = {}
+        self.cleanup: list[str] = []  # what the cleanup really did, said as it is
 
     async def execute(self) -> None:
+        c = self.c
+        lock = LabLock(c.lab_name or c.lab, f"campaign {self.run_dir.path}")
+        await lock.acquire(self.stage)
+        try:
+            await self._execute(lock)
+        finally:
+            lock.release()
+
+    async def _execute(self, lock: LabLock) -> None:
         from raftlab import nemesis as nemesis_pkg
         from raftlab import systems
         from raftlab.lab import LabError, open_lab
@@ -280,7 +281,11 @@ class Runner:
         c = self.c
         self.stage(f"opening the {c.lab} lab")
         try:
-            lab = await open_lab(c.lab, **_open_lab_kwargs(c))
+            wanted = systems.lab_opts(c.system, c.lab)
+        except systems.SystemLoadError as e:
+            raise Incomplete("system", str(e)) from None
+        try:
+            lab = await open_lab(c.lab, **{**wanted, **_open_lab_kwargs(c)})
         except LabError as e:
             raise Incomplete("lab", str(e)) from None
         try:
@@ -288,7 +293,7 @@ class Runner:
             options = SystemOptions(node_args=c.node_args, base_port=c.base_port, op_timeout=c.op_timeout,
                                     extra={**c.system_opts, "seed": c.seed})
             try:
-                system = systems.load(c.system, lab, options)
+                system = systems.load(c.system, cast(HostLab, lab), options)
             except systems.SystemLoadError as e:
                 raise Incomplete("system", str(e)) from None
             pkg = nemesis_pkg.package(list(c.nemesis), db=system.db, lab=lab, rng=self.rr.stream("nemesis"),
@@ -306,9 +311,12 @@ class Runner:
         set_up = False
         try:
             self.stage(f"setting up {system.name} on {len(hosts)} hosts")
-            await _on_all(hosts, "teardown", db.teardown)
+            await on_all(hosts, "teardown", db.teardown)
             set_up = True
-            await _on_all(hosts, "setup", db.setup)
+            await on_all(hosts, "setup", db.setup)
+            if isinstance(db, ClusterSetup):
+                self.stage("cluster setup")
+                await on_all(hosts[:1], "cluster setup", lambda _: db.setup_cluster(hosts))
             self.stage("waiting for a leader")
             healthy, seconds, problem = await probe_health(system, hosts, self.workload.probe, c.recovery_timeout)
             self.timings["initial_leader_seconds"] = round(seconds, 3)
@@ -326,7 +334,7 @@ class Runner:
             except ExceptionGroup as eg:
                 contract = eg.subgroup(ContractError)
                 if contract is not None:
-                    raise Incomplete("run", str(_leaves(contract)[0])) from None
+                    raise Incomplete("run", str(leaves(contract)[0])) from None
                 raise
             self.healed = True
         finally:
@@ -347,35 +355,68 @@ class Runner:
 
     async def _cleanup(self, lab: Lab, hosts: list[Host], db: Any, pkg: Any, writer: HistoryWriter,
                        interp: Interpreter | None, set_up: bool) -> None:
-        """Heal whatever is still broken, collect logs, tear down: runs after success, errors and Ctrl-C."""
-        from raftlab import nemesis as nemesis_pkg
+        """Heal whatever is still broken, collect logs, tear down: runs after success, errors and Ctrl-C.
 
-        if not self.healed and interp is not None:
-            self.stage("healing every fault")
-            healer = nemesis_pkg.package(list(self.c.nemesis), db=db, lab=lab, rng=random.Random(0),
-                                         interval=self.c.interval).final_generator
-            heal = Interpreter(client=_NoClient(), nemesis=pkg.nemesis, hosts=hosts, concurrency=1, writer=writer,
-                               rng=random.Random(0), origin=interp.origin, on_event=self.on_event)
+        A Ctrl-C that arrives during cleanup does not cut it short (that left every node running):
+        each step finishes, and the cancellation is raised again at the end. A second Ctrl-C
+        abandons cleanup (asyncio's own rule); ``raftlab lab down`` removes what is left then.
+        """
+        deferred = Deferred()
+        if self.healed:
+            self.cleanup.append("the run had healed every fault")
+        elif interp is not None:
+            await deferred.finish(lambda: self._heal(lab, hosts, db, pkg, writer, interp))
+
+        async def heal_network() -> None:
             with contextlib.suppress(Exception):
-                await heal.run(gen.on_nemesis(healer))
-        with contextlib.suppress(Exception):
-            await pkg.nemesis.teardown()
-        with contextlib.suppress(Exception):
-            await lab.net.heal()
+                await pkg.nemesis.teardown()
+            try:
+                await lab.net.heal()
+                self.cleanup.append("healed the network")
+            except Exception as e:
+                self.cleanup.append(f"healing the network failed ({e})")
+
+        async def teardown() -> None:
+            try:
+                if isinstance(db, ClusterTeardown):
+                    await on_all(hosts[:1], "cluster teardown", lambda _: db.teardown_cluster(hosts))
+                await on_all(hosts, "teardown", db.teardown)
+                self.cleanup.append(f"tore down {len(hosts)} hosts")
+            except Exception as e:
+                self.cleanup.append(f"teardown failed ({e})")
+
+        async def leftovers() -> None:
+            assert isinstance(lab, StopsLeftovers)
+            left = await lab.stop_leftovers()
+            self.cleanup.append(f"killed {len(left)} processes teardown left running: {'; '.join(left)}"
+                                if left else "nothing left running")
+
+        await deferred.finish(heal_network)
         if set_up:
             self.stage("collecting node logs")
-            await _collect_logs(db, lab, hosts, self.run_dir)
+            await deferred.finish(lambda: _collect_logs(db, lab, hosts, self.run_dir))
             if not self.c.leave_running:
                 self.stage("tearing down")
-                with contextlib.suppress(Exception):
-                    await _on_all(hosts, "teardown", db.teardown)
+                await deferred.finish(teardown)
+        if not self.c.leave_running and isinstance(lab, StopsLeftovers):
+            await deferred.finish(leftovers)
+        if deferred.cancelled:
+            raise asyncio.CancelledError()
 
+    async def _heal(self, lab: Lab, hosts: list[Host], db: Any, pkg: Any, writer: HistoryWriter,
+                    interp: Interpreter) -> None:
+        from raftlab import nemesis as nemesis_pkg
 
-def _leaves(eg: BaseExceptionGroup[Any]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for e in eg.exceptions:
-        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
-    return out
+        self.stage("healing every fault")
+        healer = nemesis_pkg.package(list(self.c.nemesis), db=db, lab=lab, rng=random.Random(0),
+                                     interval=self.c.interval).final_generator
+        heal = Interpreter(client=_NoClient(), nemesis=pkg.nemesis, hosts=hosts, concurrency=1, writer=writer,
+                           rng=random.Random(0), origin=interp.origin, on_event=self.on_event)
+        try:
+            await heal.run(gen.on_nemesis(healer))
+            self.cleanup.append("ran every healer")
+        except Exception as e:
+            self.cleanup.append(f"healing failed ({type(e).__name__}: {e})")
 
 
 class _NoClient:
@@ -458,17 +499,26 @@ async def run_campaign(campaign: Campaign, *, on_event: Progress | None = None,
         await runner.execute()
     except Incomplete as e:
         error = e
+        if e.detail:
+            (run.path / "error.txt").write_text(e.detail, encoding="utf-8")
+            error = Incomplete(e.stage, f"{e.message} (traceback in {run.path / 'error.txt'})", e.host)
     except asyncio.CancelledError:
         interrupted = True
+        stage("interrupted: " + ("; ".join(runner.cleanup) or "nothing had started"))
     except Exception as e:  # a bug or an unforeseen failure: named, with the traceback kept in the run
         import traceback
 
         (run.path / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
-        leaf = _leaves(e)[0] if isinstance(e, BaseExceptionGroup) else e
+        leaf = leaves(e)[0] if isinstance(e, BaseExceptionGroup) else e
         error = Incomplete("run", f"{type(leaf).__name__}: {leaf} (traceback in {run.path / 'error.txt'})")
     finished = time.monotonic()
     stage("checking")
-    judged = await asyncio.to_thread(judge, run, campaign, runner.workload, runner.perf)
+    try:
+        judged = await asyncio.to_thread(judge, run, campaign, runner.workload, runner.perf)
+    except asyncio.CancelledError:  # Ctrl-C while checking: the cluster is already gone
+        interrupted = True
+        stage("interrupted while checking: " + "; ".join(runner.cleanup))
+        judged = {"valid": "unknown", "reasons": ["the check was interrupted"], "checkers": {}}
     results: dict[str, Any] = {
         "seed": campaign.seed,
         "campaign": campaign.to_dict(),
@@ -477,6 +527,7 @@ async def run_campaign(campaign: Campaign, *, on_event: Progress | None = None,
         "duration_seconds": round(finished - started, 3),
         "perf": list(runner.perf),
         "timings": runner.timings,
+        "cleanup": runner.cleanup,
         **judged,
     }
     if interrupted:

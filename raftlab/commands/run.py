@@ -161,7 +161,8 @@ def _execute(campaign: Campaign, junit: Path | None, quiet: bool) -> None:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
     except (KeyboardInterrupt, asyncio.CancelledError):
-        click.echo(f"interrupted: healed, torn down; partial results in {Path(campaign.store) / 'latest'}", err=True)
+        click.echo(f"interrupted (what was stopped is said above); partial results in {Path(campaign.store) / 'latest'}",
+                   err=True)
         sys.exit(130)
     verdict = {True: "valid", False: "INVALID", "unknown": "unknown"}.get(outcome.verdict, "no verdict")  # type: ignore[arg-type]
     if outcome.results.get("error"):

@@ -132,24 +132,41 @@ async def lab_up(kind: str, **kwargs: Any) -> LabState:
     if old is not None:
         raise LabError(f"lab {state.name!r} is already up ({LabState.path(state.name)}); "
                        f"run `raftlab lab down --name {state.name}` first")
-    state.save()  # recorded before anything is made, so `down` can clean up a half-made lab
+    # Options chosen per attach (the local lab's ``net``) are not part of the lab: never recorded.
+    per_attach = getattr(_module(kind), "ATTACH_OPTS", frozenset())
+    replace(state, opts={k: v for k, v in state.opts.items() if k not in per_attach}).save()
+    # (recorded before anything is made, so `down` can clean up a half-made lab)
     try:
         await _module(kind).up(state)
     except LabConflict:
         state.forget()  # the things in the way belong to someone else: leave them alone
         raise
-    except BaseException:
-        await _module(kind).down(state)
+    except BaseException as e:
+        try:
+            await _module(kind).down(state)
+        except Exception as down_error:  # the record goes anyway: `lab up` must not say "already up"
+            state.forget()
+            raise LabError(f"{e}; cleaning up the half-made lab failed too ({down_error}): "
+                           "check what is left by hand") from e
         state.forget()
         raise
     return state
 
 
 async def lab_down(name: str) -> LabState | None:
+    """Remove lab ``name`` and its record. The record goes even when removing fails (the error
+    says what failed), so a half-made lab can always be cleared; a lab in use is refused."""
+    from raftlab.lab.lock import refuse_if_busy
+
     state = LabState.load(name)
     if state is None:
         return None
-    await _module(state.kind).down(state)
+    refuse_if_busy(name, "bring down")
+    try:
+        await _module(state.kind).down(state)
+    except Exception as e:
+        state.forget()
+        raise LabError(f"lab {name!r}: its record is removed, but bringing it down failed: {e}") from e
     state.forget()
     return state
 
@@ -158,8 +175,10 @@ async def lab_status(name: str) -> dict[str, Any] | None:
     state = LabState.load(name)
     if state is None:
         return None
+    from raftlab.lab.lock import holder
+
     return {"name": state.name, "kind": state.kind, "nodes": state.nodes, "workdir": state.workdir,
-            "opts": state.opts, **await _module(state.kind).status(state)}
+            "opts": state.opts, "in_use": holder(name), **await _module(state.kind).status(state)}
 
 
 async def open_lab(kind: str = "local", *, nodes: int = 5, workdir: str | os.PathLike[str] | None = None,
@@ -177,7 +196,10 @@ async def open_lab(kind: str = "local", *, nodes: int = 5, workdir: str | os.Pat
     elif state.nodes < nodes:
         raise LabError(f"lab {name!r} has {state.nodes} hosts, fewer than the {nodes} asked for; "
                        f"run `raftlab lab down --name {name}` and up again")
-    return await _module(kind).attach(replace(state, nodes=nodes))
+    module = _module(kind)
+    # Options the kind lets a campaign choose per attach (the local lab's ``net``) override the record.
+    chosen = {k: v for k, v in opts.items() if k in getattr(module, "ATTACH_OPTS", ()) and v is not None}
+    return await module.attach(replace(state, nodes=nodes, opts={**state.opts, **chosen}))
 
 
 __all__ = ["KINDS", "LabConflict", "LabError", "LabState", "RemoteError", "lab_down", "lab_status", "lab_up", "labs_dir",

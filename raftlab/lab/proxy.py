@@ -157,10 +157,14 @@ class _Pipe:
 class _Link:
     """The listener of one ordered link and the connections accepted on it."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, key: LinkKey, host: str) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, key: LinkKey, host: str, *, gateway: str | None = None,
+                 target: str = "") -> None:
         self.loop = loop
         self.key = key
         self.upstream = (host, key.port)
+        # Through a gateway (raftlab.lab.userns): connect to its unix socket, and say where to.
+        self.gateway = gateway
+        self.preamble = f"{target} {key.port}\n".encode() if gateway else b""
         self.listener = socket.create_server((host, 0), backlog=128)
         self.listener.setblocking(False)
         self.address: tuple[str, int] = self.listener.getsockname()[:2]
@@ -181,16 +185,22 @@ class _Link:
             self._connect(client)
 
     def _connect(self, client: socket.socket) -> None:
-        upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        upstream.setblocking(False)
-        upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        code = upstream.connect_ex(self.upstream)
+        if self.gateway is not None:
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            upstream.setblocking(False)
+            code = upstream.connect_ex(self.gateway)
+        else:
+            upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            upstream.setblocking(False)
+            upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            code = upstream.connect_ex(self.upstream)
         if code not in (0, errno.EINPROGRESS):
             # Nothing listens at dst (node down): close the client like a refused connect would.
             upstream.close()
             client.close()
             return
         pipe = _Pipe(self.loop, self, client, upstream)
+        pipe.pending[1] += self.preamble
         self.pipes.add(pipe)
         if code == 0:
             pipe.start()
@@ -224,6 +234,32 @@ class _Link:
         self.listener.close()
         for pipe in list(self.pipes):
             pipe.close()
+
+
+class GatewayLinks:
+    """Listeners on 127.0.0.1 that reach addresses inside a lab's private network through its gateway.
+
+    The control machine's clients use them (``endpoint(None, host, port)`` of the local lab in
+    address mode); they are never partitioned.
+    """
+
+    def __init__(self, gateway: str, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop or asyncio.get_running_loop()
+        self._gateway = gateway
+        self._links: dict[tuple[str, int], _Link] = {}
+
+    def endpoint(self, address: str, port: int) -> tuple[str, int]:
+        link = self._links.get((address, port))
+        if link is None:
+            key = LinkKey(src="control", dst=address, port=port)
+            link = _Link(self._loop, key, "127.0.0.1", gateway=self._gateway, target=address)
+            self._links[(address, port)] = link
+        return link.address
+
+    def close(self) -> None:
+        for link in self._links.values():
+            link.close()
+        self._links.clear()
 
 
 class ProxyMesh:

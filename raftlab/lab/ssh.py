@@ -7,7 +7,7 @@ The same code reaches Vagrant VMs, containers, network namespaces and real machi
   root they run under ``sudo -n`` (passwordless sudo is required, as on Vagrant boxes). Host keys
   are not checked: lab hosts are recreated often and are reached on private networks.
   A host that cannot be reached raises ``LabError`` naming it, its address and the cause.
-* ``IptablesNet`` puts every rule in the ``RAFTLAB`` chain, jumped to from INPUT, so healing
+* ``IptablesNet`` (``raftlab.lab.iptables``) puts every rule in the ``RAFTLAB`` chain, jumped to from INPUT, so healing
   flushes only raftlab's rules and never the host's own firewall (jepsen-io/jepsen#600).
   ``partition(grudge)`` makes each host drop packets from the hosts it holds a grudge against
   (which cuts TCP both ways); it replaces any earlier partition.
@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import paramiko
 
 from raftlab.lab import LabError, LabState, RemoteError
+from raftlab.lab.iptables import IptablesNet
 from raftlab.lab.nodesfile import NodeSpec, read
-from raftlab.protocols import Grudge, Host, Remote, RunResult
+from raftlab.protocols import Host, RunResult
 
-CHAIN = "RAFTLAB"
 CONNECT_TIMEOUT = 10.0
 
 
@@ -122,51 +122,6 @@ class SshRemote:
             self._client = None
 
 
-class IptablesNet:
-    """Partitions with iptables rules in raftlab's own chain on each host."""
-
-    def __init__(self, remotes: Mapping[Host, Remote], addresses: Mapping[Host, str], *,
-                 iptables: str = "iptables -w") -> None:
-        self._remotes = remotes
-        self._addresses = addresses
-        self._iptables = iptables
-        self._ready: set[Host] = set()
-
-    def _ensure_chain(self) -> str:
-        ipt = self._iptables
-        return (f"{{ {ipt} -N {CHAIN} 2>/dev/null || true; }} && "
-                f"{{ {ipt} -C INPUT -j {CHAIN} 2>/dev/null || {ipt} -I INPUT 1 -j {CHAIN}; }}")
-
-    async def _on_all(self, commands: Mapping[Host, str]) -> None:
-        async with asyncio.TaskGroup() as tg:
-            for host, cmd in commands.items():
-                tg.create_task(self._remotes[host].run(cmd))
-
-    async def partition(self, grudge: Grudge) -> None:
-        for host, enemies in grudge.items():
-            unknown = [h for h in (host, *enemies) if h not in self._addresses]
-            if unknown:
-                raise LabError(f"partition names unknown hosts: {', '.join(sorted(set(unknown)))}")
-        commands = {}
-        for host in self._remotes:
-            parts = [self._ensure_chain(), f"{self._iptables} -F {CHAIN}"]
-            parts += [f"{self._iptables} -A {CHAIN} -s {self._addresses[e]} -j DROP"
-                      for e in sorted(grudge.get(host, ()))]
-            commands[host] = " && ".join(parts)
-        await self._on_all(commands)
-
-    async def heal(self) -> None:
-        """Flush raftlab's chain on every host; no other rule is touched."""
-        await self._on_all({h: f"{self._iptables} -F {CHAIN} 2>/dev/null || true" for h in self._remotes})
-
-    async def remove(self) -> None:
-        """Remove the chain and its jump (for ``lab down``)."""
-        ipt = self._iptables
-        await self._on_all({h: f"while {ipt} -D INPUT -j {CHAIN} 2>/dev/null; do :; done; "
-                               f"{ipt} -F {CHAIN} 2>/dev/null; {ipt} -X {CHAIN} 2>/dev/null; true"
-                            for h in self._remotes})
-
-
 class SshLab:
     """A lab of SSH hosts from a nodes file; also the base of the netns, containers and vagrant labs."""
 
@@ -201,6 +156,9 @@ class SshLab:
 
     def node_dir(self, host: Host) -> str:
         return self._spec(host).dir
+
+    def address(self, host: Host) -> str:
+        return self._spec(host).internal
 
     def python(self, host: Host) -> str:
         return self._spec(host).python

@@ -10,7 +10,7 @@ shell command line), so the same code drives the local lab, network namespaces a
 * files live in ``lab.node_dir(host)``: ``data/`` (WAL, meta), ``node.log``, ``node.out``
   (stdout/stderr) and ``node.pid``, written by the node itself;
 * ``setup`` wipes everything and starts the node detached (``nohup setsid ... &``), then waits
-  until it answers on its client port, or raises ``DBError`` naming the host and the node's last
+  until it answers on its client port, or raises ``StartError`` (``wait_serving``) naming the host and the node's last
   output; ``teardown`` kills it (SIGCONT first, in case it is paused) and wipes its files;
 * ``kill`` is SIGKILL to the pid in the pid file and returns only once that pid is gone;
   ``start`` restarts a dead node on its data; ``pause``/``resume`` are SIGSTOP/SIGCONT;
@@ -31,8 +31,8 @@ from typing import Any
 from raftlab.history import Op, OpType
 from raftlab.impl.client import CasMismatch, DefiniteError, IndeterminateError, KeyNotFound, KvClient
 from raftlab.nemesis.process import process_state, signal_pid_file
-from raftlab.protocols import Host, Lab
-from raftlab.systems import System, SystemOptions
+from raftlab.protocols import Host, HostLab
+from raftlab.systems import System, SystemOptions, wait_serving
 
 START_TIMEOUT = 15.0
 _ENTRY = "import sys; sys.argv[0] = 'raftlab'; from raftlab.cli import main; main()"
@@ -74,7 +74,7 @@ async def _answers(address: str, port: int) -> bool:
 class DtkvDB:
     """``raftlab node`` on every host of ``lab``; Killable, Pausable, HasPrimaries, HasLogFiles."""
 
-    def __init__(self, lab: Lab, options: SystemOptions, *, seed: int = 0) -> None:
+    def __init__(self, lab: HostLab, options: SystemOptions, *, seed: int = 0) -> None:
         self.lab = lab
         self.options = options
         self.seed = seed
@@ -98,7 +98,7 @@ class DtkvDB:
         return self.lab.endpoint(None, host, self.client_port(host))
 
     def node_dir(self, host: Host) -> str:
-        return self.lab.node_dir(host)  # type: ignore[attr-defined, no-any-return]
+        return self.lab.node_dir(host)
 
     def data_dir(self, host: Host) -> str:
         return f"{self.node_dir(host)}/data"
@@ -121,7 +121,7 @@ class DtkvDB:
                 address, port = self.lab.endpoint(host, other, self.peer_port(other))
                 peers.append(f"{i}={address}:{port}")
         nd = self.node_dir(host)
-        python = self.lab.python(host)  # type: ignore[attr-defined]
+        python = self.lab.python(host)
         args = ["node", "--id", str(me), "--data-dir", f"{nd}/data", "--peers", ",".join(peers),
                 "--client-port", str(self.client_port(host)), "--client-host", "0.0.0.0",
                 "--log-file", f"{nd}/node.log", "--pid-file", f"{nd}/node.pid",
@@ -175,7 +175,11 @@ class DtkvDB:
     async def start(self, host: Host) -> None:
         if await self.running(host) is not None:
             return
-        for port in (self.peer_port(host), self.client_port(host)):
+        # Another run's node on a shared address would answer for ours. In the local lab's address
+        # mode every host is a private network namespace (and the control machine's endpoint is a
+        # gateway listener that always accepts), so there is nothing to collide with or probe.
+        own_stack = getattr(self.lab, "kind", None) == "local" and self.lab.address(host) != "127.0.0.1"
+        for port in () if own_stack else (self.peer_port(host), self.client_port(host)):
             address, reached = self.lab.endpoint(None, host, port)
             if await _answers(address, reached):
                 raise DBError(f"{host}: port {port} is already in use by another process (pick another --base-port)")
@@ -189,20 +193,11 @@ class DtkvDB:
         await self._await_listening(host, pid)
 
     async def _await_listening(self, host: Host, pid: int) -> None:
-        address, port = self.client_endpoint(host)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + START_TIMEOUT
-        while True:
-            alive = await process_state(self.lab.remote(host), pid) not in (None, "Z", "X")
-            if alive and await _answers(address, port):
-                return
-            if not alive or loop.time() > deadline:
-                nd = shlex.quote(self.node_dir(host))
-                tail = await self.lab.remote(host).run(f"tail -n 5 {nd}/node.out 2>/dev/null", check=False)
-                why = " | ".join(tail.stdout.strip().splitlines()) or "no output"
-                state = "exited" if not alive else f"did not answer on {address}:{port} within {START_TIMEOUT}s"
-                raise DBError(f"{host}: the node (pid {pid}) {state}: {why}")
-            await asyncio.sleep(0.05)
+        async def answers() -> bool:  # a status request, not a connect: a gateway accepts any connect
+            return "error" not in (await self.status(timeout=0.5, hosts=[host]))[host]
+
+        await wait_serving(self.lab, host, pid, answers, log_file=f"{self.node_dir(host)}/node.out",
+                           timeout=START_TIMEOUT, what="the node")
 
     # -- Pausable ------------------------------------------------------------------------------
 
@@ -222,14 +217,15 @@ class DtkvDB:
                    if s.get("role") == "leader" and "error" not in s]
         return [h for _, h in sorted(leaders, reverse=True)]
 
-    async def status(self, timeout: float = 0.5) -> dict[Host, dict[str, Any]]:
+    async def status(self, timeout: float = 0.5, hosts: list[Host] | None = None) -> dict[Host, dict[str, Any]]:
         """Each host's own status (``{"error": ...}`` for a host that did not answer)."""
-        kv = KvClient([self.client_endpoint(h) for h in self.hosts], timeout=timeout)
+        asked = self.hosts if hosts is None else hosts
+        kv = KvClient([self.client_endpoint(h) for h in asked], timeout=timeout)
         try:
             rows = await kv.status()
         finally:
             await kv.close()
-        return dict(zip(self.hosts, rows, strict=True))
+        return dict(zip(asked, rows, strict=True))
 
 
 class DtkvClient:
@@ -313,7 +309,7 @@ class DtkvClient:
         raise ValueError(f"the dtkv client cannot run {op.f!r}")
 
 
-def system(lab: Lab, options: SystemOptions) -> System:
+def system(lab: HostLab, options: SystemOptions) -> System:
     db = DtkvDB(lab, options, seed=int(options.extra.get("seed", 0)))
     return System(name="dtkv", db=db, client=DtkvClient(db, options.op_timeout,
                                                          reads=str(options.extra.get("reads", "local"))))

@@ -9,7 +9,9 @@ served from local state, without ReadIndex) is caught by the checker under parti
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,6 +32,16 @@ def proc_state(pid: int) -> str | None:
         return None
 
 
+async def set_up_and_elect(db: Any, hosts: Sequence[str]) -> str:
+    """Set every host up at once and wait (up to 10 s) until the DB names a leader; that leader."""
+    await asyncio.gather(*(db.setup(h) for h in hosts))
+    for _ in range(100):
+        if leaders := await db.primaries():
+            return str(leaders[0])
+        await asyncio.sleep(0.1)
+    raise AssertionError("no leader within 10 s of setup")
+
+
 def test_db_lifecycle_kill_start_pause_resume_teardown(lab_name: str, base_port: int) -> None:
     need_raft_core()
     from raftlab.lab import open_lab
@@ -38,12 +50,7 @@ def test_db_lifecycle_kill_start_pause_resume_teardown(lab_name: str, base_port:
         lab = await open_lab("local", nodes=3, name=lab_name)
         db = DtkvDB(lab, SystemOptions(base_port=base_port), seed=1)
         try:
-            await asyncio.gather(*(db.setup(h) for h in lab.hosts))
-            for _ in range(100):
-                if await db.primaries():
-                    break
-                await asyncio.sleep(0.1)
-            leader = (await db.primaries())[0]
+            leader = await set_up_and_elect(db, lab.hosts)
             assert leader in lab.hosts
             pid = await db.running("n2")
             assert pid is not None and proc_state(pid) not in (None, "Z")

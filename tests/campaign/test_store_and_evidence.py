@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,41 @@ def test_faults_unknown_when_none_took_effect_and_counted_per_fault() -> None:
     assert valid is True and data["by_fault"]["partition"]["took_effect"] == 1
     assert data["never_took_effect"] == ["kill"]
     assert evidence.faults(History([]), [])[0] is True  # no faults asked for
+
+
+def test_faults_with_a_shared_start_f_are_counted_for_the_fault_the_schedule_chose() -> None:
+    """partition/partition-leader, kill/kill-leader and pause/pause-leader share their start f: each
+    start the schedule emits is counted for the fault it drew, so neither is reported as idle."""
+    import random
+
+    from raftlab.nemesis import parse_faults, perf
+    from raftlab.nemesis.package import Schedule
+
+    names = ["partition", "partition-leader", "kill", "kill-leader", "pause", "pause-leader"]
+    schedule = Schedule(parse_faults(names), random.Random(7), interval=1.0)
+    events: list[Op] = []
+    drawn: list[str] = []
+
+    class Ctx:
+        time = 0
+        free_processes = (NEMESIS,)
+
+    ctx = Ctx()
+    while len(drawn) < 2 * len(names):
+        ctx.time += 10**10
+        invoke = schedule.op(ctx)
+        if not isinstance(invoke, Op):  # the first call only sets the delay
+            continue
+        done = replace(invoke, type=OpType.INFO, value={"hosts": ["n1"]})
+        events += [replace(invoke, index=len(events)), replace(done, index=len(events) + 1)]
+        schedule.update(ctx, done)
+        if invoke.f in {"kill", "pause", "start-partition"}:
+            drawn.append(invoke.extra["fault"])
+    history = History.parse(json.dumps(e.to_dict()) for e in events)  # the field survives the JSON form
+    valid, _, data = evidence.faults(history, perf(parse_faults(names)))
+    assert valid is True and "never_took_effect" not in data
+    for name in names:
+        assert data["by_fault"][name]["took_effect"] == drawn.count(name) == 2  # the bag draws each twice
 
 
 def test_final_and_recovery() -> None:

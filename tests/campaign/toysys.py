@@ -19,24 +19,25 @@ from typing import Any
 from raftlab.nemesis.process import process_state, signal_pid_file
 
 from raftlab.history import Op, OpType
-from raftlab.protocols import Host, Lab
+from raftlab.protocols import Host, HostLab
 from raftlab.systems import System, SystemOptions
 
 SERVER = (Path(__file__).resolve().parents[1] / "jsonkv_server.py").read_text()
 
 
 class ToyDB:
-    def __init__(self, lab: Lab, options: SystemOptions) -> None:
+    def __init__(self, lab: HostLab, options: SystemOptions) -> None:
         self.lab = lab
         self.hosts = list(lab.hosts)
         self.base = options.base_port
         self.mode = options.extra.get("mode", "single")
+        self.start_delay = float(options.extra.get("start-delay", 0))  # a slow start, for Ctrl-C tests
 
     def port(self, host: Host) -> int:
         return self.base + self.hosts.index(host)
 
     def dir(self, host: Host) -> str:
-        return self.lab.node_dir(host)  # type: ignore[attr-defined, no-any-return]
+        return self.lab.node_dir(host)
 
     def pid_file(self, host: Host) -> str:
         return f"{self.dir(host)}/toy.pid"
@@ -56,14 +57,16 @@ class ToyDB:
 
     async def start(self, host: Host) -> None:
         d = shlex.quote(self.dir(host))
-        py = self.lab.python(host)  # type: ignore[attr-defined]
+        py = self.lab.python(host)
         pid = (await self.lab.remote(host).run(f"cat {d}/toy.pid 2>/dev/null", check=False)).stdout.strip()
         if pid.isdigit() and await process_state(self.lab.remote(host), int(pid)) not in (None, "Z"):
             return  # running (a killed server may linger as a zombie: that one is dead)
+        server = f"{py} toyserver.py state.json {self.port(host)} 127.0.0.1"
+        if self.start_delay:
+            server = f"sh -c {shlex.quote(f'sleep {self.start_delay}; exec {server}')}"
         await self.lab.remote(host).run(
-            f"cd {d} && nohup setsid {py} toyserver.py state.json {self.port(host)} 127.0.0.1 >> toy.out 2>&1 < /dev/null & "
-            f"echo $! > {d}/toy.pid")
-        for _ in range(100):
+            f"cd {d} && nohup setsid {server} >> toy.out 2>&1 < /dev/null & echo $! > {d}/toy.pid")
+        for _ in range(100 + int(self.start_delay * 20)):
             try:
                 _, w = await asyncio.open_connection("127.0.0.1", self.port(host))
                 w.close()
@@ -122,6 +125,6 @@ class ToyClient:
             self.conn[1].close()
 
 
-def system(lab: Lab, options: SystemOptions) -> System:
+def system(lab: HostLab, options: SystemOptions) -> System:
     db = ToyDB(lab, options)
     return System(name="toy", db=db, client=ToyClient(db, options.op_timeout))
