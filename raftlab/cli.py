@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("raftlab.commands.report:report", "Rebuild a stored run's report."),
     "lab": ("raftlab.commands.lab:lab", "Create, inspect and destroy labs."),
     "sim": ("raftlab.commands.sim:sim", "Simulate a Raft cluster deterministically."),
+    "mutate": ("raftlab.commands.mutate:mutate", "Seed known bugs into the reference node; score what is caught."),
     "node": ("raftlab.impl.cli:node", "Run or inspect a reference Raft + DtKV node."),
     "kv": ("raftlab.impl.cli:kv", "Talk to a DtKV cluster."),
 }
