@@ -46,7 +46,9 @@ from typing import Any
 from raftlab.mutants import Mutant, patch
 
 PACKAGES = ("raftlab", "raftlab.impl", "raftlab.checker", "raftlab.nemesis", "raftlab.workloads")
-DEFAULT_CAMPAIGN = "--workload register --nemesis kill,pause,partition --time-limit 60"
+# the README's `./dev campaign` (dev runs `raftlab run` with exactly these arguments; a test checks)
+DEFAULT_CAMPAIGN = ("--workload register --nemesis kill,pause,partition,kill-leader,pause-leader,partition-leader,"
+                    "kill-majority --swarm --interval 3 --rate 200 --time-limit 60")
 METHODS = ("sim", "campaign")
 
 

@@ -222,6 +222,12 @@ class DtkvDB:
                    if s.get("role") == "leader" and "error" not in s]
         return [h for _, h in sorted(leaders, reverse=True)]
 
+    # -- HasReplicaDigests ---------------------------------------------------------------------
+
+    async def digests(self) -> dict[Host, dict[str, Any]]:
+        return {h: s.get("digest") or {"error": s.get("error", "no digest in the status reply")}
+                for h, s in (await self.status()).items()}
+
     async def status(self, timeout: float = 0.5) -> dict[Host, dict[str, Any]]:
         """Each host's own status (``{"error": ...}`` for a host that did not answer)."""
         kv = KvClient([self.client_endpoint(h) for h in self.hosts], timeout=timeout)

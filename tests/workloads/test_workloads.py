@@ -27,7 +27,7 @@ def test_registry_names_and_unknown_workload() -> None:
 
 
 def test_register_ops_follow_the_kv_vocabulary(seed: int) -> None:
-    h = campaign("register", 600, seed)
+    h = campaign("register", 600, seed, values=5)
     invokes = [o for o in h if o.type is OpType.INVOKE]
     assert Counter(o.f for o in invokes).keys() == {"read", "write", "cas"}
     for o in invokes:
@@ -37,6 +37,23 @@ def test_register_ops_follow_the_kv_vocabulary(seed: int) -> None:
         if o.f == "cas":
             assert isinstance(o.value, list) and len(o.value) == 2 and all(v in range(5) for v in o.value)
     History(h)
+
+
+def test_register_values_are_unique_per_key_and_cas_expects_recent_or_absent(seed: int) -> None:
+    h = campaign("register", 900, seed)
+    invokes = [o for o in h if o.type is OpType.INVOKE and o.f in ("write", "cas")]
+    written: dict[str, list[int]] = {}
+    absent_cas = recent_cas = 0
+    for o in invokes:
+        new = o.value if o.f == "write" else o.value[1]
+        assert new not in written.get(o.key, []), o  # never the same value twice on one key
+        if o.f == "cas":
+            expected = o.value[0]
+            assert expected is None or expected in written.get(o.key, []), o
+            absent_cas += expected is None
+            recent_cas += bool(written.get(o.key)) and expected == written[o.key][-1]
+        written.setdefault(o.key, []).append(new)
+    assert absent_cas > 0 and recent_cas > absent_cas
 
 
 def test_register_keys_rotate_after_ops_per_key(seed: int) -> None:

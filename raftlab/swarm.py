@@ -1,0 +1,40 @@
+"""Swarm testing for campaigns: each seed draws its own fault mix and fault rate.
+
+A fixed mix (every fault, every time, at one rate) spends each run the same way, and a fault
+that masks another (a partition that keeps the killed leader's successor from being elected,
+say) masks it in every run. Swarm testing (Groce et al., ISSTA 2012) draws, per run, a random
+subset of the allowed faults and how often they come; over many seeds every combination gets
+its runs, including the sparse ones that let a bug's window stay open. FoundationDB's simulator
+and Jepsen's randomized nemesis packages do the same.
+
+``draw(seed, faults, interval)`` is pure: the same seed gives the same mix. ``raftlab run
+--swarm`` applies it before the campaign is built, so ``campaign.json`` records the drawn faults
+and interval and ``raftlab replay`` repeats them without knowing about swarms.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+KEEP = 0.6  # chance that each allowed fault is in a run's mix (at least one always is)
+INTERVALS = (0.5, 1.0, 2.0, 3.0)  # multiples of the campaign's --interval
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SwarmDraw:
+    faults: tuple[str, ...]
+    interval: float
+
+    def describe(self) -> str:
+        return f"swarm: faults {','.join(self.faults) or 'none'}, one every ~{self.interval:g}s"
+
+
+def draw(seed: int, faults: Sequence[str], interval: float) -> SwarmDraw:
+    """The fault subset and mean interval of run ``seed`` (faults keep their given order)."""
+    rng = random.Random(f"swarm:{seed}")
+    kept = tuple(f for f in faults if rng.random() < KEEP)
+    if faults and not kept:
+        kept = (rng.choice(list(faults)),)
+    return SwarmDraw(faults=kept, interval=round(interval * rng.choice(INTERVALS), 3))
