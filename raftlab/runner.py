@@ -429,8 +429,10 @@ def judge(run: store.RunDir, campaign: Campaign, workload: Any, perf: Sequence[d
             from raftlab.checker.visualize import render_html
 
             (run.path / "timeline.html").write_text(render_html(history, result), encoding="utf-8")
+    from raftlab.coverage import campaign as campaign_coverage
+
     return {"valid": valid, "reasons": reasons, "checkers": checkers, "counts": evidence.counts(history),
-            "events": len(history)}
+            "events": len(history), "coverage": campaign_coverage(history, run.path / "nodes")}
 
 
 async def run_campaign(campaign: Campaign, *, on_event: Progress | None = None,

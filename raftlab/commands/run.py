@@ -166,6 +166,10 @@ def _execute(campaign: Campaign, junit: Path | None, quiet: bool) -> None:
     for reason in outcome.reasons:
         click.echo(f"  - {reason}")
     click.echo(f"report: {outcome.run.report}")
+    if outcome.results.get("coverage"):
+        from raftlab.coverage import describe
+
+        click.echo(describe(outcome.results["coverage"]))
     if junit is not None:
         write_junit(junit, outcome)
         click.echo(f"junit: {junit}")

@@ -43,6 +43,7 @@ def sim(seed: int | None, steps: int, nodes: int | None, loss: float, read_only:
     """Simulate a Raft cluster deterministically and check every step."""
     import random
 
+    from raftlab.coverage import describe
     from raftlab.sim.cluster import SimConfig, simulate
     from raftlab.sim.hunt import describe_config, hunt, replay_command, swarm_config
 
@@ -56,6 +57,7 @@ def sim(seed: int | None, steps: int, nodes: int | None, loss: float, read_only:
             click.echo(json.dumps(result.to_dict()))
         else:
             click.echo(result.summary())
+            click.echo(describe(result.coverage))
             if result.found is not None:
                 click.echo(result.found.explanation)
             if not result.valid:
@@ -70,6 +72,7 @@ def sim(seed: int | None, steps: int, nodes: int | None, loss: float, read_only:
         click.echo(json.dumps(outcome.to_dict()))
     else:
         click.echo(outcome.summary())
+        click.echo(describe(outcome.coverage))
         if outcome.valid is not True:
             click.echo(outcome.explanation)
             click.echo(f"replay: {replay_command(seed, outcome.steps, True, nodes, outcome=None) if swarm else outcome.replay}")

@@ -19,6 +19,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from raftlab.coverage import SimCoverage
 from raftlab.history import History, Op, OpType
 from raftlab.impl.raft import Entry, EntryType, NotLeader, RaftConfig, RaftCore, Role
 from raftlab.impl.storage.memory import MemoryStorage
@@ -89,6 +90,7 @@ class SimCluster:
         self.context_seq = 0
         self.stats = {"elections": 0, "commits": 0, "crashes": 0, "partitions": 0, "ops": 0}
         self.leaders_seen: set[tuple[int, int]] = set()
+        self.coverage = SimCoverage()  # only looks: which risky situations this run reached
 
     def _boot(self, node_id: int, storage: MemoryStorage) -> SimNode:
         cfg = RaftConfig(id=node_id, voters=self.ids, election_tick=self.config.election_tick,
@@ -125,6 +127,7 @@ class SimCluster:
                 target = self.nodes[msg.to]
                 if target.up and self.net.connected(msg.from_, msg.to):
                     self.trace.append(f"deliver {msg.describe()}")
+                    self.coverage.on_deliver(target, msg)
                     target.core.step(msg)
         elif r < 0.955:
             self._client_op()
@@ -156,7 +159,9 @@ class SimCluster:
         node = self.nodes[self.rng.choice(self.ids)]
         if node.up:
             node.up = False
+            before = node.storage.last_index()
             node.storage = node.storage.crash()
+            self.coverage.on_crash(node.id, before, node.storage.last_index())
             self.stats["crashes"] += 1
             self.net.drop_for(node.id)
             for p in [p for p in self.pending.values() if p.node == node.id]:
@@ -169,6 +174,7 @@ class SimCluster:
         core = node.core
         while core.has_ready():
             rd = core.ready()
+            self.coverage.on_ready(node, rd, self.nodes)
             if rd.soft_state is not None and rd.soft_state.role is Role.LEADER:
                 key = (core.term, node.id)
                 if key not in self.leaders_seen:
@@ -252,6 +258,7 @@ class SimCluster:
                 if f == "read":
                     self.context_seq += 1
                     p.context = self.context_seq.to_bytes(8, "big")
+                    self.coverage.on_read(node, p.context)
                     node.core.read_index(p.context)
                 else:
                     data = json.dumps({"f": f, "key": key, "value": value}).encode()
@@ -328,6 +335,7 @@ class SimOutcome:
     replay: str
     stats: dict[str, int]
     last_events: tuple[str, ...]
+    coverage: dict[str, Any] = field(default_factory=dict)  # raftlab/coverage.py SIM_SITUATIONS reached
 
     def summary(self) -> str:
         word = {True: "valid", False: "VIOLATION", "unknown": "unknown"}[self.valid]  # type: ignore[index]
@@ -337,7 +345,8 @@ class SimOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         return {"seed": self.seed, "steps": self.steps, "valid": self.valid, "explanation": self.explanation,
-                "replay": self.replay, "stats": self.stats, "last_events": list(self.last_events)}
+                "replay": self.replay, "stats": self.stats, "last_events": list(self.last_events),
+                "coverage": self.coverage}
 
 
 def simulate(seed: int, steps: int, config: SimConfig | None = None, *, time_limit: float | None = 60.0,
@@ -363,5 +372,5 @@ def simulate(seed: int, steps: int, config: SimConfig | None = None, *, time_lim
             valid, explanation = result.valid, result.explanation
     return SimOutcome(seed=seed, steps=done, valid=valid, explanation=explanation,
                       replay=cluster.replay_command(done), stats=dict(cluster.stats),
-                      last_events=tuple(cluster.trace))
+                      last_events=tuple(cluster.trace), coverage=cluster.coverage.to_dict())
 

@@ -19,8 +19,10 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from raftlab.coverage import merge
 
 from .cluster import SimConfig, SimOutcome, simulate
 
@@ -59,6 +61,7 @@ class HuntResult:
     found: SimOutcome | None
     crash: str = ""  # the simulated code raised something other than an invariant violation
     replay: str = ""  # the command that repeats the failing run (empty when nothing was found)
+    coverage: dict[str, Any] = field(default_factory=dict)  # risky situations reached, over all seeds run
 
     @property
     def valid(self) -> bool:
@@ -68,7 +71,8 @@ class HuntResult:
         return {"first_seed": self.first_seed, "seeds_run": self.seeds_run, "seconds": round(self.seconds, 3),
                 "swarm": self.swarm, "valid": self.valid, "crash": self.crash,
                 "found": self.found.to_dict() if self.found is not None else None, "replay": self.replay,
-                "seeds_per_minute": round(60 * self.seeds_run / self.seconds, 1) if self.seconds else None}
+                "seeds_per_minute": round(60 * self.seeds_run / self.seconds, 1) if self.seconds else None,
+                "coverage": self.coverage}
 
     def summary(self) -> str:
         rate = f"{60 * self.seeds_run / self.seconds:.0f} seeds/min" if self.seconds else ""
@@ -86,6 +90,7 @@ def hunt(seed: int, budget: float, steps: int, *, swarm: bool = True, nodes: int
     """Run seeds from ``seed`` until one fails or ``budget`` seconds have passed (at least one run)."""
     start = clock()
     n = 0
+    covered: list[dict[str, Any]] = []
     while True:
         run_seed = seed + n
         config = swarm_config(run_seed, nodes) if swarm else (base or SimConfig())
@@ -95,12 +100,16 @@ def hunt(seed: int, budget: float, steps: int, *, swarm: bool = True, nodes: int
         except Exception as e:  # the simulated code crashed: a finding, named with its seed
             return HuntResult(first_seed=seed, seeds_run=n, seconds=clock() - start, swarm=swarm, found=None,
                               crash=f"seed {run_seed}: {type(e).__name__}: {e}",
-                              replay=replay_command(run_seed, steps, swarm, nodes, outcome=None))
+                              replay=replay_command(run_seed, steps, swarm, nodes, outcome=None),
+                              coverage=merge(covered))
+        covered.append(outcome.coverage)
         if outcome.valid is False:
             return HuntResult(first_seed=seed, seeds_run=n, seconds=clock() - start, swarm=swarm, found=outcome,
-                              replay=replay_command(run_seed, steps, swarm, nodes, outcome=outcome))
+                              replay=replay_command(run_seed, steps, swarm, nodes, outcome=outcome),
+                              coverage=merge(covered))
         if clock() - start >= budget:
-            return HuntResult(first_seed=seed, seeds_run=n, seconds=clock() - start, swarm=swarm, found=None)
+            return HuntResult(first_seed=seed, seeds_run=n, seconds=clock() - start, swarm=swarm, found=None,
+                              coverage=merge(covered))
 
 
 def replay_command(seed: int, steps: int, swarm: bool, nodes: int | None, *, outcome: SimOutcome | None) -> str:
