@@ -127,6 +127,17 @@ def merge(runs: Iterable[Mapping[str, Any]], names: Mapping[str, str] = SIM_SITU
     return summary(names, total)
 
 
+READ_FS = frozenset({"read", "get", "batch-get", "list"})
+
+
+def _cas_expected_absent(f: str, value: Any) -> bool:
+    """A cas on an absent key: register ``cas [null, new]`` or tree ``cas-key [name, null, new]``."""
+    if not isinstance(value, list | tuple):
+        return False
+    return (f == "cas" and len(value) == 2 and value[0] is None) or (
+        f == "cas-key" and len(value) == 3 and value[1] is None)
+
+
 _ELECTED = re.compile(r"became leader at term")
 _STEPPED_DOWN = re.compile(r"stepped down .*check-quorum")
 
@@ -155,14 +166,14 @@ def campaign(history: History, nodes_dir: Path) -> dict[str, Any]:
             elif op.f in ("start", "resume", "stop-partition"):
                 active = max(0, active - 1)
             continue
-        if op.type is OpType.INFO and op.f in ("write", "cas"):
+        if op.type is OpType.INFO and op.f not in READ_FS:
             counts["indeterminate-write"] += 1
-        if op.f == "cas" and isinstance(op.value, list | tuple) and op.value and op.value[0] is None:
+        if _cas_expected_absent(op.f, op.value):
             if op.type is OpType.OK:
                 counts["cas-absent-ok"] += 1
             elif op.type is OpType.FAIL and "mismatch" in (op.error or ""):
                 counts["cas-absent-refused"] += 1
-        if op.f == "read" and op.type is OpType.OK and active:
+        if op.f in READ_FS and op.type is OpType.OK and active:
             counts["read-during-fault"] += 1
     elected = 0
     if nodes_dir.is_dir():

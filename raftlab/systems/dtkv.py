@@ -309,7 +309,36 @@ class DtkvClient:
                 except KeyNotFound:
                     return []
                 return sorted(int(n) for n in names)
-        raise ValueError(f"the dtkv client cannot run {op.f!r}")
+        return await _tree_call(kv, op)
+
+
+async def _tree_call(kv: KvClient, op: Op) -> Any:
+    """The tree workload's ops (workloads/tree.py): one directory ``op.key``, leaves ``key.name``."""
+    d, arg = str(op.key), op.value
+    match op.f:
+        case "mkdir":
+            await kv.mkdir(d)
+        case "rmdir":
+            await kv.remove(d)
+        case "list":
+            return sorted(await kv.list(d))
+        case "put":
+            await kv.put(f"{d}.{arg[0]}", _encode(arg[1]))
+        case "get":
+            return _decode(await kv.get(f"{d}.{arg[0]}"))
+        case "cas-key":
+            await kv.cas(f"{d}.{arg[0]}", None if arg[1] is None else _encode(arg[1]), _encode(arg[2]))
+        case "remove":
+            await kv.remove(f"{d}.{arg[0]}")
+        case "batch-put":
+            await kv.batch_put({f"{d}.{n}": _encode(v) for n, v in arg})
+        case "batch-get":
+            return [_decode(v) for v in await kv.batch_get([f"{d}.{n}" for n in arg])]
+        case "batch-remove":
+            await kv.batch_remove([f"{d}.{n}" for n in arg])
+        case _:
+            raise ValueError(f"the dtkv client cannot run {op.f!r}")
+    return arg
 
 
 def system(lab: Lab, options: SystemOptions) -> System:

@@ -21,8 +21,8 @@ def campaign(name: str, n: int, seed: int, complete: gen.Completer | None = None
 
 
 def test_registry_names_and_unknown_workload() -> None:
-    assert set(WORKLOADS) == {"register", "set"}
-    with pytest.raises(UnknownWorkload, match="known: register, set"):
+    assert set(WORKLOADS) == {"register", "set", "tree"}
+    with pytest.raises(UnknownWorkload, match="known: register, set, tree"):
         make("bank")
 
 
@@ -97,3 +97,22 @@ def test_set_adds_are_unique_and_the_final_read_retries(seed: int) -> None:
 
 def test_probe_ops_are_reads() -> None:
     assert make("register").probe["f"] == "read" and make("set").probe == {"f": "read"}
+
+
+def test_tree_ops_cover_the_dtkv_vocabulary_inside_one_directory(seed: int) -> None:
+    from raftlab.checker.tree import DtkvDirs
+
+    h = campaign("tree", 1500, seed, dirs=3, ops_per_dir=60)
+    invokes = [o for o in h if o.type is OpType.INVOKE]
+    assert {o.f for o in invokes} == DtkvDirs.fs
+    firsts: dict[str, str] = {}
+    for o in invokes:
+        assert isinstance(o.key, str) and o.key.startswith("t")
+        firsts.setdefault(o.key, o.f)
+        if o.f == "cas-key":
+            assert len(o.value) == 3
+    assert Counter(firsts.values())["mkdir"] > len(firsts) // 2  # a fresh directory is usually made first
+    final = invokes[-3:]  # the final phase: one batch-get of every leaf per directory in use
+    assert [o.f for o in final] == ["batch-get"] * 3 and len({o.key for o in final}) == 3
+    assert all(o.value == ["a", "b", "c", "d"] for o in final)
+    History(h)
