@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
@@ -43,7 +44,6 @@ def sim(seed: int | None, steps: int, nodes: int | None, loss: float, read_only:
     """Simulate a Raft cluster deterministically and check every step."""
     import random
 
-    from raftlab.coverage import describe
     from raftlab.sim.cluster import SimConfig, simulate
     from raftlab.sim.hunt import describe_config, hunt, replay_command, swarm_config
 
@@ -53,30 +53,34 @@ def sim(seed: int | None, steps: int, nodes: int | None, loss: float, read_only:
                        partitions=not no_partitions)
     if budget is not None:
         result = hunt(seed, budget, steps, swarm=swarm, nodes=nodes, base=config, time_limit=time_limit)
-        if as_json:
-            click.echo(json.dumps(result.to_dict()))
-        else:
-            click.echo(result.summary())
-            click.echo(describe(result.coverage))
-            if result.found is not None:
-                click.echo(result.found.explanation)
-            if not result.valid:
-                click.echo(f"replay: {result.replay}")
+        found = result.found
+        _report(result.to_dict(), as_json, result.summary(), result.coverage, result.valid,
+                found.explanation if found else result.crash, result.replay, ())
         sys.exit(0 if result.valid else 1)
     if swarm:
         config = swarm_config(seed, nodes)
         if not as_json:
             click.echo(f"swarm: {describe_config(config)}")
     outcome = simulate(seed, steps, config, time_limit=time_limit)
-    if as_json:
-        click.echo(json.dumps(outcome.to_dict()))
-    else:
-        click.echo(outcome.summary())
-        click.echo(describe(outcome.coverage))
-        if outcome.valid is not True:
-            click.echo(outcome.explanation)
-            click.echo(f"replay: {replay_command(seed, outcome.steps, True, nodes, outcome=None) if swarm else outcome.replay}")
-            click.echo("last events:")
-            for line in outcome.last_events:
-                click.echo(f"  {line}")
+    replay = replay_command(seed, outcome.steps, True, nodes, outcome=None) if swarm else outcome.replay
+    _report(outcome.to_dict(), as_json, outcome.summary(), outcome.coverage, outcome.valid is True,
+            outcome.explanation, replay, outcome.last_events)
     sys.exit(EXIT[outcome.valid])
+
+
+def _report(as_dict: dict[str, Any], as_json: bool, summary: str, coverage: dict[str, Any], valid: bool,
+            explanation: str, replay: str, last_events: tuple[str, ...]) -> None:
+    from raftlab.coverage import describe
+
+    if as_json:
+        click.echo(json.dumps(as_dict))
+        return
+    click.echo(summary)
+    click.echo(describe(coverage))
+    if not valid:
+        click.echo(explanation)
+        click.echo(f"replay: {replay}")
+        if last_events:
+            click.echo("last events:")
+            for line in last_events:
+                click.echo(f"  {line}")
