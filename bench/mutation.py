@@ -5,11 +5,14 @@ Run it alone (it is CPU-heavy), under the bench lock:
     flock /tmp/raftlab-bench.lock .venv/bin/python bench/mutation.py --methods sim --sim-budget 60
     flock /tmp/raftlab-bench.lock .venv/bin/python bench/mutation.py --methods campaign --layer dtkv
     flock /tmp/raftlab-bench.lock .venv/bin/python bench/mutation.py --baseline-runs 20
+    flock /tmp/raftlab-bench.lock .venv/bin/python bench/mutation.py --hunt-speed 60
 
 It prints one line per mutant (caught or missed by each method, with the time to catch), then
 the score per method and for either; the full JSON goes to --out. ``--baseline-runs N`` instead
 runs the default campaign on the unmutated source for seeds 1..N and prints how many in a row
-were valid (a false alarm would make every mutant look caught). Every figure is measured here,
+were valid (a false alarm would make every mutant look caught). ``--hunt-speed S`` measures the
+simulator's hunting rate on the unmutated core: 5-node seeds of 10,000 steps for S seconds, with
+and without swarm draws, in this one process (one core). Every figure is measured here,
 on this machine, in this run; nothing is assumed.
 """
 
@@ -50,6 +53,16 @@ def baseline_runs(n: int, store: str, base_port: int, first_seed: int) -> None:
     print(f"baseline: {in_a_row} consecutive valid runs of the default campaign (of {n} planned)")
 
 
+def hunt_speed(seconds: float, seed: int) -> None:
+    from raftlab.coverage import describe
+    from raftlab.sim.hunt import hunt
+
+    for swarm in (False, True):
+        r = hunt(seed, seconds, 10_000, swarm=swarm, nodes=5)
+        print(f"{'swarm' if swarm else 'fixed'}: {r.summary()}  -> {60 * r.seeds_run / r.seconds:.0f} "
+              f"5-node seeds of 10k steps per minute; {describe(r.coverage)}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--methods", default="sim,campaign", help="sim, campaign or both (comma-separated)")
@@ -63,7 +76,11 @@ def main() -> None:
     ap.add_argument("--store", default="/tmp/raftlab-bench-mutation")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--baseline-runs", type=int, default=0, help="run the unmutated default campaign N times instead")
+    ap.add_argument("--hunt-speed", type=float, default=0.0, help="measure simulator seeds/min for S seconds")
     args = ap.parse_args()
+    if args.hunt_speed:
+        hunt_speed(args.hunt_speed, args.seed)
+        return
     if args.baseline_runs:
         baseline_runs(args.baseline_runs, args.store, args.base_port, args.seed)
         return
