@@ -135,16 +135,36 @@ class Plan:
             raise ValueError("the simulation budget and steps must be positive")
 
 
+INTERRUPT_GRACE = 90.0  # seconds a Ctrl-C'd campaign gets to heal, tear down and write results
+
+
 def _run(cmd: list[str], root: Path, timeout: float, env_extra: dict[str, str] | None = None
          ) -> tuple[int, str, str, float]:
+    """Run ``cmd`` in the patched copy. On Ctrl-C the child (same process group, so it got the
+    SIGINT too) is given time to heal and tear its cluster down before this re-raises."""
     env = tree_env(root)
     env.update(env_extra or {})
     start = time.monotonic()
+    with subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.terminate()  # SIGTERM: a campaign heals and tears down as on Ctrl-C
+            out, err = _finish(proc)
+            return -1, out, f"timed out after {timeout:.0f}s; {err.strip()[-200:]}", time.monotonic() - start
+        except KeyboardInterrupt:
+            _finish(proc)
+            raise
+    return proc.returncode, out, err, time.monotonic() - start
+
+
+def _finish(proc: subprocess.Popen[str]) -> tuple[str, str]:
     try:
-        proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        return -1, str(e.stdout or ""), f"timed out after {timeout:.0f}s", time.monotonic() - start
-    return proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start
+        return proc.communicate(timeout=INTERRUPT_GRACE)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        proc.kill()
+        return proc.communicate()
 
 
 def run_sim(root: Path, plan: Plan) -> Attempt:
@@ -167,7 +187,7 @@ def run_campaign(root: Path, plan: Plan, mutant_id: str) -> Attempt:
     args = shlex.split(plan.campaign_args)
     store = str(Path(plan.store).resolve() / mutant_id)
     cmd = [sys.executable, "-m", "raftlab.cli", "run", *args, "--seed", str(plan.seed), "--quiet",
-           "--store", store, "--lab-name", f"mutate-{os.getpid()}", "--base-port", str(plan.base_port)]
+           "--store", store, "--lab-name", lab_name(), "--base-port", str(plan.base_port)]
     env_extra = {"RAFTLAB_LABS_DIR": plan.labs_dir} if plan.labs_dir else None
     code, out, err, seconds = _run(cmd, root, timeout=_campaign_timeout(args), env_extra=env_extra)
     reasons = [line.strip()[2:] for line in out.splitlines() if line.strip().startswith("- ")]
@@ -175,6 +195,11 @@ def run_campaign(root: Path, plan: Plan, mutant_id: str) -> Attempt:
     detail = "; ".join(reasons)[:500] or (err.strip()[-300:] if outcome == "error" else f"exit {code}")
     return Attempt(method="campaign", outcome=outcome, seconds=seconds, seed=plan.seed, detail=detail,
                    replay=f"raftlab replay {store}/latest", extra={"exit_code": code})
+
+
+def lab_name() -> str:
+    """The local lab every campaign of this mutate process uses (brought down at the end)."""
+    return f"mutate-{os.getpid()}"
 
 
 def _campaign_timeout(args: Sequence[str]) -> float:
@@ -247,7 +272,16 @@ def run(mutants: Sequence[Mutant], plan: Plan, *, out_path: Path | None = None, 
     results["score"] = score(results["mutants"])
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     save()
+    if "campaign" in plan.methods:
+        _lab_down(plan)
     return results
+
+
+def _lab_down(plan: Plan) -> None:
+    """Bring the campaigns' local lab down, in the environment the campaigns ran in."""
+    env = dict(os.environ, **({"RAFTLAB_LABS_DIR": plan.labs_dir} if plan.labs_dir else {}))
+    subprocess.run([sys.executable, "-m", "raftlab.cli", "lab", "down", "--name", lab_name()], env=env,
+                   capture_output=True, timeout=120, check=False)
 
 
 def _word(a: Attempt) -> str:
