@@ -29,6 +29,7 @@ SIM_SITUATIONS: dict[str, str] = {
     "vote-refused-stale-log": "a vote request refused because the candidate's log was stale (§5.4.1)",
     "read-before-term-commit": "a ReadIndex asked of a new leader before it committed an entry of its term (§6.4)",
     "read-while-stale-leader": "a ReadIndex confirmed while a deposed leader of an older term still led",
+    "read-at-deposed-leader": "a ReadIndex confirmed by a leader after a newer-term leader was elected",
     "two-leaders": "two nodes leading at once (in different terms)",
     "leader-with-shorter-log": "a new leader whose log is shorter than some follower's",
     "crash-lost-unsynced": "a crash that lost entries written but not synced (the shell syncs every Ready "
@@ -81,10 +82,18 @@ class SimCoverage:
         if core.role is Role.LEADER and any(e.term < core.term and e.data for e in rd.committed):
             self.counts["older-term-entry-committed"] += 1
         for rs in rd.read_states:
-            if self._read_terms.pop(rs.context, None) is not None and any(
-                    n.up and n.id != node.id and n.core.role is Role.LEADER and n.core.term < core.term
-                    for n in nodes.values()):
+            if self._read_terms.pop(rs.context, None) is None:
+                continue
+            other_terms = [n.core.term for n in nodes.values()
+                           if n.up and n.id != node.id and n.core.role is Role.LEADER]
+            if any(t < core.term for t in other_terms):
                 self.counts["read-while-stale-leader"] += 1
+            if core.role is Role.LEADER and any(t > core.term for t in other_terms):
+                self.counts["read-at-deposed-leader"] += 1
+        forwarded = any(m.type is MsgType.READ_INDEX_RESP and not m.reject for m in rd.send_now)
+        if core.role is Role.LEADER and forwarded and any(
+                n.up and n.core.role is Role.LEADER and n.core.term > core.term for n in nodes.values()):
+            self.counts["read-at-deposed-leader"] += 1  # a forwarded read, confirmed for a follower
         if rd.soft_state is not None:
             was_leader = node.id in self._leaders
             if rd.soft_state.role is Role.LEADER:

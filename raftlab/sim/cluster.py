@@ -44,6 +44,7 @@ class SimConfig:
     check_quorum: bool = True
     client_timeout: int = 400  # steps after which a pending client op is recorded as info
     ack_before_persist: bool = False  # deliberately broken shell (tests show the invariants catch it)
+    slow_leader: bool = False  # a leader's clock ticks at 1/4 speed (ReadIndex must not depend on clocks)
 
 
 @dataclass(slots=True)
@@ -118,7 +119,8 @@ class SimCluster:
                         if n.up:
                             n.core.tick()
                     self.trace.append("tick all")
-            elif node.up:  # ReadIndex assumes nothing about clocks: each node ticks at its own pace
+            elif node.up and not (cfg.slow_leader and node.core.role is Role.LEADER and self.rng.random() < 0.75):
+                # ReadIndex assumes nothing about clocks: each node ticks at its own pace
                 node.core.tick()
                 self.trace.append(f"tick {node.id}")
         elif r < 0.82:
