@@ -72,6 +72,7 @@ def main() -> None:
     ap.add_argument("--sim-steps", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--campaign", default=mut.DEFAULT_CAMPAIGN, help="raftlab run arguments")
+    ap.add_argument("--campaign-runs", type=int, default=1, help="campaigns per mutant until one catches it")
     ap.add_argument("--base-port", type=int, default=22000)
     ap.add_argument("--store", default="/tmp/raftlab-bench-mutation")
     ap.add_argument("--out", type=Path, default=None)
@@ -87,6 +88,7 @@ def main() -> None:
     mutants = [m for m in by_id(args.only) if not args.layer or m.layer in args.layer]
     plan = mut.Plan(methods=tuple(m.strip() for m in args.methods.split(",")), seed=args.seed,
                     sim_budget=args.sim_budget, sim_steps=args.sim_steps, campaign_args=args.campaign,
+                    campaign_runs=args.campaign_runs,
                     base_port=args.base_port, store=args.store, labs_dir=os.environ.get("RAFTLAB_LABS_DIR"))
     out = args.out or Path(args.store) / "mutation.json"
     print(f"{len(mutants)} mutants; methods {plan.methods}; seed {plan.seed}; sim budget {plan.sim_budget:g}s; "

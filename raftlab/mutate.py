@@ -21,7 +21,9 @@ the given arguments (by default the README's main job). A mutant is *caught* by 
 returns a violation (exit 1: an invalid history, an invariant, a cluster that never recovered);
 *missed* when the verdict is valid or unknown; *error* when the run could not complete (exit 2),
 which is reported and never counted as caught. Time to catch is the wall time of the method's
-run (a campaign's verdict comes only at its end; a hunt stops at the first failing seed).
+run (a campaign's verdict comes only at its end; a hunt stops at the first failing seed; with
+``campaign_runs`` > 1 the campaigns of seeds seed, seed+1, ... run until one catches the mutant,
+and their times add up).
 Every seed is recorded in the JSON results; the same seed is used for every mutant, so scores
 of two catalogues or two campaigns are comparable.
 """
@@ -39,7 +41,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +125,7 @@ class Plan:
     sim_budget: float = 60.0
     sim_steps: int = 5000
     campaign_args: str = DEFAULT_CAMPAIGN
+    campaign_runs: int = 1  # campaigns per mutant, seeds seed, seed+1, ...; stop at the first catch
     base_port: int = 22000
     store: str = "store/mutate"
     labs_dir: str | None = None
@@ -131,6 +134,8 @@ class Plan:
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
             raise ValueError(f"methods must be some of {', '.join(METHODS)}, not {', '.join(bad) or 'none'}")
+        if self.campaign_runs < 1:
+            raise ValueError("campaign runs must be at least 1")
         if self.sim_budget <= 0 or self.sim_steps < 1:
             raise ValueError("the simulation budget and steps must be positive")
 
@@ -183,17 +188,28 @@ def run_sim(root: Path, plan: Plan) -> Attempt:
                    seed=plan.seed, detail=str(detail)[:500], replay=result.get("replay", ""), extra=extra)
 
 
-def run_campaign(root: Path, plan: Plan, mutant_id: str) -> Attempt:
+def run_campaigns(root: Path, plan: Plan, mutant_id: str) -> Attempt:
+    """Up to ``plan.campaign_runs`` campaigns with consecutive seeds, until one catches the mutant."""
+    spent = 0.0
+    for n in range(plan.campaign_runs):
+        attempt = run_campaign(root, plan, mutant_id, plan.seed + n)
+        spent += attempt.seconds
+        if attempt.outcome == "caught" or n == plan.campaign_runs - 1:
+            return replace(attempt, seconds=spent, extra={**attempt.extra, "runs": n + 1})
+    raise AssertionError("unreachable: campaign_runs >= 1")
+
+
+def run_campaign(root: Path, plan: Plan, mutant_id: str, seed: int) -> Attempt:
     args = shlex.split(plan.campaign_args)
     store = str(Path(plan.store).resolve() / mutant_id)
-    cmd = [sys.executable, "-m", "raftlab.cli", "run", *args, "--seed", str(plan.seed), "--quiet",
+    cmd = [sys.executable, "-m", "raftlab.cli", "run", *args, "--seed", str(seed), "--quiet",
            "--store", store, "--lab-name", lab_name(), "--base-port", str(plan.base_port)]
     env_extra = {"RAFTLAB_LABS_DIR": plan.labs_dir} if plan.labs_dir else None
     code, out, err, seconds = _run(cmd, root, timeout=_campaign_timeout(args), env_extra=env_extra)
     reasons = [line.strip()[2:] for line in out.splitlines() if line.strip().startswith("- ")]
     outcome = {1: "caught", 0: "missed", 3: "missed"}.get(code, "error")
     detail = "; ".join(reasons)[:500] or (err.strip()[-300:] if outcome == "error" else f"exit {code}")
-    return Attempt(method="campaign", outcome=outcome, seconds=seconds, seed=plan.seed, detail=detail,
+    return Attempt(method="campaign", outcome=outcome, seconds=seconds, seed=seed, detail=detail,
                    replay=f"raftlab replay {store}/latest", extra={"exit_code": code})
 
 
@@ -224,7 +240,7 @@ def mutate_one(mutant: Mutant | None, plan: Plan, *, tmp_parent: str | None = No
                 else:
                     attempts.append(run_sim(root, plan))
             else:
-                attempts.append(run_campaign(root, plan, name))
+                attempts.append(run_campaigns(root, plan, name))
     return attempts
 
 

@@ -29,6 +29,8 @@ import click
               help="Steps per simulated seed.")
 @click.option("--campaign", "campaign_args", default=None, metavar="ARGS",
               help="raftlab run arguments of the campaign [default: the README's main job].")
+@click.option("--campaign-runs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Campaigns per mutant (seeds --seed, --seed+1, ...), stopping at the first that catches it.")
 @click.option("--base-port", type=click.IntRange(1024, 65000), default=22000, show_default=True,
               help="First port of each campaign's cluster.")
 @click.option("--store", "store_dir", default="store/mutate", show_default=True,
@@ -39,7 +41,8 @@ import click
 @click.option("--min-score", type=click.FloatRange(0, 1), default=None,
               help="Exit 1 when the share of mutants caught is below this.")
 def mutate(list_only: bool, only: tuple[str, ...], layers: tuple[str, ...], method: str, seed: int,
-           sim_budget: float, sim_steps: int, campaign_args: str | None, base_port: int, store_dir: str,
+           sim_budget: float, sim_steps: int, campaign_args: str | None, campaign_runs: int, base_port: int,
+           store_dir: str,
            out_path: Path | None, baseline: bool, min_score: float | None) -> None:
     """Apply each seeded bug to a copy of the reference node and see whether raftlab catches it."""
     import os
@@ -61,7 +64,8 @@ def mutate(list_only: bool, only: tuple[str, ...], layers: tuple[str, ...], meth
     methods = ("sim", "campaign") if method == "both" else (method,)
     try:
         plan = mut.Plan(methods=methods, seed=seed, sim_budget=sim_budget, sim_steps=sim_steps,
-                        campaign_args=campaign_args or mut.DEFAULT_CAMPAIGN, base_port=base_port,
+                        campaign_args=campaign_args or mut.DEFAULT_CAMPAIGN, campaign_runs=campaign_runs,
+                        base_port=base_port,
                         store=store_dir, labs_dir=os.environ.get("RAFTLAB_LABS_DIR"))
     except ValueError as e:
         raise click.UsageError(str(e)) from None
