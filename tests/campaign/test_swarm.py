@@ -8,12 +8,16 @@ arguments, so the mutation score describes the campaign the README runs.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 from raftlab.mutate import DEFAULT_CAMPAIGN
 from raftlab.swarm import INTERVALS, draw
+from tests.campaign.needs import need_checker
 
 ROOT = Path(__file__).resolve().parents[2]
 FAULTS = ("kill", "pause", "partition", "kill-leader", "pause-leader", "partition-leader", "kill-majority")
@@ -35,3 +39,17 @@ def test_dev_campaign_runs_the_default_campaign_of_mutate() -> None:
     line = next(ln for ln in (ROOT / "dev").read_text().splitlines() if "exec .venv/bin/raftlab run" in ln)
     args = shlex.split(re.sub(r'.*raftlab run ', "", line).replace('"$@"', ""))
     assert args == shlex.split(DEFAULT_CAMPAIGN)
+
+
+def test_run_swarm_prints_and_stores_the_drawn_mix(tmp_path: Path, lab_name: str, base_port: int) -> None:
+    need_checker()
+    drawn = draw(42, ("kill", "pause"), 0.4)
+    cli = [str(Path(sys.executable).parent / "raftlab"), "run", "--system", "toysys", "--lab-name", lab_name,
+           "--base-port", str(base_port), "--store", str(tmp_path / "store"), "--time-limit", "2",
+           "--concurrency", "3", "--seed", "42", "--workload-opt", "keys=1", "--quiet", "--nemesis", "kill,pause",
+           "--interval", "0.4", "--swarm"]
+    done = subprocess.run(cli, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert drawn.describe() in done.stdout and "coverage: " in done.stdout.splitlines()[-1]
+    stored = json.loads((tmp_path / "store" / "latest" / "campaign.json").read_text())
+    assert tuple(stored["nemesis"]) == drawn.faults and stored["interval"] == drawn.interval
