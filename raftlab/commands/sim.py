@@ -45,7 +45,8 @@ def sim(seed: int | None, steps: int, nodes: int | None, loss: float, read_only:
     import random
 
     from raftlab.sim.cluster import SimConfig, simulate
-    from raftlab.sim.hunt import describe_config, hunt, replay_command, swarm_config
+    from raftlab.sim.hunt import hunt, replay_command
+    from raftlab.swarm import describe_config, swarm_config
 
     if seed is None:
         seed = random.SystemRandom().randrange(2**32)

@@ -7,8 +7,8 @@ network with frequent crashes, the next a lossy, reordering network with no cras
 election timeout. Bugs that need a particular mix show up in the runs that drew it, and a run
 that drew a fault off cannot be drowned by it.
 
-``swarm_config(seed)`` is a pure function of the seed, so ``raftlab sim --seed S --swarm``
-replays any run exactly. ``hunt`` runs seeds ``seed, seed+1, ...`` until one fails or the
+``raftlab.swarm.swarm_config(seed)`` is a pure function of the seed, so ``raftlab sim --seed S
+--swarm`` replays any run exactly. ``hunt`` runs seeds ``seed, seed+1, ...`` until one fails or the
 wall-clock budget is spent (the only clock here, and only to stop; nothing it decides depends
 on it) and reports how many seeds it ran. A crash of the simulated code itself (an exception
 that is not an invariant violation, as a mutated core may raise) is a finding too.
@@ -16,40 +16,15 @@ that is not an invariant violation, as a mutated core may raise) is a finding to
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from raftlab.coverage import merge
+from raftlab.swarm import swarm_config
 
 from .cluster import SimConfig, SimOutcome, simulate
-
-
-def swarm_config(seed: int, nodes: int | None = None) -> SimConfig:
-    """The fault mix of run ``seed``: every probability and switch drawn from the seed alone."""
-    rng = random.Random(f"swarm:{seed}")
-    return SimConfig(
-        nodes=nodes or rng.choice((3, 5, 5)),
-        loss=rng.choice((0.0, 0.02, 0.1, 0.25)),
-        duplicate=rng.choice((0.0, 0.01, 0.05)),
-        reorder=rng.choice((0.0, 0.1, 0.3)),
-        partitions=rng.random() < 0.75,
-        crashes=rng.random() < 0.75,
-        keys=rng.choice((1, 2, 3)),
-        clients=rng.choice((2, 4, 6)),
-        election_tick=rng.choice((4, 6, 10)),
-        client_timeout=rng.choice((200, 400, 800)),
-        slow_leader=rng.random() < 0.3,
-    )
-
-
-def describe_config(c: SimConfig) -> str:
-    return (f"nodes={c.nodes} loss={c.loss} dup={c.duplicate} reorder={c.reorder} "
-            f"partitions={'on' if c.partitions else 'off'} crashes={'on' if c.crashes else 'off'} "
-            f"keys={c.keys} clients={c.clients} election_tick={c.election_tick}"
-            + (" slow-leader" if c.slow_leader else ""))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

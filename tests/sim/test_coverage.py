@@ -13,7 +13,8 @@ from pathlib import Path
 from raftlab import coverage
 from raftlab.history import NEMESIS, History, Op, OpType
 from raftlab.sim.cluster import simulate
-from raftlab.sim.hunt import hunt, swarm_config
+from raftlab.sim.hunt import hunt
+from raftlab.swarm import swarm_config
 
 
 def test_swarm_seeds_reach_the_papers_risky_situations() -> None:
