@@ -12,7 +12,8 @@ end of every campaign, after the final reads:
   cluster converges within heartbeats), and stores what it saw in ``replicas.json`` in the run;
 * ``digests`` (pure) judges that file: hosts at the same applied index with different log
   chains or state digests are a violation (state-machine safety, Raft §5.4.3); a host that
-  never answered is a finding (it never recovered); hosts that did not converge are unknown;
+  never answered, or never caught up with the others' applied index, is a finding (it never
+  recovered: a healed, idle cluster converges within heartbeats);
 * ``logs`` scans the collected node logs for error patterns (Jepsen's ``log-file-pattern``
   checker: tracebacks, "panic", storage errors, a node that could not start).
 
@@ -94,8 +95,11 @@ def digests(seen: dict[Host, dict[str, Any]]) -> Finding:
         reasons = "; ".join(f"{h}: {seen[h]['error']}" for h in silent)
         return False, f"{len(silent)} replica(s) never answered after healing (never recovered?): {reasons}", data
     if len(by_index) > 1:
-        return ("unknown", f"replicas did not converge to one applied index within {CONVERGE_SECONDS:g}s "
-                f"({data['applied']}); compared only those at equal indexes", data)
+        top = max(by_index, key=lambda i: (i is not None, i or 0))
+        behind = sorted(h for h, d in seen.items() if "error" not in d and d.get("applied") != top)
+        return (False, f"replica(s) {', '.join(behind)} never caught up: applied "
+                f"{', '.join(str(seen[h].get('applied')) for h in behind)} while the others reached {top}, "
+                f"{CONVERGE_SECONDS:g}s after healing (stuck replication?)", data)
     return True, "", data
 
 
