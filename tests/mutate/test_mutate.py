@@ -125,3 +125,14 @@ def test_the_campaigns_node_processes_run_the_patched_copy(tmp_path: Path, monke
     assert attempt.outcome == "error", attempt
     logs = "".join(p.read_text(errors="replace") for p in (tmp_path / "store").rglob("*.log"))
     assert "MUTANT-MARKER" in logs or "MUTANT-MARKER" in attempt.detail
+
+
+def test_list_prints_the_catalogue_and_an_unknown_id_is_bad_usage() -> None:
+    cli = [sys.executable, "-m", "raftlab.cli", "mutate"]
+    listed = subprocess.run([*cli, "--list"], capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0 and f"{len(CATALOGUE)} mutants" in listed.stdout
+    assert all(m.id in listed.stdout for m in CATALOGUE)
+    raft = subprocess.run([*cli, "--list", "--layer", "raft"], capture_output=True, text=True, timeout=60)
+    assert f"{sum(m.sim for m in CATALOGUE)} mutants" in raft.stdout and "wal-" not in raft.stdout
+    bad = subprocess.run([*cli, "--only", "no-such-bug"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "unknown mutant no-such-bug" in bad.stderr
