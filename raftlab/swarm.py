@@ -59,6 +59,7 @@ def swarm_config(seed: int, nodes: int | None = None) -> SimConfig:
         election_tick=rng.choice((4, 6, 10)),
         client_timeout=rng.choice((200, 400, 800)),
         slow_leader=rng.random() < 0.3,
+        target_leader=rng.random() < 0.4,
     )
 
 
@@ -66,4 +67,4 @@ def describe_config(c: SimConfig) -> str:
     return (f"nodes={c.nodes} loss={c.loss} dup={c.duplicate} reorder={c.reorder} "
             f"partitions={'on' if c.partitions else 'off'} crashes={'on' if c.crashes else 'off'} "
             f"keys={c.keys} clients={c.clients} election_tick={c.election_tick}"
-            + (" slow-leader" if c.slow_leader else ""))
+            + (" slow-leader" if c.slow_leader else "") + (" target-leader" if c.target_leader else ""))

@@ -45,6 +45,7 @@ class SimConfig:
     client_timeout: int = 400  # steps after which a pending client op is recorded as info
     ack_before_persist: bool = False  # deliberately broken shell (tests show the invariants catch it)
     slow_leader: bool = False  # a leader's clock ticks at 1/4 speed (ReadIndex must not depend on clocks)
+    target_leader: bool = False  # crashes and partitions hit the current leader 70% of the time
 
 
 @dataclass(slots=True)
@@ -140,6 +141,9 @@ class SimCluster:
                     self.trace.append("heal")
             else:
                 side = set(self.rng.sample(self.ids, self.rng.randrange(1, len(self.ids) // 2 + 1)))
+                leader = self._leader() if cfg.target_leader and self.rng.random() < 0.7 else None
+                if leader is not None and leader not in side:  # the leader ends up in the minority
+                    side = {leader, *sorted(side)[1:]}
                 self.net.partition(side, set(self.ids) - side)
                 self.stats["partitions"] += 1
                 self.trace.append(f"partition {sorted(side)}")
@@ -158,7 +162,8 @@ class SimCluster:
             self.nodes[node.id] = self._boot(node.id, node.storage)
             self.trace.append(f"restart {node.id}")
             return
-        node = self.nodes[self.rng.choice(self.ids)]
+        leader = self._leader() if self.config.target_leader and self.rng.random() < 0.7 else None
+        node = self.nodes[leader or self.rng.choice(self.ids)]
         if node.up:
             node.up = False
             before = node.storage.last_index()
@@ -169,6 +174,11 @@ class SimCluster:
             for p in [p for p in self.pending.values() if p.node == node.id]:
                 self._complete(p, OpType.INFO, error="node crashed")
             self.trace.append(f"crash {node.id}")
+
+    def _leader(self) -> int | None:
+        """The up node that leads the highest term (None: no leader)."""
+        leaders = [(n.core.term, n.id) for n in self.nodes.values() if n.up and n.core.role is Role.LEADER]
+        return max(leaders)[1] if leaders else None
 
     # --- the shell, as impl/node.py does it ---------------------------------------------------
 
