@@ -60,6 +60,8 @@ def swarm_config(seed: int, nodes: int | None = None) -> SimConfig:
         client_timeout=rng.choice((200, 400, 800)),
         slow_leader=rng.random() < 0.3,
         target_leader=rng.random() < 0.4,
+        max_size_per_msg=rng.choice((1 << 20, 1 << 20, 64)),  # 64 bytes: one or two entries per append
+        max_inflight_msgs=rng.choice((256, 256, 2)),
     )
 
 
@@ -67,4 +69,6 @@ def describe_config(c: SimConfig) -> str:
     return (f"nodes={c.nodes} loss={c.loss} dup={c.duplicate} reorder={c.reorder} "
             f"partitions={'on' if c.partitions else 'off'} crashes={'on' if c.crashes else 'off'} "
             f"keys={c.keys} clients={c.clients} election_tick={c.election_tick}"
-            + (" slow-leader" if c.slow_leader else "") + (" target-leader" if c.target_leader else ""))
+            + (" slow-leader" if c.slow_leader else "") + (" target-leader" if c.target_leader else "")
+            + (f" max_size_per_msg={c.max_size_per_msg}" if c.max_size_per_msg < 1 << 20 else "")
+            + (f" max_inflight={c.max_inflight_msgs}" if c.max_inflight_msgs < 256 else ""))

@@ -46,6 +46,8 @@ class SimConfig:
     ack_before_persist: bool = False  # deliberately broken shell (tests show the invariants catch it)
     slow_leader: bool = False  # a leader's clock ticks at 1/4 speed (ReadIndex must not depend on clocks)
     target_leader: bool = False  # crashes and partitions hit the current leader 70% of the time
+    max_size_per_msg: int = 1 << 20  # bytes of entries per MsgApp (small: appends carry a prefix only)
+    max_inflight_msgs: int = 256
 
 
 @dataclass(slots=True)
@@ -97,7 +99,9 @@ class SimCluster:
     def _boot(self, node_id: int, storage: MemoryStorage) -> SimNode:
         cfg = RaftConfig(id=node_id, voters=self.ids, election_tick=self.config.election_tick,
                          read_only=self.config.read_only,  # type: ignore[arg-type]
-                         pre_vote=self.config.pre_vote, check_quorum=self.config.check_quorum)
+                         pre_vote=self.config.pre_vote, check_quorum=self.config.check_quorum,
+                         max_size_per_msg=self.config.max_size_per_msg,
+                         max_inflight_msgs=self.config.max_inflight_msgs)
         core = self.core_type(cfg, storage, rng=random.Random(self.rng.randrange(2**32)))
         return SimNode(id=node_id, storage=storage, core=core)
 
