@@ -50,6 +50,8 @@ def baseline_runs(n: int, store: str, base_port: int, first_seed: int) -> None:
                 print("\n".join(line for line in proc.stdout.splitlines() if line.strip().startswith("- ")))
                 break
             in_a_row += 1
+        subprocess.run([sys.executable, "-m", "raftlab.cli", "lab", "down", "--name", f"bench-baseline-{os.getpid()}"],
+                       cwd=root, env=mut.tree_env(root), capture_output=True, check=False)
     print(f"baseline: {in_a_row} consecutive valid runs of the default campaign (of {n} planned)")
 
 
