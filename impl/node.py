@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import hashlib
 import random
 import signal
 import time
@@ -108,6 +109,9 @@ class Node:
         self._read_contexts: dict[bytes, list[tuple[Request, ClientConnection]]] = {}
         self._confirmed_reads: list[tuple[int, int, list[tuple[Request, ClientConnection]]]] = []
         self._read_seq = 0
+        # a running hash of every applied entry (term, index, data): equal on two replicas at the
+        # same applied index iff they applied the same log (the harness compares it at the end)
+        self.chain = b""
         self.storage: WalStorage | None = None
         self.core: RaftCore | None = None
         self.ready_event = asyncio.Event()  # set once both ports listen
@@ -147,7 +151,9 @@ class Node:
 
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.config.id, "role": str(self.role), "leader": self.leader,
-                               "applied": self.tree.applied}
+                               "applied": self.tree.applied,
+                               "digest": {"applied": self.tree.applied, "chain": self.chain.hex()[:32],
+                                          "tree": self.tree.digest()}}
         if self.core is not None:
             st = self.core.status()
             out["term"] = st.term
@@ -304,6 +310,7 @@ class Node:
         tree = self.tree
         waiting = self._waiting
         for entry in rd.committed:
+            self.chain = hashlib.sha256(b"%s%d:%d:%s" % (self.chain, entry.term, entry.index, entry.data)).digest()
             proposals = waiting.pop(entry.index, ())
             result: Result | None = None
             if entry.type is EntryType.NORMAL and entry.data:

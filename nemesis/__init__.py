@@ -9,6 +9,7 @@ and is never assumed to have worked.
 | --- | --- | --- | --- |
 | kill | kill one/minority/leader | start | DB Killable |
 | kill-leader | kill leader | start | Killable + HasPrimaries |
+| kill-majority | kill majority | start | DB Killable |
 | pause | pause one/minority/leader | resume | DB Pausable |
 | pause-leader | pause leader | resume | Pausable + HasPrimaries |
 | partition | start-partition SHAPE | stop-partition | lab.net |
@@ -46,6 +47,8 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           color="#E9A4A0", doc="SIGKILL node processes, then start them again"),
     Fault(name="kill-leader", start="kill", stop="start", values=("leader",), component="process",
           color="#E9A4A0", doc="SIGKILL the current leader, then start it again"),
+    Fault(name="kill-majority", start="kill", stop="start", values=("majority",), component="process",
+          color="#E9A4A0", doc="SIGKILL a majority at once (the cluster stops until they restart)"),
     Fault(name="pause", start="pause", stop="resume", values=("one", "minority", "leader"), component="process",
           color="#C5A0E9", doc="SIGSTOP node processes, then SIGCONT"),
     Fault(name="pause-leader", start="pause", stop="resume", values=("leader",), component="process",

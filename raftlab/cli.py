@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lab": ("raftlab.commands.lab:lab", "Create, inspect and destroy labs."),
     "sim": ("raftlab.commands.sim:sim", "Simulate a Raft cluster deterministically."),
     "system": ("raftlab.commands.system:system", "Check a system module's capabilities before a campaign."),
+    "mutate": ("raftlab.commands.mutate:mutate", "Seed known bugs into the reference node; score what is caught."),
     "node": ("raftlab.impl.cli:node", "Run or inspect a reference Raft + DtKV node."),
     "kv": ("raftlab.impl.cli:kv", "Talk to a DtKV cluster."),
 }

@@ -201,6 +201,18 @@ class HasLogFiles(Protocol):
     def log_files(self, host: Host) -> dict[str, str]: ...
 
 
+@runtime_checkable
+class HasReplicaDigests(Protocol):
+    """Each host's replica fingerprint, compared at the end of a campaign (raftlab/replicas.py).
+
+    Per host: ``{"applied": int, "chain": str, "tree": str}`` (a running hash of the applied log
+    and a digest of the state machine; replicas at the same ``applied`` must agree on both), or
+    ``{"error": str}`` for a host that did not answer.
+    """
+
+    async def digests(self) -> dict[Host, dict[str, Any]]: ...
+
+
 class Client(Protocol):
     """Talks to the system for one worker.
 

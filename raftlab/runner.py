@@ -15,7 +15,8 @@
 
 6. finally, whatever happened (error, Ctrl-C): heal every fault still in place, tear the nemesis
    down, collect node logs into ``nodes/<host>/``, tear the DB down unless ``leave_running``;
-7. check: the workload's checker plus the evidence checks (``raftlab.evidence``), merged
+7. check: the workload's checker plus the evidence checks (``raftlab.evidence``) and the replica
+   checks (``raftlab.replicas``: digests compared after healing, node logs scanned), merged
    false > unknown > true; ``results.json``; ``report.html``; ``store/latest``.
 
 Exit codes (``Outcome.exit_code``): 0 valid, 1 a violation (or a cluster that never recovered),
@@ -34,7 +35,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, cast
 
-from raftlab import __version__, evidence, progress, store
+from raftlab import __version__, evidence, progress, replicas, store
 from raftlab import generator as gen
 from raftlab.history import History, HistoryError, HistoryWriter, Op, OpType
 from raftlab.interpreter import ContractError, Interpreter
@@ -392,6 +393,10 @@ class Runner:
                                 if left else "nothing left running")
 
         await deferred.finish(heal_network)
+        if set_up and self.healed:  # every fault healed: replicas must agree (raftlab/replicas.py)
+            self.stage("comparing replicas")
+            with contextlib.suppress(Exception):
+                await deferred.finish(lambda: replicas.collect(db, hosts, self.run_dir.path))
         if set_up:
             self.stage("collecting node logs")
             await deferred.finish(lambda: _collect_logs(db, lab, hosts, self.run_dir))
@@ -455,6 +460,7 @@ def judge(run: store.RunDir, campaign: Campaign, workload: Any, perf: Sequence[d
         "faults": evidence.faults(history, perf),
         "final": evidence.final(history, workload.final_fs),
         "recovery": evidence.recovery(history),
+        **replicas.checks(run.path),
     }.items():
         checkers[name] = {"valid": valid, "explanation": explanation, **data}
     valid = merge([v["valid"] for v in checkers.values()])
@@ -464,8 +470,10 @@ def judge(run: store.RunDir, campaign: Campaign, workload: Any, perf: Sequence[d
             from raftlab import report
 
             report.write_timeline(run, history, result, perf, f"{campaign.workload} timeline")
+    from raftlab.coverage import campaign as campaign_coverage
+
     return {"valid": valid, "reasons": reasons, "checkers": checkers, "counts": evidence.counts(history),
-            "events": len(history)}
+            "events": len(history), "coverage": campaign_coverage(history, run.path / "nodes")}
 
 
 async def run_campaign(campaign: Campaign, *, on_event: Progress | None = None,

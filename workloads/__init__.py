@@ -10,6 +10,7 @@ each workload is its contract with clients:
 | --- | --- | --- | --- |
 | register | read key: null/int, write key: int, cas key: [old, new] | a read of every key in use | the ``kv`` model |
 | set | add: unique int; read: sorted list of ints | a read of the whole set | the set checker |
+| tree | mkdir, rmdir, list, put, get, cas-key, remove, batch-put, batch-get, batch-remove in one directory | a batch-get of each directory in use | the ``dtkv-dir`` model |
 
 ``WORKLOADS`` maps each name to a factory ``make(**opts) -> Workload``.
 """
@@ -53,7 +54,13 @@ def _set(**opts: Any) -> Workload:
     return workload(**opts)
 
 
-WORKLOADS: dict[str, Callable[..., Workload]] = {"register": _register, "set": _set}
+def _tree(**opts: Any) -> Workload:
+    from raftlab.workloads.tree import workload
+
+    return workload(**opts)
+
+
+WORKLOADS: dict[str, Callable[..., Workload]] = {"register": _register, "set": _set, "tree": _tree}
 
 
 class UnknownWorkload(ValueError):

@@ -18,6 +18,7 @@ The state is rebuilt on restart by replaying the log from index 1; ``snapshot()`
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from raftlab.impl.dtkv.commands import (
@@ -183,6 +184,19 @@ class Tree:
                 return Result(index=index, children=tuple(sorted(children)))
             case _:
                 return Result(index=index, error=ErrorKind.VALIDATION, message=f"'{cmd.op}' is not a read")
+
+    # -- replica comparison ------------------------------------------------------------------
+
+    def digest(self) -> str:
+        """A hash of the whole state (values and directories, in sorted order): two replicas at
+        the same applied index must give the same digest (state-machine safety, Raft §5.4.3)."""
+        h = hashlib.sha256()
+        for key in sorted(self.values):
+            h.update(b"v%d:%s=%d:" % (len(key), key.encode(), len(self.values[key])))
+            h.update(self.values[key])
+        for d in sorted(self.dirs):
+            h.update(b"d%d:%s;" % (len(d), d.encode()))
+        return h.hexdigest()[:32]
 
     # -- snapshot seam -----------------------------------------------------------------------
 

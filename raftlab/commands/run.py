@@ -172,6 +172,10 @@ def _execute(campaign: Campaign, junit: Path | None, quiet: bool) -> None:
     for reason in outcome.reasons:
         click.echo(f"  - {reason}")
     click.echo(f"report: {outcome.run.report}")
+    if outcome.results.get("coverage"):
+        from raftlab.coverage import describe
+
+        click.echo(describe(outcome.results["coverage"]))
     if junit is not None:
         write_junit(junit, outcome)
         click.echo(f"junit: {junit}")
@@ -179,7 +183,7 @@ def _execute(campaign: Campaign, junit: Path | None, quiet: bool) -> None:
 
 
 @click.command()
-@click.option("--workload", default="register", show_default=True, help="register or set.")
+@click.option("--workload", default="register", show_default=True, help="register, set or tree.")
 @click.option("--nemesis", default="none", show_default=True,
               help="Comma-separated faults: kill,pause,partition,kill-leader,pause-leader,partition-leader,"
                    "disk-pause,lose-unfsynced (or none).")
@@ -217,18 +221,27 @@ def _execute(campaign: Campaign, junit: Path | None, quiet: bool) -> None:
 @click.option("--lab-opt", "lab_opt", multiple=True,
               help="KEY=VALUE for a lab being created (netns: prefix, subnet, bridge).")
 @click.option("--system-opt", "system_opt", multiple=True, help="KEY=VALUE passed to the system (options.extra).")
+@click.option("--swarm", is_flag=True,
+              help="Draw this run's fault mix (a subset of --nemesis) and interval from the seed (raftlab/swarm.py).")
 @click.option("--quiet", is_flag=True, help="No live progress line.")
 def run(workload: str, nemesis: str, time_limit: float, concurrency: int, lab: str, lab_name: str | None,
         nodes: int, nodes_file: str | None, seed: str | None, interval: float, rate: float, store_dir: str,
         leave_running: bool, junit: Path | None, system: str, node_args: tuple[str, ...], base_port: int,
         op_timeout: float, recovery_timeout: float, final_timeout: float, min_ok: int, check_time_limit: float,
-        workload_opt: tuple[str, ...], lab_opt: tuple[str, ...], system_opt: tuple[str, ...], quiet: bool) -> None:
+        workload_opt: tuple[str, ...], lab_opt: tuple[str, ...], system_opt: tuple[str, ...], swarm: bool,
+        quiet: bool) -> None:
     """Run a workload against a cluster while faults are injected, then check the history."""
     try:
         chosen_seed = new_seed() if seed is None else parse_seed(seed)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--seed") from None
     faults = tuple(f.strip() for f in nemesis.split(",") if f.strip() and f.strip() != "none")
+    if swarm:
+        from raftlab.swarm import draw
+
+        drawn = draw(chosen_seed, faults, interval)
+        click.echo(drawn.describe())
+        faults, interval = drawn.faults, drawn.interval
     try:
         campaign = Campaign(
             seed=chosen_seed, workload=workload, nemesis=faults, time_limit=time_limit, concurrency=concurrency,

@@ -5,12 +5,16 @@ checks the Raft safety invariants after each, then judges the client history wit
 linearizability model. Exit codes: 0 valid, 1 violation (invariant or linearizability),
 2 bad usage, 3 unknown (the checker ran out of time). On a violation it prints the replay
 command and the last events; the same flags replay the run exactly.
+
+``--swarm`` draws the run's fault mix from the seed (``raftlab/sim/hunt.py``), and ``--budget S``
+hunts: seeds ``--seed``, ``--seed``+1, ... until one fails or S seconds have passed.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
@@ -20,7 +24,8 @@ EXIT = {True: 0, False: 1, "unknown": 3}
 @click.command()
 @click.option("--seed", type=int, default=None, help="Seed of the run (drawn and printed when absent).")
 @click.option("--steps", type=click.IntRange(min=1), default=5000, show_default=True, help="Events to simulate.")
-@click.option("--nodes", type=click.IntRange(min=1, max=9), default=5, show_default=True, help="Cluster size.")
+@click.option("--nodes", type=click.IntRange(min=1, max=9), default=None,
+              help="Cluster size [default: 5, or drawn from the seed with --swarm].")
 @click.option("--loss", type=click.FloatRange(0.0, 0.9), default=0.02, show_default=True,
               help="Probability that a sent message is lost.")
 @click.option("--read-only", type=click.Choice(["safe", "lease"]), default="safe", show_default=True,
@@ -29,27 +34,54 @@ EXIT = {True: 0, False: 1, "unknown": 3}
 @click.option("--no-partitions", is_flag=True, help="Never partition the network.")
 @click.option("--time-limit", type=click.FloatRange(min=0.0), default=60.0, show_default=True, metavar="S",
               help="Seconds for the linearizability check; past it the verdict is unknown.")
+@click.option("--swarm", is_flag=True,
+              help="Draw the fault mix (loss, duplication, reordering, partitions, crashes, timeouts) from the seed.")
+@click.option("--budget", type=click.FloatRange(min=0, min_open=True), default=None, metavar="S",
+              help="Hunt: run seeds from --seed upwards until one fails or S seconds have passed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
-def sim(seed: int | None, steps: int, nodes: int, loss: float, read_only: str, no_crashes: bool,
-        no_partitions: bool, time_limit: float, as_json: bool) -> None:
+def sim(seed: int | None, steps: int, nodes: int | None, loss: float, read_only: str, no_crashes: bool,
+        no_partitions: bool, time_limit: float, swarm: bool, budget: float | None, as_json: bool) -> None:
     """Simulate a Raft cluster deterministically and check every step."""
     import random
 
     from raftlab.sim.cluster import SimConfig, simulate
+    from raftlab.sim.hunt import hunt, replay_command
+    from raftlab.swarm import describe_config, swarm_config
 
     if seed is None:
         seed = random.SystemRandom().randrange(2**32)
-    config = SimConfig(nodes=nodes, loss=loss, read_only=read_only, crashes=not no_crashes,
+    config = SimConfig(nodes=nodes or 5, loss=loss, read_only=read_only, crashes=not no_crashes,
                        partitions=not no_partitions)
+    if budget is not None:
+        result = hunt(seed, budget, steps, swarm=swarm, nodes=nodes, base=config, time_limit=time_limit)
+        found = result.found
+        _report(result.to_dict(), as_json, result.summary(), result.coverage, result.valid,
+                found.explanation if found else result.crash, result.replay, ())
+        sys.exit(0 if result.valid else 1)
+    if swarm:
+        config = swarm_config(seed, nodes)
+        if not as_json:
+            click.echo(f"swarm: {describe_config(config)}")
     outcome = simulate(seed, steps, config, time_limit=time_limit)
-    if as_json:
-        click.echo(json.dumps(outcome.to_dict()))
-    else:
-        click.echo(outcome.summary())
-        if outcome.valid is not True:
-            click.echo(outcome.explanation)
-            click.echo(f"replay: {outcome.replay}")
-            click.echo("last events:")
-            for line in outcome.last_events:
-                click.echo(f"  {line}")
+    replay = replay_command(seed, outcome.steps, True, nodes, outcome=None) if swarm else outcome.replay
+    _report(outcome.to_dict(), as_json, outcome.summary(), outcome.coverage, outcome.valid is True,
+            outcome.explanation, replay, outcome.last_events)
     sys.exit(EXIT[outcome.valid])
+
+
+def _report(as_dict: dict[str, Any], as_json: bool, summary: str, coverage: dict[str, Any], valid: bool,
+            explanation: str, replay: str, last_events: tuple[str, ...]) -> None:
+    from raftlab.coverage import describe
+
+    if as_json:
+        click.echo(json.dumps(as_dict))
+        return
+    click.echo(summary)
+    click.echo(describe(coverage))
+    if not valid:
+        click.echo(explanation)
+        click.echo(f"replay: {replay}")
+        if last_events:
+            click.echo("last events:")
+            for line in last_events:
+                click.echo(f"  {line}")

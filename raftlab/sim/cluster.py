@@ -19,6 +19,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from raftlab.coverage import SimCoverage
 from raftlab.history import History, Op, OpType
 from raftlab.impl.raft import Entry, EntryType, NotLeader, RaftConfig, RaftCore, Role
 from raftlab.impl.storage.memory import MemoryStorage
@@ -43,6 +44,10 @@ class SimConfig:
     check_quorum: bool = True
     client_timeout: int = 400  # steps after which a pending client op is recorded as info
     ack_before_persist: bool = False  # deliberately broken shell (tests show the invariants catch it)
+    slow_leader: bool = False  # a leader's clock ticks at 1/4 speed (ReadIndex must not depend on clocks)
+    target_leader: bool = False  # crashes and partitions hit the current leader 70% of the time
+    max_size_per_msg: int = 1 << 20  # bytes of entries per MsgApp (small: appends carry a prefix only)
+    max_inflight_msgs: int = 256
 
 
 @dataclass(slots=True)
@@ -89,11 +94,14 @@ class SimCluster:
         self.context_seq = 0
         self.stats = {"elections": 0, "commits": 0, "crashes": 0, "partitions": 0, "ops": 0}
         self.leaders_seen: set[tuple[int, int]] = set()
+        self.coverage = SimCoverage()  # only looks: which risky situations this run reached
 
     def _boot(self, node_id: int, storage: MemoryStorage) -> SimNode:
         cfg = RaftConfig(id=node_id, voters=self.ids, election_tick=self.config.election_tick,
                          read_only=self.config.read_only,  # type: ignore[arg-type]
-                         pre_vote=self.config.pre_vote, check_quorum=self.config.check_quorum)
+                         pre_vote=self.config.pre_vote, check_quorum=self.config.check_quorum,
+                         max_size_per_msg=self.config.max_size_per_msg,
+                         max_inflight_msgs=self.config.max_inflight_msgs)
         core = self.core_type(cfg, storage, rng=random.Random(self.rng.randrange(2**32)))
         return SimNode(id=node_id, storage=storage, core=core)
 
@@ -116,7 +124,8 @@ class SimCluster:
                         if n.up:
                             n.core.tick()
                     self.trace.append("tick all")
-            elif node.up:  # ReadIndex assumes nothing about clocks: each node ticks at its own pace
+            elif node.up and not (cfg.slow_leader and node.core.role is Role.LEADER and self.rng.random() < 0.75):
+                # ReadIndex assumes nothing about clocks: each node ticks at its own pace
                 node.core.tick()
                 self.trace.append(f"tick {node.id}")
         elif r < 0.82:
@@ -125,6 +134,7 @@ class SimCluster:
                 target = self.nodes[msg.to]
                 if target.up and self.net.connected(msg.from_, msg.to):
                     self.trace.append(f"deliver {msg.describe()}")
+                    self.coverage.on_deliver(target, msg)
                     target.core.step(msg)
         elif r < 0.955:
             self._client_op()
@@ -135,6 +145,9 @@ class SimCluster:
                     self.trace.append("heal")
             else:
                 side = set(self.rng.sample(self.ids, self.rng.randrange(1, len(self.ids) // 2 + 1)))
+                leader = self._leader() if cfg.target_leader and self.rng.random() < 0.7 else None
+                if leader is not None and leader not in side:  # the leader ends up in the minority
+                    side = {leader, *sorted(side)[1:]}
                 self.net.partition(side, set(self.ids) - side)
                 self.stats["partitions"] += 1
                 self.trace.append(f"partition {sorted(side)}")
@@ -153,15 +166,23 @@ class SimCluster:
             self.nodes[node.id] = self._boot(node.id, node.storage)
             self.trace.append(f"restart {node.id}")
             return
-        node = self.nodes[self.rng.choice(self.ids)]
+        leader = self._leader() if self.config.target_leader and self.rng.random() < 0.7 else None
+        node = self.nodes[leader or self.rng.choice(self.ids)]
         if node.up:
             node.up = False
+            before = node.storage.last_index()
             node.storage = node.storage.crash()
+            self.coverage.on_crash(node.id, before, node.storage.last_index())
             self.stats["crashes"] += 1
             self.net.drop_for(node.id)
             for p in [p for p in self.pending.values() if p.node == node.id]:
                 self._complete(p, OpType.INFO, error="node crashed")
             self.trace.append(f"crash {node.id}")
+
+    def _leader(self) -> int | None:
+        """The up node that leads the highest term (None: no leader)."""
+        leaders = [(n.core.term, n.id) for n in self.nodes.values() if n.up and n.core.role is Role.LEADER]
+        return max(leaders)[1] if leaders else None
 
     # --- the shell, as impl/node.py does it ---------------------------------------------------
 
@@ -169,6 +190,7 @@ class SimCluster:
         core = node.core
         while core.has_ready():
             rd = core.ready()
+            self.coverage.on_ready(node, rd, self.nodes)
             if rd.soft_state is not None and rd.soft_state.role is Role.LEADER:
                 key = (core.term, node.id)
                 if key not in self.leaders_seen:
@@ -252,6 +274,7 @@ class SimCluster:
                 if f == "read":
                     self.context_seq += 1
                     p.context = self.context_seq.to_bytes(8, "big")
+                    self.coverage.on_read(node, p.context)
                     node.core.read_index(p.context)
                 else:
                     data = json.dumps({"f": f, "key": key, "value": value}).encode()
@@ -328,6 +351,7 @@ class SimOutcome:
     replay: str
     stats: dict[str, int]
     last_events: tuple[str, ...]
+    coverage: dict[str, Any] = field(default_factory=dict)  # raftlab/coverage.py SIM_SITUATIONS reached
 
     def summary(self) -> str:
         word = {True: "valid", False: "VIOLATION", "unknown": "unknown"}[self.valid]  # type: ignore[index]
@@ -337,7 +361,8 @@ class SimOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         return {"seed": self.seed, "steps": self.steps, "valid": self.valid, "explanation": self.explanation,
-                "replay": self.replay, "stats": self.stats, "last_events": list(self.last_events)}
+                "replay": self.replay, "stats": self.stats, "last_events": list(self.last_events),
+                "coverage": self.coverage}
 
 
 def simulate(seed: int, steps: int, config: SimConfig | None = None, *, time_limit: float | None = 60.0,
@@ -363,5 +388,5 @@ def simulate(seed: int, steps: int, config: SimConfig | None = None, *, time_lim
             valid, explanation = result.valid, result.explanation
     return SimOutcome(seed=seed, steps=done, valid=valid, explanation=explanation,
                       replay=cluster.replay_command(done), stats=dict(cluster.stats),
-                      last_events=tuple(cluster.trace))
+                      last_events=tuple(cluster.trace), coverage=cluster.coverage.to_dict())
 

@@ -217,6 +217,12 @@ class DtkvDB:
                    if s.get("role") == "leader" and "error" not in s]
         return [h for _, h in sorted(leaders, reverse=True)]
 
+    # -- HasReplicaDigests ---------------------------------------------------------------------
+
+    async def digests(self) -> dict[Host, dict[str, Any]]:
+        return {h: s.get("digest") or {"error": s.get("error", "no digest in the status reply")}
+                for h, s in (await self.status()).items()}
+
     async def status(self, timeout: float = 0.5, hosts: list[Host] | None = None) -> dict[Host, dict[str, Any]]:
         """Each host's own status (``{"error": ...}`` for a host that did not answer)."""
         asked = self.hosts if hosts is None else hosts
@@ -306,7 +312,36 @@ class DtkvClient:
                 except KeyNotFound:
                     return []
                 return sorted(int(n) for n in names)
-        raise ValueError(f"the dtkv client cannot run {op.f!r}")
+        return await _tree_call(kv, op)
+
+
+async def _tree_call(kv: KvClient, op: Op) -> Any:
+    """The tree workload's ops (workloads/tree.py): one directory ``op.key``, leaves ``key.name``."""
+    d, arg = str(op.key), op.value
+    match op.f:
+        case "mkdir":
+            await kv.mkdir(d)
+        case "rmdir":
+            await kv.remove(d)
+        case "list":
+            return sorted(await kv.list(d))
+        case "put":
+            await kv.put(f"{d}.{arg[0]}", _encode(arg[1]))
+        case "get":
+            return _decode(await kv.get(f"{d}.{arg[0]}"))
+        case "cas-key":
+            await kv.cas(f"{d}.{arg[0]}", None if arg[1] is None else _encode(arg[1]), _encode(arg[2]))
+        case "remove":
+            await kv.remove(f"{d}.{arg[0]}")
+        case "batch-put":
+            await kv.batch_put({f"{d}.{n}": _encode(v) for n, v in arg})
+        case "batch-get":
+            return [_decode(v) for v in await kv.batch_get([f"{d}.{n}" for n in arg])]
+        case "batch-remove":
+            await kv.batch_remove([f"{d}.{n}" for n in arg])
+        case _:
+            raise ValueError(f"the dtkv client cannot run {op.f!r}")
+    return arg
 
 
 def system(lab: HostLab, options: SystemOptions) -> System:

@@ -95,6 +95,11 @@ def test_the_healthy_node_passes_kills_pauses_and_partitions(tmp_path: Path, lab
     assert applied, "no fault took effect"
     assert out.results["checkers"]["recovery"]["healthy"] is True
     assert (out.run.path / "nodes" / "n1" / "node.log").stat().st_size > 0
+    # the replicas were judged too: all five answered at one applied index with equal digests
+    replicas = out.results["checkers"]["replicas"]
+    assert replicas["valid"] is True and len(set(replicas["applied"].values())) == 1, replicas
+    assert len(replicas["applied"]) == 5 and replicas["silent"] == []
+    assert out.results["checkers"]["logs"]["valid"] is True and out.results["checkers"]["logs"]["files"] >= 5
 
 
 def test_unsafe_local_reads_are_caught_under_partitions(tmp_path: Path, lab_name: str, base_port: int) -> None:

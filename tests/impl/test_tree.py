@@ -123,3 +123,15 @@ def test_replay_and_snapshot_reproduce_the_state(seed: int) -> None:
     for d, children in one.dirs.items():  # invariant: dirs[d] is exactly d's children
         assert children == {k.rpartition(".")[2] for k in [*one.dirs, *one.values]
                             if k and k.rpartition(".")[0] == d}
+
+
+def test_digest_is_equal_for_equal_states_and_differs_for_any_change() -> None:
+    """Tree.digest is what the harness compares across replicas at the end of a campaign."""
+    a = applied([Mkdir(key="d"), Put(key="d.x", value=b"1"), Put(key="y", value=b"2")])
+    b = applied([Put(key="y", value=b"2"), Mkdir(key="d"), Put(key="d.x", value=b"1")])
+    assert a.digest() == b.digest()
+    for change in (Put(key="y", value=b"3"), Remove(key="d.x"), Mkdir(key="e"), Put(key="d.z", value=b"")):
+        c = applied([Mkdir(key="d"), Put(key="d.x", value=b"1"), Put(key="y", value=b"2"), change])
+        assert c.digest() != a.digest(), change
+    # a value that looks like a directory name does not collide with the directory
+    assert applied([Put(key="k", value=b"")]).digest() != applied([Mkdir(key="k")]).digest()

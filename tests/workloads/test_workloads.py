@@ -21,13 +21,13 @@ def campaign(name: str, n: int, seed: int, complete: gen.Completer | None = None
 
 
 def test_registry_names_and_unknown_workload() -> None:
-    assert set(WORKLOADS) == {"register", "set"}
-    with pytest.raises(UnknownWorkload, match="known: register, set"):
+    assert set(WORKLOADS) == {"register", "set", "tree"}
+    with pytest.raises(UnknownWorkload, match="known: register, set, tree"):
         make("bank")
 
 
 def test_register_ops_follow_the_kv_vocabulary(seed: int) -> None:
-    h = campaign("register", 600, seed)
+    h = campaign("register", 600, seed, values=5)
     invokes = [o for o in h if o.type is OpType.INVOKE]
     assert Counter(o.f for o in invokes).keys() == {"read", "write", "cas"}
     for o in invokes:
@@ -37,6 +37,23 @@ def test_register_ops_follow_the_kv_vocabulary(seed: int) -> None:
         if o.f == "cas":
             assert isinstance(o.value, list) and len(o.value) == 2 and all(v in range(5) for v in o.value)
     History(h)
+
+
+def test_register_values_are_unique_per_key_and_cas_expects_recent_or_absent(seed: int) -> None:
+    h = campaign("register", 900, seed)
+    invokes = [o for o in h if o.type is OpType.INVOKE and o.f in ("write", "cas")]
+    written: dict[str, list[int]] = {}
+    absent_cas = recent_cas = 0
+    for o in invokes:
+        new = o.value if o.f == "write" else o.value[1]
+        assert new not in written.get(o.key, []), o  # never the same value twice on one key
+        if o.f == "cas":
+            expected = o.value[0]
+            assert expected is None or expected in written.get(o.key, []), o
+            absent_cas += expected is None
+            recent_cas += bool(written.get(o.key)) and expected == written[o.key][-1]
+        written.setdefault(o.key, []).append(new)
+    assert absent_cas > 0 and recent_cas > absent_cas
 
 
 def test_register_keys_rotate_after_ops_per_key(seed: int) -> None:
@@ -80,3 +97,22 @@ def test_set_adds_are_unique_and_the_final_read_retries(seed: int) -> None:
 
 def test_probe_ops_are_reads() -> None:
     assert make("register").probe["f"] == "read" and make("set").probe == {"f": "read"}
+
+
+def test_tree_ops_cover_the_dtkv_vocabulary_inside_one_directory(seed: int) -> None:
+    from raftlab.checker.tree import DtkvDirs
+
+    h = campaign("tree", 1500, seed, dirs=3, ops_per_dir=60)
+    invokes = [o for o in h if o.type is OpType.INVOKE]
+    assert {o.f for o in invokes} == DtkvDirs.fs
+    firsts: dict[str, str] = {}
+    for o in invokes:
+        assert isinstance(o.key, str) and o.key.startswith("t")
+        firsts.setdefault(o.key, o.f)
+        if o.f == "cas-key":
+            assert len(o.value) == 3
+    assert Counter(firsts.values())["mkdir"] > len(firsts) // 2  # a fresh directory is usually made first
+    final = invokes[-3:]  # the final phase: one batch-get of every leaf per directory in use
+    assert [o.f for o in final] == ["batch-get"] * 3 and len({o.key for o in final}) == 3
+    assert all(o.value == ["a", "b", "c", "d"] for o in final)
+    History(h)

@@ -1,0 +1,74 @@
+"""Swarm testing: each seed draws its own fault mix, for campaigns and for the simulator.
+
+A fixed mix (every fault, every time, at one rate) spends each run the same way, and a fault
+that masks another (a partition that keeps the killed leader's successor from being elected,
+say) masks it in every run. Swarm testing (Groce et al., ISSTA 2012) draws, per run, a random
+subset of the allowed faults and how often they come; over many seeds every combination gets
+its runs, including the sparse ones that let a bug's window stay open. FoundationDB's simulator
+and Jepsen's randomized nemesis packages do the same.
+
+``draw(seed, faults, interval)`` is pure: the same seed gives the same mix. ``raftlab run
+--swarm`` applies it before the campaign is built, so ``campaign.json`` records the drawn faults
+and interval and ``raftlab replay`` repeats them without knowing about swarms.
+``swarm_config(seed)`` is the simulator's draw (``raftlab sim --swarm``, raftlab/sim/hunt.py): a
+whole ``SimConfig`` from the seed alone, so the seed is all a replay needs.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from raftlab.sim.cluster import SimConfig
+
+KEEP = 0.6  # chance that each allowed fault is in a run's mix (at least one always is)
+INTERVALS = (0.5, 1.0, 2.0, 3.0)  # multiples of the campaign's --interval
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SwarmDraw:
+    faults: tuple[str, ...]
+    interval: float
+
+    def describe(self) -> str:
+        return f"swarm: faults {','.join(self.faults) or 'none'}, one every ~{self.interval:g}s"
+
+
+def draw(seed: int, faults: Sequence[str], interval: float) -> SwarmDraw:
+    """The fault subset and mean interval of run ``seed`` (faults keep their given order)."""
+    rng = random.Random(f"swarm:{seed}")
+    kept = tuple(f for f in faults if rng.random() < KEEP)
+    if faults and not kept:
+        kept = (rng.choice(list(faults)),)
+    return SwarmDraw(faults=kept, interval=round(interval * rng.choice(INTERVALS), 3))
+
+
+def swarm_config(seed: int, nodes: int | None = None) -> SimConfig:
+    """The fault mix of run ``seed``: every probability and switch drawn from the seed alone."""
+    rng = random.Random(f"swarm:{seed}")
+    return SimConfig(
+        nodes=nodes or rng.choice((3, 5, 5)),
+        loss=rng.choice((0.0, 0.02, 0.1, 0.25)),
+        duplicate=rng.choice((0.0, 0.01, 0.05)),
+        reorder=rng.choice((0.0, 0.1, 0.3)),
+        partitions=rng.random() < 0.75,
+        crashes=rng.random() < 0.75,
+        keys=rng.choice((1, 2, 3)),
+        clients=rng.choice((2, 4, 6)),
+        election_tick=rng.choice((4, 6, 10)),
+        client_timeout=rng.choice((200, 400, 800)),
+        slow_leader=rng.random() < 0.3,
+        target_leader=rng.random() < 0.4,
+        max_size_per_msg=rng.choice((1 << 20, 1 << 20, 64)),  # 64 bytes: one or two entries per append
+        max_inflight_msgs=rng.choice((256, 256, 2)),
+    )
+
+
+def describe_config(c: SimConfig) -> str:
+    return (f"nodes={c.nodes} loss={c.loss} dup={c.duplicate} reorder={c.reorder} "
+            f"partitions={'on' if c.partitions else 'off'} crashes={'on' if c.crashes else 'off'} "
+            f"keys={c.keys} clients={c.clients} election_tick={c.election_tick}"
+            + (" slow-leader" if c.slow_leader else "") + (" target-leader" if c.target_leader else "")
+            + (f" max_size_per_msg={c.max_size_per_msg}" if c.max_size_per_msg < 1 << 20 else "")
+            + (f" max_inflight={c.max_inflight_msgs}" if c.max_inflight_msgs < 256 else ""))

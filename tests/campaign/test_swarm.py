@@ -1,0 +1,55 @@
+"""Swarm draws for campaigns, and the README's default campaign as one string.
+
+``raftlab run --swarm`` draws the run's fault mix and interval from its seed; the draw must be a
+function of the seed alone (so replay repeats it from campaign.json) and must vary across seeds
+(or it is no swarm). ``./dev campaign`` and ``raftlab mutate``'s default campaign are the same
+arguments, so the mutation score describes the campaign the README runs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from raftlab.mutate import DEFAULT_CAMPAIGN
+from raftlab.swarm import INTERVALS, draw
+from tests.campaign.needs import need_checker
+
+ROOT = Path(__file__).resolve().parents[2]
+FAULTS = ("kill", "pause", "partition", "kill-leader", "pause-leader", "partition-leader", "kill-majority")
+
+
+def test_a_swarm_draw_is_a_function_of_the_seed_and_varies_across_seeds() -> None:
+    draws = [draw(seed, FAULTS, 3.0) for seed in range(40)]
+    assert draws == [draw(seed, FAULTS, 3.0) for seed in range(40)]
+    assert len({d.faults for d in draws}) > 10 and len({d.interval for d in draws}) == len(INTERVALS)
+    for d in draws:
+        assert d.faults and set(d.faults) <= set(FAULTS)
+        assert list(d.faults) == [f for f in FAULTS if f in d.faults]  # given order kept
+        assert d.interval in {3.0 * k for k in INTERVALS}
+    assert draw(1, (), 5.0).faults == ()
+    assert "swarm: faults" in draws[0].describe()
+
+
+def test_dev_campaign_runs_the_default_campaign_of_mutate() -> None:
+    line = next(ln for ln in (ROOT / "dev").read_text().splitlines() if "exec .venv/bin/raftlab run" in ln)
+    args = shlex.split(re.sub(r'.*raftlab run ', "", line).replace('"$@"', ""))
+    assert args == shlex.split(DEFAULT_CAMPAIGN)
+
+
+def test_run_swarm_prints_and_stores_the_drawn_mix(tmp_path: Path, lab_name: str, base_port: int) -> None:
+    need_checker()
+    drawn = draw(42, ("kill", "pause"), 0.4)
+    cli = [str(Path(sys.executable).parent / "raftlab"), "run", "--system", "toysys", "--lab-name", lab_name,
+           "--base-port", str(base_port), "--store", str(tmp_path / "store"), "--time-limit", "2",
+           "--concurrency", "3", "--seed", "42", "--workload-opt", "keys=1", "--quiet", "--nemesis", "kill,pause",
+           "--interval", "0.4", "--swarm"]
+    done = subprocess.run(cli, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert drawn.describe() in done.stdout and "coverage: " in done.stdout.splitlines()[-1]
+    stored = json.loads((tmp_path / "store" / "latest" / "campaign.json").read_text())
+    assert tuple(stored["nemesis"]) == drawn.faults and stored["interval"] == drawn.interval
