@@ -24,11 +24,12 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Callable, Generator, Hashable, Sequence
+from collections.abc import Callable, Generator, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from raftlab.history import Operation
+from raftlab.protocols import CompiledModel, Model, ReadOnlyModel, ValueFlowModel
 
 from .result import UNKNOWN, Verdict
 
@@ -54,28 +55,77 @@ class Deadline:
         return self.at != math.inf and time.monotonic() >= self.at
 
 
+@dataclass(slots=True, kw_only=True)
+class Prepared:
+    """What the search needs to know about each operation of one partition, computed once.
+
+    ``fns[i](state) -> (ok, new_state)`` is the model's step for operation i (compiled when the
+    model is a ``CompiledModel``); ``pure[i]``: it never changes the state (``ReadOnlyModel``);
+    ``observed`` / ``written``: its values (``ValueFlowModel``), or None for other models.
+    """
+
+    ops: Sequence[Operation]
+    init: Hashable
+    fns: list[Callable[[Hashable], tuple[bool, Hashable]]]
+    pure: list[bool]
+    observed: list[tuple[Hashable, ...]] | None
+    written: list[tuple[Hashable, ...]] | None
+
+
+def prepare(model: Model[Any], ops: Sequence[Operation]) -> Prepared:
+    fns = ([model.compile(op) for op in ops] if isinstance(model, CompiledModel)
+           else [functools.partial(_step_of, model.step, op) for op in ops])
+    pure = [model.read_only(op) for op in ops] if isinstance(model, ReadOnlyModel) else [False] * len(ops)
+    flow = isinstance(model, ValueFlowModel)
+    return Prepared(ops=ops, init=model.init(), fns=fns, pure=pure,
+                    observed=[model.observed(op) for op in ops] if flow else None,
+                    written=[model.written(op) for op in ops] if flow else None)
+
+
+def searched(prep: Prepared, chosen: Iterable[int]) -> list[int]:
+    """The operations of ``chosen`` the search must place: every known one, and the unknown ones
+    whose effect could matter. An unknown read constrains nothing; an unknown write of a value no
+    chosen operation observes can only make later observations fail, so "never" is always at
+    least as good for it (``ValueFlowModel``'s contract)."""
+    ops, pure = prep.ops, prep.pure
+    chosen = list(chosen)
+    if prep.observed is None or prep.written is None:
+        return [i for i in chosen if ops[i].known or not pure[i]]
+    observed, written = prep.observed, prep.written
+    seen = {v for i in chosen for v in observed[i]}
+    return [i for i in chosen if ops[i].known or (not pure[i] and any(v in seen for v in written[i]))]
+
+
 def search(
-    model: Any,
-    ops: Sequence[Operation],
+    prep: Prepared,
+    chosen: Sequence[int] | None = None,
     *,
     deadline: Deadline | None = None,
     slice_steps: int = 2000,
     max_memo: int | None = None,
+    max_steps: int | None = None,
+    relaxed: bool = False,
 ) -> Generator[None, None, Outcome]:
-    """Decide one partition; yields between slices of work, returns an Outcome."""
+    """Decide the operations ``chosen`` (indexes into ``prep.ops``; default all) of one partition.
+
+    Yields between slices of work and returns an Outcome whose ``prefix`` indexes ``prep.ops``.
+    ``max_steps`` bounds the work (past it: unknown), so a bounded search is deterministic.
+    ``relaxed``: ignore real time (every operation concurrent with every other): is there *any*
+    order the model accepts? The shrinker asks that of its candidates.
+    """
+    index = searched(prep, range(len(prep.ops)) if chosen is None else chosen)
+    ops = [prep.ops[i] for i in index]
     n = len(ops)
-    if n == 0:
+    if not any(op.known for op in ops):
         return Outcome(valid=True)
-    compile_op = getattr(model, "compile", None)
-    fns: list[Callable[[Hashable], tuple[bool, Hashable]]] = (
-        [compile_op(op) for op in ops] if compile_op is not None
-        else [functools.partial(_step_of, model.step, op) for op in ops]
-    )
+    fns = [prep.fns[i] for i in index]
+    pure = [prep.pure[i] for i in index]
+    known = [op.known for op in ops]
     # events: (position, order, entry) — calls and returns sorted by real time; unknown returns last
-    events: list[tuple[float, int, int]] = []
+    events: list[tuple[float, float, int]] = []
     for i, op in enumerate(ops):
-        events.append((op.call, 0, 2 * i))
-        events.append((op.ret, op.call, 2 * i + 1))
+        events.append((0 if relaxed else op.call, op.call, 2 * i))
+        events.append((math.inf if relaxed else op.ret, op.call, 2 * i + 1))
     events.sort()
     size = 2 * n
     head, tail = size, size + 1  # sentinels: the walk always meets a return before the tail
@@ -89,13 +139,10 @@ def search(
     nxt[last] = tail
     prv[tail] = last
 
-    state: Hashable = model.init()
+    state: Hashable = prep.init
     # Once every operation with a known outcome is placed, the unknown ones left can take effect
     # "never": success without placing them (porcupine places them all; the answer is the same).
-    known = [op.known for op in ops]
     known_left = sum(known)
-    if known_left == 0:
-        return Outcome(valid=True)
     linearized = 0
     memo: set[tuple[int, Hashable]] = set()
     calls: list[tuple[int, Hashable]] = []
@@ -108,25 +155,26 @@ def search(
 
     def snapshot() -> None:
         nonlocal best, best_states
-        best = [e >> 1 for e, _ in calls]
+        best = [index[e >> 1] for e, _ in calls]
         best_states = [s for _, s in calls[1:]] + [state]
 
+    def stopped(reason: str) -> Outcome:
+        if dirty:
+            snapshot()
+        return Outcome(valid=UNKNOWN, reason=reason, prefix=best, states=best_states, steps=steps)
+
     countdown = slice_steps
-    while nxt[head] != tail:
+    while True:
         countdown -= 1
         if not countdown:
             countdown = slice_steps
             steps += slice_steps
             if deadline is not None and deadline.passed():
-                if dirty:
-                    snapshot()
-                return Outcome(valid=UNKNOWN, reason=f"time limit reached after {steps} steps",
-                               prefix=best, states=best_states, steps=steps)
+                return stopped(f"time limit reached after {steps} steps")
             if max_memo is not None and len(memo) > max_memo:
-                if dirty:
-                    snapshot()
-                return Outcome(valid=UNKNOWN, reason=f"memory budget of {max_memo} memo entries reached",
-                               prefix=best, states=best_states, steps=steps)
+                return stopped(f"memory budget of {max_memo} memo entries reached")
+            if max_steps is not None and steps >= max_steps:
+                return stopped(f"step budget of {max_steps} reached")
             yield
         if not entry & 1:  # a call
             i = entry >> 1
@@ -161,20 +209,27 @@ def search(
             if dirty:
                 snapshot()
                 dirty = False
-            if not calls:
-                return Outcome(valid=False, prefix=best, states=best_states, steps=steps + slice_steps - countdown)
-            entry, state = calls.pop()
-            linearized &= ~(1 << (entry >> 1))
-            if known[entry >> 1]:
-                known_left += 1
-            # unlift: return first, then call (reverse order of lifting)
-            r = entry + 1
-            nxt[prv[r]] = r
-            prv[nxt[r]] = r
-            nxt[prv[entry]] = entry
-            prv[nxt[entry]] = entry
+            while True:
+                if not calls:
+                    return Outcome(valid=False, prefix=best, states=best_states,
+                                   steps=steps + slice_steps - countdown)
+                entry, state = calls.pop()
+                i = entry >> 1
+                linearized &= ~(1 << i)
+                if known[i]:
+                    known_left += 1
+                # unlift: return first, then call (reverse order of lifting)
+                r = entry + 1
+                nxt[prv[r]] = r
+                prv[nxt[r]] = r
+                nxt[prv[entry]] = entry
+                prv[nxt[entry]] = entry
+                # A read-only operation that fitted here loses nothing by being placed here: any
+                # completion without it here is one with it here (it changes no state, and every
+                # operation that must precede it already does). Its failure is its parent's.
+                if not pure[i]:
+                    break
             entry = nxt[entry]
-    return Outcome(valid=True, steps=steps + slice_steps - countdown)
 
 
 def _step_of(step: Callable[[Hashable, Operation], tuple[bool, Hashable]], op: Operation,
@@ -198,54 +253,3 @@ def stuck_operations(ops: Sequence[Operation], prefix: Sequence[int]) -> list[in
         return []
     first_return = min(ops[i].ret for i in remaining)
     return [i for i in remaining if ops[i].call < first_return]
-
-
-def minimise(model: Any, ops: Sequence[Operation], *, budget: float = 2.0) -> tuple[list[int], bool]:
-    """Delta debugging (ddmin) over operations: a small subset that is still not linearizable.
-
-    Real-time order among the kept operations is unchanged (positions are kept), so the subset is a
-    genuine sub-history. Bounded by ``budget`` seconds; returns the smallest failing subset found
-    and whether ddmin finished (then no single chunk of it can be removed at the finest split).
-    """
-    deadline = Deadline(budget)
-    current = list(range(len(ops)))
-
-    grounding = getattr(model, "grounding", None)
-    grounded = grounding(ops) if grounding is not None else None
-
-    def illegal(subset: list[int]) -> bool:
-        chosen = [ops[i] for i in subset]
-        if grounded is not None and not grounded(chosen):
-            return False
-        out = run_to_end(search(model, chosen, deadline=deadline))
-        return out.valid is False
-
-    chunks = 2
-    finished = False
-    while not deadline.passed():
-        if len(current) < 2:
-            finished = True
-            break
-        size = math.ceil(len(current) / chunks)
-        pieces = [current[k:k + size] for k in range(0, len(current), size)]
-        reduced = False
-        for piece in pieces:
-            if deadline.passed():
-                break
-            if len(piece) < len(current) and illegal(piece):
-                current, chunks, reduced = piece, 2, True
-                break
-        if not reduced:
-            for piece in pieces:
-                if deadline.passed():
-                    break
-                rest = [i for i in current if i not in set(piece)]
-                if rest and illegal(rest):
-                    current, chunks, reduced = rest, max(chunks - 1, 2), True
-                    break
-        if not reduced:
-            if chunks >= len(current):
-                finished = not deadline.passed()  # a search cut short proves nothing
-                break
-            chunks = min(len(current), chunks * 2)
-    return current, finished

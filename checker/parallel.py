@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from raftlab.history import Operation
 
-from .linearizable import Deadline, Outcome, search
+from .linearizable import Deadline, Outcome, prepare, search
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -85,7 +85,7 @@ def interleave(
     """Search ``parts`` a slice each in turn; stop at the first illegal one. Keys: indexes into parts."""
     outcomes: dict[int, Outcome] = {}
     live: dict[int, Generator[None, None, Outcome]] = {
-        i: search(model, ops, deadline=deadline, max_memo=max_memo) for i, ops in enumerate(parts)
+        i: search(prepare(model, ops), deadline=deadline, max_memo=max_memo) for i, ops in enumerate(parts)
     }
     while live:
         for i in list(live):
