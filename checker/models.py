@@ -25,6 +25,7 @@ from typing import Any, ClassVar, TypeVar
 
 from raftlab.history import Operation
 
+
 class ModelError(ValueError):
     """An operation the model does not understand (bad f or value); names the operation."""
 

@@ -58,7 +58,7 @@ class _Judge:
         self.seen: dict[tuple[int, ...], bool] = {}
         self.best = list(range(len(prep.ops)))  # the smallest accepted candidate so far
         self.needs = _needs(prep) if prep.written is not None else None
-        self.whole_relaxed: bool | None | str = "not searched"  # has the whole partition any order?
+        self.whole_relaxed: bool | str | None = "not searched"  # has the whole partition any order?
 
     def _search(self, subset: list[int], *, relaxed: bool = False) -> bool | None:
         if self.left <= 0 or (self.deadline is not None and self.deadline.passed()):
