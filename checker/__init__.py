@@ -97,7 +97,7 @@ def check(
         local_prefix = outcomes[failed].prefix
         bad.stuck = [part_ops[k].id for k in stuck_operations(part_ops, local_prefix)]
         if minimise:
-            shrunk = shrink(prepare(m, part_ops), search_steps=outcomes[failed].steps, deadline=deadline)
+            shrunk = shrink(prepare(m, part_ops), outcomes[failed], deadline=deadline)
             bad.minimal = [part_ops[k].id for k in shrunk.kept]
             bad.minimal_finished = shrunk.finished
         bad.described = {op.id: describe(m, op) for op in part_ops}

@@ -41,6 +41,10 @@ class Outcome:
     prefix: list[int] = field(default_factory=list)  # indexes into the partition's operations
     states: list[Hashable] = field(default_factory=list)  # state after each prefix step
     steps: int = 0
+    # Illegal only: the latest real-time position of a return the search was ever stopped by. No
+    # branch reached a call after it, so every sub-history keeping the operations called before
+    # it is searched the same way, and is illegal too (the shrinker's first cut).
+    frontier: float = -math.inf
 
 
 class Deadline:
@@ -121,11 +125,45 @@ def search(
     fns = [prep.fns[i] for i in index]
     pure = [prep.pure[i] for i in index]
     known = [op.known for op in ops]
-    # events: (position, order, entry) — calls and returns sorted by real time; unknown returns last
-    events: list[tuple[float, float, int]] = []
+    rets = [op.ret for op in ops]
+    # Unknown operations are where the search explodes (each may take effect anywhere after its
+    # call), so three rules place fewer of them; each keeps some canonical linearization:
+    # * twins: of two identical unknown operations, the earlier-called is placed first (both
+    #   have been called, and neither must ever return, so they are interchangeable);
+    # * no-ops: an unknown operation that leaves the state as it was is not placed (it stays
+    #   pending, which allows strictly more);
+    # * value flow (ValueFlowModel): right after an unknown write of v, only an operation that
+    #   observes v may follow. Anything else would overwrite v (drop the write: it never happened)
+    #   or leave it (then place the write later, which an unknown operation may always be). This
+    #   restriction is part of the memo key (FLAG), since it limits what follows.
+    unknown = [not k for k in known]
+    twin = [-1] * n
+    last_of: dict[tuple[Any, ...], int] = {}
     for i, op in enumerate(ops):
-        events.append((0 if relaxed else op.call, op.call, 2 * i))
-        events.append((math.inf if relaxed else op.ret, op.call, 2 * i + 1))
+        if unknown[i]:
+            sig = (op.f, repr(op.key), repr(op.input))
+            twin[i] = last_of.get(sig, -1)
+            last_of[sig] = i
+    flow = prep.observed is not None
+    observes = [frozenset(prep.observed[i]) for i in index] if prep.observed is not None else []
+    flag = 1 << n
+    watching = False
+    # events: (position, order, entry) — calls and returns sorted by real time; unknown returns last
+    events: list[tuple[Any, Any, int]] = []
+    kind: list[int] = []
+    if relaxed:
+        # no real time: every call, then every return. Identical operations are interchangeable,
+        # so they sit side by side and only the first unplaced one of a kind is ever tried.
+        kinds: dict[tuple[Any, ...], int] = {}
+        kind = [kinds.setdefault((op.f, repr(op.key), repr(op.input), repr(op.output), op.known), len(kinds))
+                for op in ops]
+        for i in range(n):
+            events.append((0, kind[i], 2 * i))
+            events.append((1, 0, 2 * i + 1))
+    else:
+        for i, op in enumerate(ops):
+            events.append((op.call, op.call, 2 * i))
+            events.append((op.ret, op.call, 2 * i + 1))
     events.sort()
     size = 2 * n
     head, tail = size, size + 1  # sentinels: the walk always meets a return before the tail
@@ -151,6 +189,7 @@ def search(
     best_states: list[Hashable] = []
     dirty = False
     steps = 0
+    frontier = -math.inf
     entry = nxt[head]
 
     def snapshot() -> None:
@@ -178,15 +217,24 @@ def search(
             yield
         if not entry & 1:  # a call
             i = entry >> 1
+            if relaxed and not prv[entry] & 1 and prv[entry] != head and kind[prv[entry] >> 1] == kind[i]:
+                entry = nxt[entry]  # its twin just before it is unplaced: trying this one is the same
+                continue
+            if (watching and state not in observes[i]) or (twin[i] >= 0 and not linearized >> twin[i] & 1):
+                entry = nxt[entry]
+                continue
             ok, new_state = fns[i](state)
+            if ok and unknown[i] and new_state == state:
+                ok = False
             if ok:
                 bits = linearized | (1 << i)
-                key = (bits, new_state)
+                key = (bits | flag, new_state) if flow and unknown[i] else (bits, new_state)
                 if key not in memo:
                     memo.add(key)
                     calls.append((entry, state))
                     state = new_state
                     linearized = bits
+                    watching = flow and unknown[i]
                     if known[i]:
                         known_left -= 1
                         if not known_left:
@@ -209,10 +257,12 @@ def search(
             if dirty:
                 snapshot()
                 dirty = False
+            if rets[entry >> 1] > frontier:
+                frontier = rets[entry >> 1]
             while True:
                 if not calls:
                     return Outcome(valid=False, prefix=best, states=best_states,
-                                   steps=steps + slice_steps - countdown)
+                                   steps=steps + slice_steps - countdown, frontier=frontier)
                 entry, state = calls.pop()
                 i = entry >> 1
                 linearized &= ~(1 << i)
@@ -229,6 +279,7 @@ def search(
                 # operation that must precede it already does). Its failure is its parent's.
                 if not pure[i]:
                     break
+            watching = flow and bool(calls) and unknown[calls[-1][0] >> 1]
             entry = nxt[entry]
 
 

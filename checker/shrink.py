@@ -30,13 +30,21 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .linearizable import Deadline, Prepared, run_to_end, search
+from .linearizable import Deadline, Outcome, Prepared, run_to_end, search
+from .result import UNKNOWN
 
 FLOOR_STEPS = 100_000
 """Search steps shrinking may always spend (about 50 ms), however quick the search was."""
 
 SEARCH_SHARE = 0.5
 """Beyond the floor, shrinking spends at most this share of the steps the search took."""
+
+PROBE_FLOOR = 5_000
+PROBE_FACTOR = 2
+"""One candidate's search may take PROBE_FLOOR steps, or PROBE_FACTOR times as many as the search
+of the last candidate accepted, at most: a subset of an illegal history that is itself illegal
+is usually no harder to refute. A candidate that needs more is rejected (and the result is
+then not called minimal)."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -50,40 +58,58 @@ class _Budget(Exception):
     """The step budget (or the check's time limit) ran out."""
 
 
+GROUNDED, ORDERED, UNORDERED = "grounded", "ordered", "unordered"
+"""What a candidate must be besides illegal: grounded (value-flow models), legal with real time
+ignored (other models), or illegal even with real time ignored (when the partition itself is)."""
+
+
 class _Judge:
     """Decides whether a candidate sub-history is a faithful illegal one, within a step budget."""
 
-    def __init__(self, prep: Prepared, budget: int, deadline: Deadline | None) -> None:
-        self.prep, self.left, self.deadline, self.spent = prep, budget, deadline, 0
+    def __init__(self, prep: Prepared, budget: int, probe_cap: int, deadline: Deadline | None) -> None:
+        self.prep, self.left, self.probe_cap, self.deadline, self.spent = prep, budget, probe_cap, deadline, 0
+        self.mode = GROUNDED if prep.written is not None else ORDERED
+        self.needs = _needs(prep) if prep.written is not None else []
         self.seen: dict[tuple[int, ...], bool] = {}
+        self.frontier: dict[tuple[int, ...], float] = {}  # accepted candidate -> its search's frontier
         self.best = list(range(len(prep.ops)))  # the smallest accepted candidate so far
-        self.needs = _needs(prep) if prep.written is not None else None
-        self.whole_relaxed: bool | str | None = "not searched"  # has the whole partition any order?
+        self.capped = False  # a probe ran out of its own cap: it was rejected without proof
 
-    def _search(self, subset: list[int], *, relaxed: bool = False) -> bool | None:
+    def search(self, subset: list[int], *, relaxed: bool = False) -> Outcome:
         if self.left <= 0 or (self.deadline is not None and self.deadline.passed()):
             raise _Budget
-        out = run_to_end(search(self.prep, subset, deadline=self.deadline, max_steps=self.left, relaxed=relaxed))
+        last_probe = self.left <= self.probe_cap  # the budget, not the probe cap, bounds this one
+        out = run_to_end(search(self.prep, subset, deadline=self.deadline, max_steps=min(self.left, self.probe_cap),
+                                relaxed=relaxed))
         self.left -= max(out.steps, 1)
         self.spent += max(out.steps, 1)
-        return None if out.valid == "unknown" else out.valid is True
+        if out.valid == UNKNOWN:
+            if last_probe or (self.deadline is not None and self.deadline.passed()):
+                raise _Budget
+            self.capped = True
+        return out
 
     def __call__(self, subset: list[int]) -> bool:
         key = tuple(subset)
         if key not in self.seen:
-            self.seen[key] = self._judge(subset)
+            self.seen[key] = self._judge(subset, key)
             if self.seen[key] and len(subset) < len(self.best):
                 self.best = subset
         return self.seen[key]
 
-    def _judge(self, subset: list[int]) -> bool:
-        if self.needs is not None:
-            return _grounded(self.prep, self.needs, subset) and self._search(subset) is False
-        if self.whole_relaxed == "not searched":
-            self.whole_relaxed = self._search(list(range(len(self.prep.ops))), relaxed=True)
-        if self.whole_relaxed is False:  # the partition has no order at all: neither may M
-            return self._search(subset, relaxed=True) is False
-        return self._search(subset) is False and self._search(subset, relaxed=True) is True
+    def _judge(self, subset: list[int], key: tuple[int, ...]) -> bool:
+        if self.mode == UNORDERED:
+            return self.search(subset, relaxed=True).valid is False
+        if self.mode == GROUNDED and not _grounded(self.prep, self.needs, subset):
+            return False
+        out = self.search(subset)
+        if out.valid is not False:
+            return False
+        if self.mode == ORDERED and self.search(subset, relaxed=True).valid is not True:
+            return False
+        self.frontier[key] = out.frontier
+        self.probe_cap = max(PROBE_FLOOR, PROBE_FACTOR * out.steps)
+        return True
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)
@@ -145,34 +171,47 @@ def _grounded(prep: Prepared, needs: Sequence[_Need], subset: list[int]) -> bool
     return True
 
 
-def shrink(prep: Prepared, *, search_steps: int, deadline: Deadline | None = None) -> Shrunk:
-    """A faithful minimal illegal sub-history of the (illegal) partition ``prep``."""
-    judge = _Judge(prep, FLOOR_STEPS + int(SEARCH_SHARE * search_steps), deadline)
+def shrink(prep: Prepared, found: Outcome, *, deadline: Deadline | None = None) -> Shrunk:
+    """A faithful minimal illegal sub-history of the partition ``prep``, which the search ``found``
+    illegal (its steps set the budget, its frontier the first cut)."""
+    judge = _Judge(prep, FLOOR_STEPS + int(SEARCH_SHARE * found.steps), max(PROBE_FLOOR, found.steps), deadline)
     try:
-        kept = _ddmin(judge, _window(judge, list(range(len(prep.ops)))))
+        kept = _ddmin(judge, _window(judge, found.frontier))
     except _Budget:  # the smallest faithful candidate found so far
         return Shrunk(kept=judge.best, finished=False, steps=judge.spent)
-    return Shrunk(kept=kept, finished=True, steps=judge.spent)
+    return Shrunk(kept=kept, finished=not judge.capped, steps=judge.spent)
 
 
-def _window(judge: _Judge, current: list[int]) -> list[int]:
-    """The shortest accepted prefix in call order, then the latest accepted start of it."""
-    lo, hi = 0, len(current)  # current[:hi] accepted (the whole partition), current[:lo] not
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if judge(current[:mid]):
-            hi = mid
-        else:
-            lo = mid
-    current = current[:hi]
-    lo, hi = 0, len(current)  # current[lo:] accepted, current[hi:] not (empty)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if judge(current[mid:]):
-            lo = mid
-        else:
-            hi = mid
-    return current[lo:]
+def _window(judge: _Judge, frontier: float) -> list[int]:
+    """The operations called before the frontier (illegal, whatever else is kept), plus what
+    faithfulness needs from after it; the whole partition if that is not enough."""
+    ops = judge.prep.ops
+    everything = list(range(len(ops)))
+    window = [i for i in everything if ops[i].call < frontier]
+    if judge.mode == GROUNDED:  # every write called before a kept observation returned
+        written = judge.prep.written
+        assert written is not None
+        last = max((ops[i].ret for i in window if ops[i].known), default=-math.inf)
+        window = [i for i in everything if ops[i].call < frontier or (written[i] and ops[i].call < last)]
+        return window if judge(window) else everything
+    if judge.search(window, relaxed=True).valid is not True:
+        whole = judge.search(everything, relaxed=True).valid
+        if whole is False:  # no order at all, even of the whole partition
+            judge.mode = UNORDERED
+            return window if judge(window) else everything
+        if whole is not True:
+            raise _Budget
+        # add the fewest later operations that give the window an order (they keep it illegal)
+        rest = [i for i in everything if ops[i].call >= frontier]
+        lo, hi = 0, len(rest)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if judge.search(window + rest[:mid], relaxed=True).valid is True:
+                hi = mid
+            else:
+                lo = mid
+        window = sorted(window + rest[:hi])
+    return window if judge(window) else everything
 
 
 def _ddmin(judge: _Judge, current: list[int]) -> list[int]:
@@ -193,6 +232,12 @@ def _ddmin(judge: _Judge, current: list[int]) -> list[int]:
                 if rest and judge(rest):
                     current, chunks, reduced = rest, max(chunks - 1, 2), True
                     break
+        if reduced:  # what the search of the new candidate never reached can go at once
+            ops = judge.prep.ops
+            frontier = judge.frontier.get(tuple(current), math.inf)
+            cut = [i for i in current if ops[i].call < frontier]
+            if judge.mode != UNORDERED and len(cut) < len(current) and judge(cut):
+                current, chunks = cut, 2
         if not reduced:
             if chunks >= len(current):
                 break
