@@ -227,6 +227,13 @@ class Mutex:
             return bool(state), False
         raise ModelError(f"mutex does not know f={op.f!r}: {op.describe()}")
 
+    # a register of held/free: acquire is cas(free -> held), release is cas(held -> free)
+    def observed(self, op: Operation) -> tuple[Hashable, ...]:
+        return (op.f == "release",) if op.known and op.f in ("acquire", "release") else ()
+
+    def written(self, op: Operation) -> tuple[Hashable, ...]:
+        return (op.f == "acquire",) if op.f in ("acquire", "release") else ()
+
     def describe_op(self, op: Operation) -> str:
         return f"{op.f}()" + ("" if op.known else " ?")
 

@@ -5,23 +5,28 @@ linearized together (jepsen-io/knossos#16). Plain delta debugging (keep any subs
 rejects) lies: deleting the write a read saw, or the release that made a second acquire legal,
 *invents* a violation, and the "minimal" history then shows a read of a value nobody wrote.
 
-Guarantees. The kept operations M (positions unchanged, so real-time order is the history's):
+Guarantees. The kept operations M (positions unchanged, so real-time order is the history's) are
+rejected by the search, and no deleted operation could have made them legal:
 
-* are rejected by the search (illegal under the model), and
-* are faithful, by the strongest rule the model's capabilities allow:
-  - ``ValueFlowModel`` (the registers): every kept observation keeps every write of its value it
-    may have seen (called before it returned, not certainly replaced before it began); when all
-    such writes were replaced (a stale read), one of them and one replacing write are kept. So no
-    kept read shows a value no kept operation wrote (unless nothing in the history wrote it).
-  - any other model: M with real time ignored is legal (some order of M is accepted by the
-    model), so every observation is explained by kept operations and the violation is one of
-    real-time order. If even the whole partition has no such order, M itself has none.
-* are deterministic: the budget is counted in search steps, never seconds, so the same history
+* ``ValueFlowModel`` (the registers): every kept observation keeps every write of its value it
+  may have seen (called before it returned, and not certainly replaced before it began); when
+  all such writes were replaced (a stale read), one of them and a replacing write are kept. So
+  no kept read or cas shows a value no kept operation wrote, unless nothing in the partition did.
+* any other model: M is a closed prefix (every operation called before some point T, where no
+  operation with a known outcome is in flight) minus some read-only operations. Every deleted
+  operation that changes state was called after every kept one returned, so it is linearized
+  after them all in any linearization, and a read-only one changes no state: a linearization of
+  the history restricted to M would be one of M. So M's violation is the history's.
+* deterministic: the budget is counted in search steps, never seconds, so the same history
   gives the same M on any machine under any load (only a ``time_limit`` can cut it short).
 
-Algorithm: (1) the shortest faithful illegal prefix of the partition in call order, by bisection;
-(2) the latest start that keeps the window faithful and illegal, by bisection; (3) ddmin (Zeller)
-on that window, each candidate judged grounded-first (cheap), then by the search.
+Algorithm. First cut, free: no branch of the failing search reached a call after its
+*frontier* (``Outcome.frontier``), so every sub-history that keeps the operations called before
+it is illegal too. Registers: those operations plus the writes their observations may have seen,
+then ddmin (Zeller) over all of them, each candidate judged grounded-first (cheap) and cutting at
+its own frontier when accepted. Other models: the shortest closed prefix reaching the frontier,
+then the shortest closed illegal prefix below it by bisection, then ddmin over its read-only
+operations.
 """
 
 from __future__ import annotations
@@ -58,54 +63,39 @@ class _Budget(Exception):
     """The step budget (or the check's time limit) ran out."""
 
 
-GROUNDED, ORDERED, UNORDERED = "grounded", "ordered", "unordered"
-"""What a candidate must be besides illegal: grounded (value-flow models), legal with real time
-ignored (other models), or illegal even with real time ignored (when the partition itself is)."""
-
-
 class _Judge:
     """Decides whether a candidate sub-history is a faithful illegal one, within a step budget."""
 
     def __init__(self, prep: Prepared, budget: int, probe_cap: int, deadline: Deadline | None) -> None:
         self.prep, self.left, self.probe_cap, self.deadline, self.spent = prep, budget, probe_cap, deadline, 0
-        self.mode = GROUNDED if prep.written is not None else ORDERED
-        self.needs = _needs(prep) if prep.written is not None else []
+        self.needs = _needs(prep) if prep.written is not None else None
         self.seen: dict[tuple[int, ...], bool] = {}
         self.frontier: dict[tuple[int, ...], float] = {}  # accepted candidate -> its search's frontier
         self.best = list(range(len(prep.ops)))  # the smallest accepted candidate so far
         self.capped = False  # a probe ran out of its own cap: it was rejected without proof
 
-    def search(self, subset: list[int], *, relaxed: bool = False) -> Outcome:
+    def __call__(self, subset: list[int]) -> bool:
+        key = tuple(sorted(subset))
+        if key not in self.seen:
+            self.seen[key] = self._judge(list(key), key)
+            if self.seen[key] and len(key) < len(self.best):
+                self.best = list(key)
+        return self.seen[key]
+
+    def _judge(self, subset: list[int], key: tuple[int, ...]) -> bool:
+        if self.needs is not None and not _grounded(self.prep, self.needs, subset):
+            return False
         if self.left <= 0 or (self.deadline is not None and self.deadline.passed()):
             raise _Budget
         last_probe = self.left <= self.probe_cap  # the budget, not the probe cap, bounds this one
-        out = run_to_end(search(self.prep, subset, deadline=self.deadline, max_steps=min(self.left, self.probe_cap),
-                                relaxed=relaxed))
+        out = run_to_end(search(self.prep, subset, deadline=self.deadline, max_steps=min(self.left, self.probe_cap)))
         self.left -= max(out.steps, 1)
         self.spent += max(out.steps, 1)
         if out.valid == UNKNOWN:
             if last_probe or (self.deadline is not None and self.deadline.passed()):
                 raise _Budget
             self.capped = True
-        return out
-
-    def __call__(self, subset: list[int]) -> bool:
-        key = tuple(subset)
-        if key not in self.seen:
-            self.seen[key] = self._judge(subset, key)
-            if self.seen[key] and len(subset) < len(self.best):
-                self.best = subset
-        return self.seen[key]
-
-    def _judge(self, subset: list[int], key: tuple[int, ...]) -> bool:
-        if self.mode == UNORDERED:
-            return self.search(subset, relaxed=True).valid is False
-        if self.mode == GROUNDED and not _grounded(self.prep, self.needs, subset):
-            return False
-        out = self.search(subset)
         if out.valid is not False:
-            return False
-        if self.mode == ORDERED and self.search(subset, relaxed=True).valid is not True:
             return False
         self.frontier[key] = out.frontier
         self.probe_cap = max(PROBE_FLOOR, PROBE_FACTOR * out.steps)
@@ -136,7 +126,7 @@ def _needs(prep: Prepared) -> list[_Need]:
     init_replaced = replaced_at(-math.inf)
     needs: list[_Need] = []
     for o, op in enumerate(ops):
-        if not op.known:
+        if not op.known:  # an unknown cas shows nothing: what it may have seen is not its output
             continue
         for v in observed[o]:
             seen = [w for w in writers if w != o and v in written[w] and ops[w].call < op.ret]
@@ -175,68 +165,78 @@ def shrink(prep: Prepared, found: Outcome, *, deadline: Deadline | None = None) 
     """A faithful minimal illegal sub-history of the partition ``prep``, which the search ``found``
     illegal (its steps set the budget, its frontier the first cut)."""
     judge = _Judge(prep, FLOOR_STEPS + int(SEARCH_SHARE * found.steps), max(PROBE_FLOOR, found.steps), deadline)
+    ops = prep.ops
     try:
-        kept = _ddmin(judge, _window(judge, found.frontier))
+        if judge.needs is not None:
+            kept = _ddmin(judge, [], _grounded_window(judge, found.frontier))
+        else:
+            prefix = _closed_prefix(judge, found.frontier)
+            fixed = [i for i in prefix if not (prep.pure[i] and ops[i].known)]
+            kept = fixed + _ddmin(judge, fixed, [i for i in prefix if prep.pure[i] and ops[i].known])
     except _Budget:  # the smallest faithful candidate found so far
         return Shrunk(kept=judge.best, finished=False, steps=judge.spent)
-    return Shrunk(kept=kept, finished=not judge.capped, steps=judge.spent)
+    return Shrunk(kept=sorted(kept), finished=not judge.capped, steps=judge.spent)
 
 
-def _window(judge: _Judge, frontier: float) -> list[int]:
-    """The operations called before the frontier (illegal, whatever else is kept), plus what
-    faithfulness needs from after it; the whole partition if that is not enough."""
-    ops = judge.prep.ops
+def _grounded_window(judge: _Judge, frontier: float) -> list[int]:
+    """The operations called before the frontier, plus every write called before one of them
+    returned (what their observations may have seen); the whole partition if that fails."""
+    ops, written = judge.prep.ops, judge.prep.written
+    assert written is not None
     everything = list(range(len(ops)))
-    window = [i for i in everything if ops[i].call < frontier]
-    if judge.mode == GROUNDED:  # every write called before a kept observation returned
-        written = judge.prep.written
-        assert written is not None
-        last = max((ops[i].ret for i in window if ops[i].known), default=-math.inf)
-        window = [i for i in everything if ops[i].call < frontier or (written[i] and ops[i].call < last)]
-        return window if judge(window) else everything
-    if judge.search(window, relaxed=True).valid is not True:
-        whole = judge.search(everything, relaxed=True).valid
-        if whole is False:  # no order at all, even of the whole partition
-            judge.mode = UNORDERED
-            return window if judge(window) else everything
-        if whole is not True:
-            raise _Budget
-        # add the fewest later operations that give the window an order (they keep it illegal)
-        rest = [i for i in everything if ops[i].call >= frontier]
-        lo, hi = 0, len(rest)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if judge.search(window + rest[:mid], relaxed=True).valid is True:
-                hi = mid
-            else:
-                lo = mid
-        window = sorted(window + rest[:hi])
+    before = [i for i in everything if ops[i].call < frontier]
+    last = max((ops[i].ret for i in before if ops[i].known), default=-math.inf)
+    window = [i for i in everything if ops[i].call < frontier or (written[i] and ops[i].call < last)]
     return window if judge(window) else everything
 
 
-def _ddmin(judge: _Judge, current: list[int]) -> list[int]:
-    """Zeller's ddmin: returns a 1-minimal accepted subset (no single operation can go)."""
+def _closed_prefix(judge: _Judge, frontier: float) -> list[int]:
+    """The shortest illegal prefix in call order that ends where no known operation is in flight."""
+    ops = judge.prep.ops
+    cuts: list[int] = []  # k such that every known operation among ops[:k] returned before ops[k] began
+    last = -math.inf
+    for k, op in enumerate(ops):
+        if k and last < op.call:
+            cuts.append(k)
+        if op.known:
+            last = max(last, op.ret)
+    cuts.append(len(ops))
+    hi = next(j for j, k in enumerate(cuts) if k == len(ops) or ops[k].call >= frontier)  # illegal: frontier
+    lo = -1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if judge(list(range(cuts[mid]))):
+            hi = mid
+        else:
+            lo = mid
+    return list(range(cuts[hi]))
+
+
+def _ddmin(judge: _Judge, fixed: list[int], current: list[int]) -> list[int]:
+    """Zeller's ddmin over ``current`` (``fixed`` always kept): a 1-minimal accepted subset."""
+    if not current or judge(fixed):
+        return []
     chunks = 2
     while len(current) >= 2:
         size = math.ceil(len(current) / chunks)
         pieces = [current[k:k + size] for k in range(0, len(current), size)]
         reduced = False
         for piece in pieces:
-            if len(piece) < len(current) and judge(piece):
+            if len(piece) < len(current) and judge(fixed + piece):
                 current, chunks, reduced = piece, 2, True
                 break
         if not reduced:
             for piece in pieces:
                 drop = set(piece)
                 rest = [i for i in current if i not in drop]
-                if rest and judge(rest):
+                if rest and judge(fixed + rest):
                     current, chunks, reduced = rest, max(chunks - 1, 2), True
                     break
-        if reduced:  # what the search of the new candidate never reached can go at once
+        if reduced and judge.needs is not None:  # what the new candidate's search never reached goes
             ops = judge.prep.ops
-            frontier = judge.frontier.get(tuple(current), math.inf)
+            frontier = judge.frontier[tuple(fixed + current)]
             cut = [i for i in current if ops[i].call < frontier]
-            if judge.mode != UNORDERED and len(cut) < len(current) and judge(cut):
+            if len(cut) < len(current) and judge(fixed + cut):
                 current, chunks = cut, 2
         if not reduced:
             if chunks >= len(current):
