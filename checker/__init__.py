@@ -29,14 +29,15 @@ from .sets import check_set
 from .shrink import shrink
 
 __all__ = ["MODELS", "ModelError", "PartitionResult", "Result", "check", "check_set", "compose", "merge_valid",
-           "safe_check"]
+           "partitions", "safe_check"]
 
 
 PARALLEL_OPERATIONS = 5000
 """Below this many operations, forking workers costs more than it saves."""
 
 
-def _partitions(model: Model[Any], ops: list[Operation]) -> list[tuple[str, list[Operation]]]:
+def partitions(model: Model[Any], ops: list[Operation]) -> list[tuple[str, list[Operation]]]:
+    """(name, operations) of each independent part: one per key of a ``PartitionedModel``."""
     if not isinstance(model, PartitionedModel):
         return [("all", ops)]
     key_of = model.partition_key
@@ -72,7 +73,7 @@ def check(
                   f"none of its {len(ops)} operations completed with a known outcome")
         return Result(valid=UNKNOWN, model=name, explanation=f"unknown: the history proves nothing ({reason})",
                       operations=len(ops), elapsed=time.monotonic() - started)
-    parts = _partitions(m, ops)
+    parts = partitions(m, ops)
     deadline = Deadline(time_limit)
     if workers is None:
         workers = cores() if len(parts) > 1 and len(ops) >= PARALLEL_OPERATIONS else 1

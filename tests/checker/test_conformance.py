@@ -15,6 +15,7 @@ import pytest
 from raftlab.checker import check
 
 from raftlab import formats
+from tests.checker.test_shrink import assert_faithful
 from tests.conftest import HISTORIES, need_histories
 
 VERDICT = {"ok": True, "illegal": False}
@@ -59,12 +60,21 @@ def test_manifest_verdict(suite: str, entry: dict[str, Any]) -> None:
     assert result.valid == expected(entry), result.explanation
     if result.valid is False:
         assert result.explanation.startswith("not linearizable")
-        assert result.failing is not None and result.failing.minimal
-        # the minimal sub-history is itself a history that the checker rejects
-        by_id = {o.id: o for o in history.operations()}
-        kept = [by_id[i] for i in result.failing.minimal]
-        sub = history.subhistory([o.call for o in kept] + [int(o.ret) for o in kept if o.known])
-        assert check(sub, result.model, **opts).valid is False
+        # the minimal sub-history is illegal to the search and (when small) to brute force, and
+        # keeps what its observations depend on
+        assert_faithful(history, result, result.model, **opts)
+
+
+def test_shrinking_is_deterministic() -> None:
+    """The same history gives the same minimal sub-history every run (the budget is in steps)."""
+    root = need_histories()
+    for name, model in (("jepsen/etcd_099.log", "cas-register"), ("kv/c50-bad.txt", "kv-append")):
+        history = formats.read_history(root / "porcupine" / name)
+        first, second = check(history, model), check(history, model)
+        assert first.failing is not None and second.failing is not None
+        assert first.failing.minimal == second.failing.minimal
+        assert first.failing.minimal_finished == second.failing.minimal_finished
+    assert first.failing.minimal
 
 
 def test_manifests_are_present() -> None:
