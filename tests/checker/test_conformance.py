@@ -16,6 +16,7 @@ from raftlab.checker import check
 
 from raftlab import formats
 from tests.checker.test_shrink import assert_faithful
+from tests import conftest
 from tests.conftest import HISTORIES, need_histories
 
 VERDICT = {"ok": True, "illegal": False}
@@ -80,6 +81,16 @@ def test_shrinking_is_deterministic() -> None:
 def test_manifests_are_present() -> None:
     need_histories()
     assert len(CASES) > 200
+
+
+def test_a_missing_suite_fails_in_ci(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(conftest, "HISTORIES", tmp_path / "absent")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        conftest.need_histories()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="not found"):
+        conftest.need_histories()
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
