@@ -15,8 +15,8 @@ import pytest
 from raftlab.checker import check
 
 from raftlab import formats
-from tests.checker.test_shrink import assert_faithful
 from tests import conftest
+from tests.checker.test_shrink import assert_faithful
 from tests.conftest import HISTORIES, need_histories
 
 VERDICT = {"ok": True, "illegal": False}

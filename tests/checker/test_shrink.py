@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from raftlab.checker import Result, check, partitions
 from raftlab.checker.models import make_model
-from raftlab.protocols import ReadOnlyModel, ValueFlowModel
 
 from raftlab.history import History, Op, OpType
+from raftlab.protocols import ReadOnlyModel, ValueFlowModel
 from tests.checker.test_properties import brute_force
 
 ORACLE_OPS = 7
