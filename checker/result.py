@@ -8,7 +8,6 @@ pass (porcupine's ``Unknown``).
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -103,6 +102,8 @@ def safe_check(checker: Any, history: History, opts: Mapping[str, Any]) -> Resul
     try:
         result = checker.check(history, dict(opts))
     except Exception as e:
+        import traceback
+
         tb = traceback.format_exception_only(type(e), e)[-1].strip()
         return Result(valid=UNKNOWN, explanation=f"the checker crashed: {tb}")
     if not isinstance(result, Result):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +72,8 @@ def check(histories: tuple[Path, ...], model: str, fmt: str, initial_value: str 
             where = "" if isinstance(e, HistoryError) and e.source else f"{path}: "
             return None, None, f"error: {where}{e}"
         except Exception as e:  # a crash in the model (yours?) is an unknown verdict, never a pass
+            import traceback
+
             crash = traceback.format_exception_only(type(e), e)[-1].strip()
             return Result(valid="unknown", model=model, explanation=f"the checker crashed: {crash}"), None, None
         return result, history if html is not None else None, None
