@@ -26,7 +26,7 @@ from .models import MODELS, ModelError, make_model
 from .parallel import cores, search_partitions
 from .result import UNKNOWN, PartitionResult, Result, compose, merge_valid, safe_check
 from .sets import check_set
-from .shrink import shrink
+from .shrink import shrink_partition
 
 __all__ = ["MODELS", "ModelError", "PartitionResult", "Result", "check", "check_set", "compose", "merge_valid",
            "partitions", "safe_check"]
@@ -98,7 +98,7 @@ def check(
         local_prefix = outcomes[failed].prefix
         bad.stuck = [part_ops[k].id for k in stuck_operations(part_ops, local_prefix)]
         if minimise:
-            shrunk = shrink(prepare(m, part_ops), outcomes[failed], deadline=deadline)
+            shrunk = shrink_partition(prepare(m, part_ops), outcomes[failed], deadline=deadline)
             bad.minimal = [part_ops[k].id for k in shrunk.kept]
             bad.minimal_finished = shrunk.finished
         bad.described = {op.id: describe(m, op) for op in part_ops}

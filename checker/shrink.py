@@ -161,7 +161,7 @@ def _grounded(prep: Prepared, needs: Sequence[_Need], subset: list[int]) -> bool
     return True
 
 
-def shrink(prep: Prepared, found: Outcome, *, deadline: Deadline | None = None) -> Shrunk:
+def shrink_partition(prep: Prepared, found: Outcome, *, deadline: Deadline | None = None) -> Shrunk:
     """A faithful minimal illegal sub-history of the partition ``prep``, which the search ``found``
     illegal (its steps set the budget, its frontier the first cut)."""
     judge = _Judge(prep, FLOOR_STEPS + int(SEARCH_SHARE * found.steps), max(PROBE_FLOOR, found.steps), deadline)
