@@ -49,7 +49,7 @@ class PartitionResult:
     states: list[str] = field(default_factory=list)  # state after each prefix step (described)
     stuck: list[int] = field(default_factory=list)  # operation ids that could not be placed next
     minimal: list[int] = field(default_factory=list)  # a small still-illegal subset of operation ids
-    minimal_finished: bool = False  # shrinking ran to the end (else its time budget stopped it)
+    minimal_finished: bool = False  # shrinking ran to the end (else its step budget stopped it)
     described: dict[int, str] = field(default_factory=dict)  # operation id -> the model's words (failing only)
 
 
