@@ -17,7 +17,7 @@ import time
 from collections.abc import Hashable
 from typing import Any
 
-from raftlab.history import History, Operation
+from raftlab.history import History, Operation, OpType
 from raftlab.protocols import Model, PartitionedModel
 
 from .explain import describe, explain
@@ -69,8 +69,9 @@ def check(
     name = model if isinstance(model, str) else getattr(model, "name", type(model).__name__)
     ops = history.operations()
     if not any(op.known for op in ops):
-        reason = ("no operations" if not ops else
-                  f"none of its {len(ops)} operations completed with a known outcome")
+        invoked = sum(1 for e in history if e.is_client and e.type is OpType.INVOKE)
+        reason = (f"none of its {len(ops)} operations completed with a known outcome" if ops else
+                  f"all {invoked} of its operations failed" if invoked else "no operations")
         return Result(valid=UNKNOWN, model=name, explanation=f"unknown: the history proves nothing ({reason})",
                       operations=len(ops), elapsed=time.monotonic() - started)
     parts = partitions(m, ops)

@@ -59,6 +59,9 @@ def test_manifest_verdict(suite: str, entry: dict[str, Any]) -> None:
     opts = options(suite, entry)
     result = check(history, opts.pop("model"), time_limit=60, **opts)
     assert result.valid == expected(entry), result.explanation
+    if result.valid == "unknown":  # the reason is named: nothing, or only failed operations
+        assert "proves nothing" in result.explanation and ("no operations" in result.explanation
+                                                            or "failed" in result.explanation)
     if result.valid is False:
         assert result.explanation.startswith("not linearizable")
         # the minimal sub-history is illegal to the search and (when small) to brute force, and
