@@ -1,12 +1,14 @@
 """raftlab.checker: decides whether a history is linearizable, and explains when it is not.
 
 The whole public API is ``check(history, model, *, time_limit)`` -> ``Result`` (as porcupine.go),
-plus ``compose`` / ``merge_valid`` for combining checkers and ``visualize.render_html`` for a
-timeline page. It reads a ``History`` and never a cluster, so it works on any system's history.
+plus ``compose`` / ``merge_valid`` for combining checkers, ``check_set`` (the set checker, which
+is not a linearizability model) and ``visualize.render_html`` for a timeline page. It reads a
+``History`` and never a cluster, so it works on any system's history.
 
-Partitions (one per key for the kv models) are searched interleaved, a slice of steps each in
-turn, so one expensive key cannot delay finding a cheap illegal one; the first illegal partition
-ends the check. A time limit or memo budget yields ``unknown`` naming the unsettled partitions.
+Partitions (one per key for a ``PartitionedModel``) are searched interleaved, a slice of steps
+each in turn, so one expensive key cannot delay finding a cheap illegal one; the first illegal
+partition ends the check. A time limit or memo budget yields ``unknown`` naming the unsettled
+partitions. A history with no operation whose outcome is known proves nothing: ``unknown``.
 """
 
 from __future__ import annotations
@@ -15,26 +17,30 @@ import time
 from collections.abc import Hashable
 from typing import Any
 
-from raftlab.history import History, Operation
+from raftlab.history import History, Operation, OpType
+from raftlab.protocols import Model, PartitionedModel
 
 from .explain import describe, explain
-from .linearizable import Deadline, minimise, stuck_operations
+from .linearizable import Deadline, prepare, stuck_operations
 from .models import MODELS, ModelError, make_model
 from .parallel import cores, search_partitions
 from .result import UNKNOWN, PartitionResult, Result, compose, merge_valid, safe_check
 from .sets import check_set
+from .shrink import shrink_partition
 
-__all__ = ["MODELS", "ModelError", "PartitionResult", "Result", "check", "compose", "merge_valid", "safe_check"]
+__all__ = ["MODELS", "ModelError", "PartitionResult", "Result", "check", "check_set", "compose", "merge_valid",
+           "partitions", "safe_check"]
 
 
 PARALLEL_OPERATIONS = 5000
 """Below this many operations, forking workers costs more than it saves."""
 
 
-def _partitions(model: Any, ops: list[Operation]) -> list[tuple[str, list[Operation]]]:
-    key_of = getattr(model, "partition_key", None)
-    if key_of is None:
+def partitions(model: Model[Any], ops: list[Operation]) -> list[tuple[str, list[Operation]]]:
+    """(name, operations) of each independent part: one per key of a ``PartitionedModel``."""
+    if not isinstance(model, PartitionedModel):
         return [("all", ops)]
+    key_of = model.partition_key
     groups: dict[Hashable, list[Operation]] = {}
     for op in ops:
         groups.setdefault(key_of(op), []).append(op)
@@ -47,25 +53,28 @@ def check(
     *,
     time_limit: float | None = None,
     max_memo: int | None = None,
-    minimise_budget: float = 2.0,
+    minimise: bool = True,
     workers: int | None = None,
     **model_opts: Any,
 ) -> Result:
     """Is ``history`` linearizable with respect to ``model``? True, False or "unknown".
 
-    ``minimise_budget``: seconds at most for shrinking a counterexample (also at most about twice
-    the time the search took, but 0.25 s at least; 0 = do not shrink). ``workers``: processes for the partitions (``None``: every core when the history has several
-    partitions and at least ``PARALLEL_OPERATIONS`` operations, else this process only).
+    ``minimise``: shrink a counterexample to a faithful minimal illegal sub-history
+    (``checker/shrink.py``; its budget is counted in search steps, so the result is the same on
+    every run). ``workers``: processes for the partitions (``None``: every core when the history
+    has several partitions and at least ``PARALLEL_OPERATIONS`` operations, else this process only).
     """
     started = time.monotonic()
-    if model == "set":
-        result = check_set(history)
-        result.elapsed = time.monotonic() - started
-        return result
     m = make_model(model, **model_opts) if isinstance(model, str) else model
     name = model if isinstance(model, str) else getattr(model, "name", type(model).__name__)
     ops = history.operations()
-    parts = _partitions(m, ops)
+    if not any(op.known for op in ops):
+        invoked = sum(1 for e in history if e.is_client and e.type is OpType.INVOKE)
+        reason = (f"none of its {len(ops)} operations completed with a known outcome" if ops else
+                  f"all {invoked} of its operations failed" if invoked else "no operations")
+        return Result(valid=UNKNOWN, model=name, explanation=f"unknown: the history proves nothing ({reason})",
+                      operations=len(ops), elapsed=time.monotonic() - started)
+    parts = partitions(m, ops)
     deadline = Deadline(time_limit)
     if workers is None:
         workers = cores() if len(parts) > 1 and len(ops) >= PARALLEL_OPERATIONS else 1
@@ -89,11 +98,10 @@ def check(
         bad = results[failed]
         local_prefix = outcomes[failed].prefix
         bad.stuck = [part_ops[k].id for k in stuck_operations(part_ops, local_prefix)]
-        # shrinking costs at most about twice what finding the violation did (1 s at least)
-        budget = min(minimise_budget, max(0.25, 2 * (time.monotonic() - started)))
-        if budget > 0:
-            subset, bad.minimal_finished = minimise(m, part_ops, budget=budget)
-            bad.minimal = [part_ops[k].id for k in subset]
+        if minimise:
+            shrunk = shrink_partition(prepare(m, part_ops), outcomes[failed], deadline=deadline)
+            bad.minimal = [part_ops[k].id for k in shrunk.kept]
+            bad.minimal_finished = shrunk.finished
         bad.described = {op.id: describe(m, op) for op in part_ops}
         local = {op.id: k for k, op in enumerate(part_ops)}
         view = PartitionResult(name=bad.name, valid=False, operations=bad.operations,

@@ -32,7 +32,7 @@ def explain(model: Any, part: PartitionResult, ops: Sequence[Operation]) -> str:
             lines.append(f"a minimal illegal sub-history ({len(part.minimal)} operations, in call order):")
         else:
             lines.append(f"a smaller illegal sub-history ({len(part.minimal)} operations, in call order; "
-                         "shrinking stopped at its time budget):")
+                         "shrinking stopped at its step budget):")
         lines.extend("  " + describe(model, ops[i]) for i in sorted(part.minimal, key=lambda i: ops[i].call))
     lines.append(f"longest linearizable prefix: {len(part.longest_prefix)} of {part.operations} operations")
     shown = part.longest_prefix[-8:]

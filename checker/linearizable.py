@@ -13,6 +13,17 @@ Unknown outcomes (``info``, never completed) have ``ret = inf``: their return go
 other event, so they may take effect anywhere after their call (the model applies their effect
 without an observed output; placed after everything, that is the same as never).
 
+Reductions, each of which keeps at least one linearization whenever there is one (so verdicts
+are unchanged; ``tests/checker/test_properties.py`` compares them with a brute-force oracle):
+
+* every known operation placed: done (unknown ones left over take effect "never");
+* unknown reads, and unknown writes of values nothing observes, are not searched at all;
+* of identical unknown operations the earlier-called is placed first; an unknown operation that
+  leaves the state as it was is not placed; after an unknown write of v only an observer of v
+  may come next (``ValueFlowModel``). These three took porcupine's etcd_002 from ~790k search
+  steps to ~1.6k: unknown outcomes are what makes the plain search explode;
+* a read-only operation (``ReadOnlyModel``) that fitted is never un-placed for an alternative.
+
 Speed in CPython comes from: a Python int as the bitset, a ``set`` of (bitset, state) for the memo,
 int lists for the links, and no objects created per step beyond the memo key. The search is a
 generator that yields every ``slice_steps`` steps, so ``check`` can interleave partitions and an
@@ -24,11 +35,12 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Callable, Generator, Hashable, Sequence
+from collections.abc import Callable, Generator, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from raftlab.history import Operation
+from raftlab.protocols import CompiledModel, Model, ReadOnlyModel, ValueFlowModel
 
 from .result import UNKNOWN, Verdict
 
@@ -40,6 +52,10 @@ class Outcome:
     prefix: list[int] = field(default_factory=list)  # indexes into the partition's operations
     states: list[Hashable] = field(default_factory=list)  # state after each prefix step
     steps: int = 0
+    # Illegal only: the latest real-time position of a return the search was ever stopped by. No
+    # branch reached a call after it, so every sub-history keeping the operations called before
+    # it is searched the same way, and is illegal too (the shrinker's first cut).
+    frontier: float = -math.inf
 
 
 class Deadline:
@@ -54,27 +70,96 @@ class Deadline:
         return self.at != math.inf and time.monotonic() >= self.at
 
 
+@dataclass(slots=True, kw_only=True)
+class Prepared:
+    """What the search needs to know about each operation of one partition, computed once.
+
+    ``fns[i](state) -> (ok, new_state)`` is the model's step for operation i (compiled when the
+    model is a ``CompiledModel``); ``pure[i]``: it never changes the state (``ReadOnlyModel``);
+    ``observed`` / ``written``: its values (``ValueFlowModel``), or None for other models.
+    """
+
+    ops: Sequence[Operation]
+    init: Hashable
+    fns: list[Callable[[Hashable], tuple[bool, Hashable]]]
+    pure: list[bool]
+    observed: list[tuple[Hashable, ...]] | None
+    written: list[tuple[Hashable, ...]] | None
+
+
+def prepare(model: Model[Any], ops: Sequence[Operation]) -> Prepared:
+    fns = ([model.compile(op) for op in ops] if isinstance(model, CompiledModel)
+           else [functools.partial(_step_of, model.step, op) for op in ops])
+    pure = [model.read_only(op) for op in ops] if isinstance(model, ReadOnlyModel) else [False] * len(ops)
+    flow = isinstance(model, ValueFlowModel)
+    return Prepared(ops=ops, init=model.init(), fns=fns, pure=pure,
+                    observed=[model.observed(op) for op in ops] if flow else None,
+                    written=[model.written(op) for op in ops] if flow else None)
+
+
+def searched(prep: Prepared, chosen: Iterable[int]) -> list[int]:
+    """The operations of ``chosen`` the search must place: every known one, and the unknown ones
+    whose effect could matter. An unknown read constrains nothing; an unknown write of a value no
+    chosen operation observes can only make later observations fail, so "never" is always at
+    least as good for it (``ValueFlowModel``'s contract)."""
+    ops, pure = prep.ops, prep.pure
+    chosen = list(chosen)
+    if prep.observed is None or prep.written is None:
+        return [i for i in chosen if ops[i].known or not pure[i]]
+    observed, written = prep.observed, prep.written
+    seen = {v for i in chosen for v in observed[i]}
+    return [i for i in chosen if ops[i].known or (not pure[i] and any(v in seen for v in written[i]))]
+
+
 def search(
-    model: Any,
-    ops: Sequence[Operation],
+    prep: Prepared,
+    chosen: Sequence[int] | None = None,
     *,
     deadline: Deadline | None = None,
     slice_steps: int = 2000,
     max_memo: int | None = None,
+    max_steps: int | None = None,
 ) -> Generator[None, None, Outcome]:
-    """Decide one partition; yields between slices of work, returns an Outcome."""
+    """Decide the operations ``chosen`` (indexes into ``prep.ops``; default all) of one partition.
+
+    Yields between slices of work and returns an Outcome whose ``prefix`` indexes ``prep.ops``.
+    ``max_steps`` bounds the work (past it: unknown), so a bounded search is deterministic.
+    """
+    index = searched(prep, range(len(prep.ops)) if chosen is None else chosen)
+    ops = [prep.ops[i] for i in index]
     n = len(ops)
-    if n == 0:
+    if not any(op.known for op in ops):
         return Outcome(valid=True)
-    compile_op = getattr(model, "compile", None)
-    fns: list[Callable[[Hashable], tuple[bool, Hashable]]] = (
-        [compile_op(op) for op in ops] if compile_op is not None
-        else [functools.partial(_step_of, model.step, op) for op in ops]
-    )
+    fns = [prep.fns[i] for i in index]
+    pure = [prep.pure[i] for i in index]
+    known = [op.known for op in ops]
+    rets = [op.ret for op in ops]
+    # Unknown operations are where the search explodes (each may take effect anywhere after its
+    # call), so three rules place fewer of them; each keeps some canonical linearization:
+    # * twins: of two identical unknown operations, the earlier-called is placed first (both
+    #   have been called, and neither must ever return, so they are interchangeable);
+    # * no-ops: an unknown operation that leaves the state as it was is not placed (it stays
+    #   pending, which allows strictly more);
+    # * value flow (ValueFlowModel): right after an unknown write of v, only an operation that
+    #   observes v may follow. Anything else would overwrite v (drop the write: it never happened)
+    #   or leave it (then place the write later, which an unknown operation may always be). This
+    #   restriction is part of the memo key (FLAG), since it limits what follows.
+    unknown = [not k for k in known]
+    twin = [-1] * n
+    last_of: dict[tuple[Any, ...], int] = {}
+    for i, op in enumerate(ops):
+        if unknown[i]:
+            sig = (op.f, repr(op.key), repr(op.input))
+            twin[i] = last_of.get(sig, -1)
+            last_of[sig] = i
+    flow = prep.observed is not None
+    observes = [frozenset(prep.observed[i]) for i in index] if prep.observed is not None else []
+    flag = 1 << n
+    watching = False
     # events: (position, order, entry) — calls and returns sorted by real time; unknown returns last
     events: list[tuple[float, int, int]] = []
     for i, op in enumerate(ops):
-        events.append((op.call, 0, 2 * i))
+        events.append((op.call, op.call, 2 * i))
         events.append((op.ret, op.call, 2 * i + 1))
     events.sort()
     size = 2 * n
@@ -89,13 +174,10 @@ def search(
     nxt[last] = tail
     prv[tail] = last
 
-    state: Hashable = model.init()
+    state: Hashable = prep.init
     # Once every operation with a known outcome is placed, the unknown ones left can take effect
     # "never": success without placing them (porcupine places them all; the answer is the same).
-    known = [op.known for op in ops]
     known_left = sum(known)
-    if known_left == 0:
-        return Outcome(valid=True)
     linearized = 0
     memo: set[tuple[int, Hashable]] = set()
     calls: list[tuple[int, Hashable]] = []
@@ -104,41 +186,49 @@ def search(
     best_states: list[Hashable] = []
     dirty = False
     steps = 0
+    frontier = -math.inf
     entry = nxt[head]
 
     def snapshot() -> None:
         nonlocal best, best_states
-        best = [e >> 1 for e, _ in calls]
+        best = [index[e >> 1] for e, _ in calls]
         best_states = [s for _, s in calls[1:]] + [state]
 
+    def stopped(reason: str) -> Outcome:
+        if dirty:
+            snapshot()
+        return Outcome(valid=UNKNOWN, reason=reason, prefix=best, states=best_states, steps=steps)
+
     countdown = slice_steps
-    while nxt[head] != tail:
+    while True:
         countdown -= 1
         if not countdown:
             countdown = slice_steps
             steps += slice_steps
             if deadline is not None and deadline.passed():
-                if dirty:
-                    snapshot()
-                return Outcome(valid=UNKNOWN, reason=f"time limit reached after {steps} steps",
-                               prefix=best, states=best_states, steps=steps)
+                return stopped(f"time limit reached after {steps} steps")
             if max_memo is not None and len(memo) > max_memo:
-                if dirty:
-                    snapshot()
-                return Outcome(valid=UNKNOWN, reason=f"memory budget of {max_memo} memo entries reached",
-                               prefix=best, states=best_states, steps=steps)
+                return stopped(f"memory budget of {max_memo} memo entries reached")
+            if max_steps is not None and steps >= max_steps:
+                return stopped(f"step budget of {max_steps} reached")
             yield
         if not entry & 1:  # a call
             i = entry >> 1
+            if (watching and state not in observes[i]) or (twin[i] >= 0 and not linearized >> twin[i] & 1):
+                entry = nxt[entry]
+                continue
             ok, new_state = fns[i](state)
+            if ok and unknown[i] and new_state == state:
+                ok = False
             if ok:
                 bits = linearized | (1 << i)
-                key = (bits, new_state)
+                key = (bits | flag, new_state) if flow and unknown[i] else (bits, new_state)
                 if key not in memo:
                     memo.add(key)
                     calls.append((entry, state))
                     state = new_state
                     linearized = bits
+                    watching = flow and unknown[i]
                     if known[i]:
                         known_left -= 1
                         if not known_left:  # the order found is kept: the timeline shows it on hover
@@ -163,21 +253,30 @@ def search(
             if dirty:
                 snapshot()
                 dirty = False
-            if not calls:
-                return Outcome(valid=False, prefix=best, states=best_states, steps=steps + slice_steps - countdown)
-            entry, state = calls.pop()
-            linearized &= ~(1 << (entry >> 1))
-            if known[entry >> 1]:
-                known_left += 1
-            # unlift: return first, then call (reverse order of lifting)
-            r = entry + 1
-            nxt[prv[r]] = r
-            prv[nxt[r]] = r
-            nxt[prv[entry]] = entry
-            prv[nxt[entry]] = entry
+            if rets[entry >> 1] > frontier:
+                frontier = rets[entry >> 1]
+            while True:
+                if not calls:
+                    return Outcome(valid=False, prefix=best, states=best_states,
+                                   steps=steps + slice_steps - countdown, frontier=frontier)
+                entry, state = calls.pop()
+                i = entry >> 1
+                linearized &= ~(1 << i)
+                if known[i]:
+                    known_left += 1
+                # unlift: return first, then call (reverse order of lifting)
+                r = entry + 1
+                nxt[prv[r]] = r
+                prv[nxt[r]] = r
+                nxt[prv[entry]] = entry
+                prv[nxt[entry]] = entry
+                # A read-only operation that fitted here loses nothing by being placed here: any
+                # completion without it here is one with it here (it changes no state, and every
+                # operation that must precede it already does). Its failure is its parent's.
+                if not pure[i]:
+                    break
+            watching = flow and bool(calls) and unknown[calls[-1][0] >> 1]
             entry = nxt[entry]
-    snapshot()
-    return Outcome(valid=True, prefix=best, states=best_states, steps=steps + slice_steps - countdown)
 
 
 def _step_of(step: Callable[[Hashable, Operation], tuple[bool, Hashable]], op: Operation,
@@ -201,54 +300,3 @@ def stuck_operations(ops: Sequence[Operation], prefix: Sequence[int]) -> list[in
         return []
     first_return = min(ops[i].ret for i in remaining)
     return [i for i in remaining if ops[i].call < first_return]
-
-
-def minimise(model: Any, ops: Sequence[Operation], *, budget: float = 2.0) -> tuple[list[int], bool]:
-    """Delta debugging (ddmin) over operations: a small subset that is still not linearizable.
-
-    Real-time order among the kept operations is unchanged (positions are kept), so the subset is a
-    genuine sub-history. Bounded by ``budget`` seconds; returns the smallest failing subset found
-    and whether ddmin finished (then no single chunk of it can be removed at the finest split).
-    """
-    deadline = Deadline(budget)
-    current = list(range(len(ops)))
-
-    grounding = getattr(model, "grounding", None)
-    grounded = grounding(ops) if grounding is not None else None
-
-    def illegal(subset: list[int]) -> bool:
-        chosen = [ops[i] for i in subset]
-        if grounded is not None and not grounded(chosen):
-            return False
-        out = run_to_end(search(model, chosen, deadline=deadline))
-        return out.valid is False
-
-    chunks = 2
-    finished = False
-    while not deadline.passed():
-        if len(current) < 2:
-            finished = True
-            break
-        size = math.ceil(len(current) / chunks)
-        pieces = [current[k:k + size] for k in range(0, len(current), size)]
-        reduced = False
-        for piece in pieces:
-            if deadline.passed():
-                break
-            if len(piece) < len(current) and illegal(piece):
-                current, chunks, reduced = piece, 2, True
-                break
-        if not reduced:
-            for piece in pieces:
-                if deadline.passed():
-                    break
-                rest = [i for i in current if i not in set(piece)]
-                if rest and illegal(rest):
-                    current, chunks, reduced = rest, max(chunks - 1, 2), True
-                    break
-        if not reduced:
-            if chunks >= len(current):
-                finished = not deadline.passed()  # a search cut short proves nothing
-                break
-            chunks = min(len(current), chunks * 2)
-    return current, finished

@@ -10,36 +10,53 @@ output must accept and apply what the operation would do (a write writes, a cas 
 matches and otherwise changes nothing, a read changes nothing). That is the "or never" half too:
 an effect placed after every observation is not observable.
 
-Models that split a history into independent parts (P-compositionality) implement
-``partition_key(operation)``; the checker groups by it (the kv models split by key).
+The contract is ``raftlab.protocols.Model``; the optional capabilities beside it
+(``PartitionedModel``, ``CompiledModel``, ``ReadOnlyModel``, ``ValueFlowModel``) are declared
+there with their contracts and found with ``isinstance``. A model is registered in one place: the
+``@registered`` decorator on its class, which names the options ``--model NAME`` accepts.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
-import math
-from collections.abc import Callable, Hashable, Sequence
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Any, ClassVar, TypeVar
 
 from raftlab.history import Operation
-
-_NOTHING: Hashable = object()
-"""No value: an operation that observes or writes nothing."""
 
 
 class ModelError(ValueError):
     """An operation the model does not understand (bad f or value); names the operation."""
 
 
+MODELS: dict[str, type] = {}
+"""Every built-in model by name (``--model NAME``); filled by ``@registered``."""
+
+T = TypeVar("T", bound=type)
+
+
+def registered(*options: str) -> Callable[[T], T]:
+    """Register a model class under its ``name``; ``options`` are the keyword options it takes."""
+
+    def add(cls: T) -> T:
+        cls.options = frozenset(options)  # type: ignore[attr-defined]
+        MODELS[cls.name] = cls  # type: ignore[attr-defined]
+        return cls
+
+    return add
+
+
 def _fmt(value: Any) -> str:
     return json.dumps(value)
 
 
+@registered("initial_value", "nil_reads_unknown")
 class CasRegister:
     """read / write / cas [expected, new] on one value. ``register`` is the same without cas."""
 
     name = "cas-register"
+    options: ClassVar[frozenset[str]]
     fs = frozenset({"read", "write", "cas"})
 
     def __init__(self, initial_value: Any = None, nil_reads_unknown: bool = False) -> None:
@@ -93,66 +110,24 @@ class CasRegister:
             return lambda state: (True, new) if state == expected else (True, state)
         return lambda state: self.step(state, op)
 
-    def grounding(self, full: Sequence[Operation]) -> Callable[[Sequence[Operation]], bool]:
-        """Which sub-histories of ``full`` keep the writes their observations may have seen.
+    def read_only(self, op: Operation) -> bool:
+        return op.f == "read"
 
-        An observation is a known read's output or a known cas's expected value. It may have seen
-        every write of that value called before it returned, unless a known write or cas certainly
-        replaced that write before the observation began (then one such replacing write is kept).
-        The minimiser keeps only such sub-histories, so it never "explains" a violation by deleting
-        the write a read saw, which would invent another violation (a read from the future, a cas
-        nobody enabled), nor by deleting the write that made a read stale.
-        """
-        writes = [(op, v) for op in full if (v := self._written(op)) is not _NOTHING]
-        known_writes = sorted(((op.call, op.ret) for op, _ in writes if op.known), reverse=True)
-        replaced_by: dict[int, float] = {}  # id(write) -> earliest return of a known write called after it returned
-        for op, _ in writes:
-            replaced_by[id(op)] = min((ret for call, ret in known_writes if call > op.ret), default=math.inf)
-        # per observation: the writes it may have seen, and (if it ignored some replaced ones) the
-        # latest return among those, which a kept known write must follow while returning before it
-        need: list[tuple[int, frozenset[int], float]] = []
-        for obs in full:
-            seen = self._observed(obs)
-            if seen is _NOTHING:
-                continue
-            candidates = [w for w, v in writes if v == seen and w is not obs and w.call < obs.ret]
-            required = frozenset(id(w) for w in candidates if replaced_by[id(w)] > obs.call)
-            replaced = max((w.ret for w in candidates if replaced_by[id(w)] <= obs.call), default=-math.inf)
-            if required or replaced > -math.inf:
-                need.append((id(obs), required, replaced))
-        calls = {id(op): op.call for op in full}
-        known_ids = {id(op): (op.call, op.ret) for op, _ in writes if op.known}
-
-        def grounded(ops: Sequence[Operation]) -> bool:
-            kept = {id(op) for op in ops}
-            kept_writes = [known_ids[i] for i in kept if i in known_ids]
-            for obs, required, replaced in need:
-                if obs not in kept:
-                    continue
-                if not required <= kept:
-                    return False
-                if replaced > -math.inf and not any(call > replaced and ret < calls[obs] for call, ret in kept_writes):
-                    return False
-            return True
-
-        return grounded
-
-    def _observed(self, op: Operation) -> Hashable:
-        if not op.known:
-            return _NOTHING
-        if op.f == "read" and not (op.output is None and self.nil_reads_unknown):
-            return _hashable(op.output)
+    def observed(self, op: Operation) -> tuple[Hashable, ...]:
+        if op.f == "read":
+            if not op.known or (op.output is None and self.nil_reads_unknown):
+                return ()
+            return (_hashable(op.output),)
         if op.f == "cas" and isinstance(op.input, list | tuple) and len(op.input) == 2:
-            return _hashable(op.input[0])
-        return _NOTHING
+            return (_hashable(op.input[0]),)
+        return ()
 
-    @staticmethod
-    def _written(op: Operation) -> Hashable:
+    def written(self, op: Operation) -> tuple[Hashable, ...]:
         if op.f == "write":
-            return _hashable(op.input)
+            return (_hashable(op.input),)
         if op.f == "cas" and isinstance(op.input, list | tuple) and len(op.input) == 2:
-            return _hashable(op.input[1])
-        return _NOTHING
+            return (_hashable(op.input[1]),)
+        return ()
 
     def describe_op(self, op: Operation) -> str:
         if op.f == "read":
@@ -166,11 +141,13 @@ class CasRegister:
         return _fmt(_plain(state))
 
 
+@registered("initial_value", "nil_reads_unknown")
 class Register(CasRegister):
     name = "register"
     fs = frozenset({"read", "write"})
 
 
+@registered("initial_value", "nil_reads_unknown")
 class Kv(CasRegister):
     """A cas-register per key, checked key by key (what raftlab's own workloads produce)."""
 
@@ -183,10 +160,12 @@ class Kv(CasRegister):
         return f"{op.key}: {super().describe_op(op)}"
 
 
+@registered()
 class KvAppend:
     """porcupine's kv: get / put / append of strings, every key initially ""; split by key."""
 
     name = "kv-append"
+    options: ClassVar[frozenset[str]]
 
     def init(self) -> Hashable:
         return ""
@@ -204,6 +183,24 @@ class KvAppend:
             return True, state + str(op.input)
         raise ModelError(f"kv-append does not know f={op.f!r}: {op.describe()}")
 
+    def compile(self, op: Operation) -> Callable[[Hashable], tuple[bool, Hashable]]:
+        """``step`` for one operation with its strings converted once (the search's hot path)."""
+        if op.f == "get":
+            if not op.known:
+                return lambda state: (True, state)
+            out = op.output or ""
+            return lambda state: (out == state, state)
+        if op.f == "put":
+            value = str(op.input)
+            return lambda state: (True, value)
+        if op.f == "append":
+            suffix = str(op.input)
+            return lambda state: (True, state + suffix)  # type: ignore[operator]
+        return lambda state: self.step(state, op)
+
+    def read_only(self, op: Operation) -> bool:
+        return op.f == "get"
+
     def describe_op(self, op: Operation) -> str:
         if op.f == "get":
             return f"get({op.key}) -> {_fmt(op.output) if op.known else '?'}"
@@ -213,10 +210,12 @@ class KvAppend:
         return _fmt(state)
 
 
+@registered()
 class Mutex:
     """acquire / release of one lock, initially free."""
 
     name = "mutex"
+    options: ClassVar[frozenset[str]]
 
     def init(self) -> Hashable:
         return False
@@ -228,6 +227,13 @@ class Mutex:
             return bool(state), False
         raise ModelError(f"mutex does not know f={op.f!r}: {op.describe()}")
 
+    # a register of held/free: acquire is cas(free -> held), release is cas(held -> free)
+    def observed(self, op: Operation) -> tuple[Hashable, ...]:
+        return (op.f == "release",) if op.known and op.f in ("acquire", "release") else ()
+
+    def written(self, op: Operation) -> tuple[Hashable, ...]:
+        return (op.f == "acquire",) if op.f in ("acquire", "release") else ()
+
     def describe_op(self, op: Operation) -> str:
         return f"{op.f}()" + ("" if op.known else " ?")
 
@@ -235,10 +241,12 @@ class Mutex:
         return "held" if state else "free"
 
 
+@registered("initial_value")
 class MultiRegister:
     """Transactions of [read k v] / [write k v] steps over several registers (Knossos)."""
 
     name = "multi-register"
+    options: ClassVar[frozenset[str]]
 
     def __init__(self, initial_value: Any = None) -> None:
         init = initial_value or {}
@@ -269,6 +277,10 @@ class MultiRegister:
                 raise ModelError(f"unknown txn step {f!r}: {op.describe()}")
         return True, tuple(sorted(regs.items()))
 
+    def read_only(self, op: Operation) -> bool:
+        steps = op.output if op.known and op.output is not None else op.input
+        return op.f == "txn" and all(isinstance(s, list | tuple) and s and s[0] == "read" for s in steps or ())
+
     def describe_op(self, op: Operation) -> str:
         steps = op.output if op.known and op.output is not None else op.input
         return "txn " + " ".join(f"[{s[0]} {s[1]} {_fmt(s[2])}]" for s in steps or ())
@@ -291,28 +303,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-MODELS: dict[str, type] = {
-    "register": Register,
-    "cas-register": CasRegister,
-    "kv": Kv,
-    "kv-append": KvAppend,
-    "mutex": Mutex,
-    "multi-register": MultiRegister,
-}
-
-_ACCEPTS = {
-    "register": {"initial_value", "nil_reads_unknown"},
-    "cas-register": {"initial_value", "nil_reads_unknown"},
-    "kv": {"initial_value", "nil_reads_unknown"},
-    "multi-register": {"initial_value"},
-}
-
-
 def make_model(name: str, **opts: Any) -> Any:
     """A model by name, or by import path ``pkg.module:Class`` (called with the options it takes)."""
     opts = {k: v for k, v in opts.items() if v is not None and v is not False}
     if name in MODELS:
-        unknown = set(opts) - _ACCEPTS.get(name, set())
+        unknown = set(opts) - MODELS[name].options  # type: ignore[attr-defined]
         if unknown:
             raise ModelError(f"model {name} takes no option {', '.join(sorted(unknown))}")
         return MODELS[name](**opts)
@@ -323,4 +318,5 @@ def make_model(name: str, **opts: Any) -> Any:
         except (ImportError, AttributeError) as e:
             raise ModelError(f"cannot load model {name}: {e}") from None
         return cls(**opts)
-    raise ModelError(f"unknown model {name!r} (known: {', '.join(MODELS)}, set, or pkg.module:Class)")
+    hint = " (the set checker is raftlab.checker.check_set, not a model)" if name == "set" else ""
+    raise ModelError(f"unknown model {name!r} (known: {', '.join(MODELS)}, or pkg.module:Class){hint}")

@@ -19,14 +19,13 @@ Guarantees:
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any, TypeVar
 
 from raftlab.history import Operation
 
-from .linearizable import Deadline, Outcome, search
+from .linearizable import Deadline, Outcome, prepare, search
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -45,6 +44,8 @@ def cores() -> int:
 
 def _fork_context() -> Any:
     """The fork context, or None where workers cannot be forked (no fork; inside a pool worker)."""
+    import multiprocessing  # here, not at the top: ~13 ms that a one-history check never needs
+
     if multiprocessing.current_process().daemon:
         return None
     try:
@@ -63,8 +64,8 @@ def map_ordered(fn: Callable[[T], R], items: Sequence[T], *, workers: int | None
     ``fn`` and ``items`` are inherited by fork, never pickled; each result is pickled back.
     """
     n = min(workers or cores(), len(items))
-    ctx = _fork_context()
-    if n <= 1 or ctx is None:
+    ctx = _fork_context() if n > 1 else None
+    if ctx is None:
         yield from map(fn, items)
         return
     _inherited["fn"] = fn
@@ -85,7 +86,7 @@ def interleave(
     """Search ``parts`` a slice each in turn; stop at the first illegal one. Keys: indexes into parts."""
     outcomes: dict[int, Outcome] = {}
     live: dict[int, Generator[None, None, Outcome]] = {
-        i: search(model, ops, deadline=deadline, max_memo=max_memo) for i, ops in enumerate(parts)
+        i: search(prepare(model, ops), deadline=deadline, max_memo=max_memo) for i, ops in enumerate(parts)
     }
     while live:
         for i in list(live):
@@ -114,9 +115,9 @@ def search_partitions(
     workers: int,
 ) -> dict[int, Outcome]:
     """Every partition's outcome (or those settled before the first illegal one), on ``workers`` cores."""
-    ctx = _fork_context()
     n = min(workers, len(parts))
-    if n <= 1 or ctx is None:
+    ctx = _fork_context() if n > 1 else None
+    if ctx is None:
         return interleave(model, parts, deadline=deadline, max_memo=max_memo)
     shares = [list(range(k, len(parts), n)) for k in range(n)]
     outcomes: dict[int, Outcome] = {}

@@ -8,7 +8,6 @@ pass (porcupine's ``Unknown``).
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -50,7 +49,7 @@ class PartitionResult:
     states: list[str] = field(default_factory=list)  # state after each prefix step (described)
     stuck: list[int] = field(default_factory=list)  # operation ids that could not be placed next
     minimal: list[int] = field(default_factory=list)  # a small still-illegal subset of operation ids
-    minimal_finished: bool = False  # shrinking ran to the end (else its time budget stopped it)
+    minimal_finished: bool = False  # shrinking ran to the end (else its step budget stopped it)
     described: dict[int, str] = field(default_factory=dict)  # operation id -> the model's words (failing only)
 
 
@@ -103,6 +102,8 @@ def safe_check(checker: Any, history: History, opts: Mapping[str, Any]) -> Resul
     try:
         result = checker.check(history, dict(opts))
     except Exception as e:
+        import traceback
+
         tb = traceback.format_exception_only(type(e), e)[-1].strip()
         return Result(valid=UNKNOWN, explanation=f"the checker crashed: {tb}")
     if not isinstance(result, Result):

@@ -146,6 +146,30 @@ def _simple(text: str, pos: int) -> tuple[Any, int]:
 
 _INT = re.compile(r"^-?\d+$")
 
+_SCALAR = r'''"(?:[^"\\]|\\.)*"|:[^\s,\[\](){}"]+|-?\d+(?=[\s,}]|$)|nil(?=[\s,}]|$)|true(?=[\s,}]|$)|false(?=[\s,}]|$)'''
+_FLAT_MAP = re.compile(r"\{((?:[\s,]*:[^\s,\[\](){}\"]+[\s,]+(?:" + _SCALAR + r"))*)[\s,]*\}")
+_PAIR = re.compile(r":([^\s,\[\](){}\"]+)[\s,]+(" + _SCALAR + ")")
+
+
+def _flat_map(line: str) -> dict[str, Any] | None:
+    """A one-line map of keywords to scalars (porcupine's kv lines), read with two regexes; None
+    for anything else (then ``_loads`` reads it). The same values as ``_loads`` gives."""
+    m = _FLAT_MAP.fullmatch(line)
+    if m is None:
+        return None
+    out: dict[str, Any] = {}
+    for key, raw in _PAIR.findall(m.group(1)):
+        c = raw[0]
+        if c == '"':
+            out[key] = json.loads(raw) if "\\" in raw else raw[1:-1]
+        elif c == ":":
+            out[key] = raw[1:]
+        elif raw in _WORDS:
+            out[key] = _WORDS[raw]
+        else:
+            out[key] = int(raw)
+    return out
+
 
 def _value_token(token: str, *, source: str, line: int) -> Any:
     """Values of jepsen logs: nil, ints and [A B] vectors take the fast path; the rest goes to EDN."""
@@ -195,6 +219,10 @@ def parse_edn(text: str, *, source: str | None = None) -> History:
         for n, raw in enumerate(text.splitlines(), start=1):
             s = raw.strip()
             if not s or s.startswith(";"):
+                continue
+            flat = _flat_map(s)
+            if flat is not None:
+                maps.append((n, flat))
                 continue
             try:
                 maps.append((n, _loads(s)))

@@ -11,7 +11,7 @@ file without depending on each other.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
@@ -36,7 +36,8 @@ class Model(Protocol[S]):
     """A sequential specification (porcupine's Model). Pure: ``step`` never mutates ``state``.
 
     States are hashable so the checker can memoise (linearized set, state) pairs. Models see only
-    definite outputs: ``info`` and ``fail`` semantics live in the checker.
+    definite outputs: ``info`` and ``fail`` semantics live in the checker. ``step`` with an unknown
+    outcome (``operation.known`` false) must accept and apply the operation's *effect*.
     """
 
     def init(self) -> S: ...
@@ -48,11 +49,61 @@ class Model(Protocol[S]):
     def describe_state(self, state: S) -> str: ...
 
 
-@runtime_checkable
-class Partitioned(Protocol):
-    """A model whose histories split into independent parts (P-compositionality), e.g. by key."""
+# Optional model capabilities (porcupine's optional Partition / PartitionEvent, DescribeOperation
+# ...): each is found with isinstance and each only makes checking faster or explanations better;
+# the verdict never depends on whether a model offers one.
 
-    def partition(self, history: History) -> list[History]: ...
+
+@runtime_checkable
+class PartitionedModel(Protocol):
+    """Histories split into independent parts (P-compositionality, Herlihy & Wing), e.g. by key.
+
+    Contract: operations with different keys never constrain each other, so the history is
+    linearizable exactly when every part is.
+    """
+
+    def partition_key(self, operation: Operation) -> Hashable: ...
+
+
+@runtime_checkable
+class CompiledModel(Protocol):
+    """``step`` specialised to one operation once, before the search calls it millions of times.
+
+    Contract: ``compile(op)(state) == step(state, op)`` for every state.
+    """
+
+    def compile(self, operation: Operation) -> Callable[[Any], tuple[bool, Any]]: ...
+
+
+@runtime_checkable
+class ReadOnlyModel(Protocol):
+    """Which operations never change the state (reads).
+
+    Contract: if ``read_only(op)``, ``step(s, op)`` returns ``(ok, s)`` for every state ``s``. The
+    search then linearizes an accepted read-only operation without trying alternatives to it (a
+    read placed as early as possible loses nothing), and drops unknown reads (they constrain nothing).
+    """
+
+    def read_only(self, operation: Operation) -> bool: ...
+
+
+@runtime_checkable
+class ValueFlowModel(Protocol):
+    """Register-like models: which values an operation observes and which it writes.
+
+    Contract: a state is the last value written (or the initial value, ``init()``).
+    ``observed(op)``: the values whose presence the operation's acceptance or effect tests (a
+    known read's output, a cas's expected value; nothing for a read whose output is unknown); a
+    known operation that observes ``v`` is accepted only in state ``v``. ``written(op)``: the
+    values it may leave; a known operation that writes ``v`` leaves the state ``v``, and an
+    operation that writes nothing leaves the state as it was. The search drops unknown operations
+    whose written values nothing observes (their effect can only hurt), and the shrinker keeps the
+    writes a kept observation may have read.
+    """
+
+    def observed(self, operation: Operation) -> tuple[Hashable, ...]: ...
+
+    def written(self, operation: Operation) -> tuple[Hashable, ...]: ...
 
 
 class Checker(Protocol):

@@ -25,9 +25,9 @@ class SetChecker:
     """Lost, unexpected and recovered elements (``raftlab.checker``'s set checker)."""
 
     def check(self, history: History, opts: dict[str, Any]) -> Any:
-        from raftlab.checker import check
+        from raftlab.checker import check_set
 
-        return check(history, "set")
+        return check_set(history)
 
 
 def workload(*, final_retry: float = 0.1, **_: Any) -> Workload:

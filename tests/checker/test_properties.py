@@ -60,7 +60,8 @@ def linearizable_history(actions: list[tuple[Any, ...]]) -> History:
 @given(ACTIONS)
 def test_simulated_linearizable_register_is_linearizable(actions: list[tuple[Any, ...]]) -> None:
     history = linearizable_history(actions)
-    assert check(history, "cas-register", initial_value=0).valid is True
+    proves_something = any(op.known for op in history.operations())
+    assert check(history, "cas-register", initial_value=0).valid == (True if proves_something else "unknown")
 
 
 def brute_force(ops: list[Operation], model: CasRegister) -> bool:
@@ -101,6 +102,10 @@ def test_search_agrees_with_brute_force(actions: list[tuple[Any, ...]], mutation
     if len(ops) > 7:
         return
     model = CasRegister(initial_value=0)
-    expected = brute_force(ops, model)
-    assert check(mutated, model).valid is expected
+    expected = brute_force(ops, model) if any(o.known for o in ops) else "unknown"
+    result = check(mutated, model)
+    assert result.valid == expected
+    if result.failing is not None:  # the minimal sub-history is illegal to the oracle too
+        kept = [o for o in ops if o.id in set(result.failing.minimal)]
+        assert kept and brute_force(kept, model) is False
     assert all(o.ret == math.inf or o.ret > o.call for o in ops)
