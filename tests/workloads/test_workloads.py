@@ -90,8 +90,12 @@ def test_set_adds_are_unique_and_the_final_read_retries(seed: int) -> None:
     h = campaign("set", 300, seed, complete=complete)
     adds = [o.value for o in h if o.f == "add" and o.type is OpType.INVOKE]
     assert len(adds) == 300 and len(set(adds)) == 300
-    reads = [o.type for o in h if o.f == "read" and o.type is not OpType.INVOKE]
-    assert reads == [OpType.INFO, OpType.FAIL, OpType.OK]
+    reads = [o for o in h if o.f == "read"]
+    done = [o.type for o in reads if o.type is not OpType.INVOKE]
+    # retried after info and fail; a retry already in flight when one succeeds may succeed too
+    assert done[:2] == [OpType.INFO, OpType.FAIL] and set(done[2:]) == {OpType.OK}
+    first_ok = next(i for i, o in enumerate(reads) if o.type is OpType.OK)
+    assert all(o.type is not OpType.INVOKE for o in reads[first_ok:])  # no read starts after a success
     History(h)
 
 
@@ -112,7 +116,7 @@ def test_tree_ops_cover_the_dtkv_vocabulary_inside_one_directory(seed: int) -> N
         if o.f == "cas-key":
             assert len(o.value) == 3
     assert Counter(firsts.values())["mkdir"] > len(firsts) // 2  # a fresh directory is usually made first
-    final = invokes[-3:]  # the final phase: one batch-get of every leaf per directory in use
-    assert [o.f for o in final] == ["batch-get"] * 3 and len({o.key for o in final}) == 3
+    final = invokes[1500:]  # the final phase: a batch-get of every leaf per directory in use (retried until ok)
+    assert {o.f for o in final} == {"batch-get"} and len({o.key for o in final}) == 3
     assert all(o.value == ["a", "b", "c", "d"] for o in final)
     History(h)
