@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
-import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,34 +62,20 @@ class LabSpec:
     nodes: int = 5
 
 
-def _free_block(size: int, rng: random.Random) -> int:
-    """The first port of ``size`` consecutive free ports in 20000-29999 (probed by binding)."""
-    for _ in range(50):
-        start = 20000 + rng.randrange(0, 10000 - size)
-        ok = True
-        for port in range(start, start + size):
-            with socket.socket() as s:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    s.bind(("0.0.0.0", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return start
-    raise RuntimeError(f"no {size} consecutive free ports in 20000-29999")
-
-
 @pytest.fixture
 def raftlab_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LabSpec]:
     from raftlab.lab import lab_down
+    from raftlab.lab.ports import PortBlock
 
     labs = tmp_path / "labs"
     monkeypatch.setenv("RAFTLAB_LABS_DIR", str(labs))
-    spec = LabSpec(name=f"pt{os.getpid()}-{tmp_path.name[-10:]}", labs_dir=labs,
-                   base_port=_free_block(40, random.Random()))
-    yield spec
-    asyncio.run(lab_down(spec.name))
+    ports = PortBlock.reserve(40)  # held for the test, so parallel tests and runs never share ports
+    spec = LabSpec(name=f"pt{os.getpid()}-{tmp_path.name[-10:]}", labs_dir=labs, base_port=ports.first)
+    try:
+        yield spec
+    finally:
+        asyncio.run(lab_down(spec.name))
+        ports.release()
 
 
 @pytest.fixture

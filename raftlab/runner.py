@@ -39,7 +39,9 @@ from raftlab import __version__, evidence, progress, replicas, store
 from raftlab import generator as gen
 from raftlab.history import History, HistoryError, HistoryWriter, Op, OpType
 from raftlab.interpreter import ContractError, Interpreter
+from raftlab.lab import LabError
 from raftlab.lab.lock import LabLock
+from raftlab.lab.ports import PortBlock
 from raftlab.lifecycle import (
     Deferred,
     Incomplete,
@@ -91,7 +93,7 @@ class Campaign:
     leave_running: bool = False
     system: str = "dtkv"
     node_args: tuple[str, ...] = ()
-    base_port: int = 17000
+    base_port: int | None = None  # None: a free block reserved for the run (raftlab/lab/ports.py)
     op_timeout: float = 1.0
     recovery_timeout: float = 30.0
     final_timeout: float = 20.0
@@ -114,7 +116,7 @@ class Campaign:
             raise CampaignError(f"rate must be >= 0 (0: unlimited), not {self.rate}")
         if self.seed < 0:
             raise CampaignError(f"seed must be non-negative, not {self.seed}")
-        if not 1024 <= self.base_port <= 65535 - 2 * self.nodes:
+        if self.base_port is not None and not 1024 <= self.base_port <= 65535 - 2 * self.nodes:
             raise CampaignError(f"base-port {self.base_port} leaves no room for {self.nodes} nodes")
 
     def to_dict(self) -> dict[str, Any]:
@@ -269,15 +271,25 @@ class Runner:
         c = self.c
         lock = LabLock(c.lab_name or c.lab, f"campaign {self.run_dir.path}")
         await lock.acquire(self.stage)
+        ports: PortBlock | None = None
         try:
+            if c.base_port is None:
+                try:
+                    ports = PortBlock.reserve(2 * c.nodes)
+                except LabError as e:
+                    raise Incomplete("lab", str(e)) from None
+                self.c = replace(c, base_port=ports.first)
+                self.stage(f"reserved ports {ports.first}-{ports.first + ports.size - 1}")
             await self._execute(lock)
         finally:
+            if ports is not None:
+                ports.release()
             lock.release()
 
     async def _execute(self, lock: LabLock) -> None:
         from raftlab import nemesis as nemesis_pkg
         from raftlab import systems
-        from raftlab.lab import LabError, open_lab
+        from raftlab.lab import open_lab
 
         c = self.c
         self.stage(f"opening the {c.lab} lab")
@@ -291,6 +303,7 @@ class Runner:
             raise Incomplete("lab", str(e)) from None
         try:
             hosts = list(lab.hosts)[: c.nodes]
+            assert c.base_port is not None  # reserved in execute()
             options = SystemOptions(node_args=c.node_args, base_port=c.base_port, op_timeout=c.op_timeout,
                                     extra={**c.system_opts, "seed": c.seed})
             try:

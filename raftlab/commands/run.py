@@ -205,8 +205,9 @@ def _execute(campaign: Campaign, junit: Path | None, quiet: bool) -> None:
 @click.option("--system", default="dtkv", show_default=True, help="dtkv, or pkg.module with system(lab, options).")
 @click.option("--node-arg", "node_args", multiple=True,
               help="Extra flag for every node, repeatable (e.g. --node-arg=--unsafe-local-reads).")
-@click.option("--base-port", type=click.IntRange(1024, 65000), default=17000, show_default=True,
-              help="First port; host i uses base+2i (peers) and base+2i+1 (clients).")
+@click.option("--base-port", type=click.IntRange(1024, 65000), default=None,
+              help="First port; host i uses base+2i (peers) and base+2i+1 (clients). Default: a free block "
+                   "in 17000-29999 that this run reserves machine-wide, so concurrent runs never share ports.")
 @click.option("--op-timeout", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="Client timeout per operation (seconds); a timed-out write is info.")
 @click.option("--recovery-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
@@ -226,7 +227,7 @@ def _execute(campaign: Campaign, junit: Path | None, quiet: bool) -> None:
 @click.option("--quiet", is_flag=True, help="No live progress line.")
 def run(workload: str, nemesis: str, time_limit: float, concurrency: int, lab: str, lab_name: str | None,
         nodes: int, nodes_file: str | None, seed: str | None, interval: float, rate: float, store_dir: str,
-        leave_running: bool, junit: Path | None, system: str, node_args: tuple[str, ...], base_port: int,
+        leave_running: bool, junit: Path | None, system: str, node_args: tuple[str, ...], base_port: int | None,
         op_timeout: float, recovery_timeout: float, final_timeout: float, min_ok: int, check_time_limit: float,
         workload_opt: tuple[str, ...], lab_opt: tuple[str, ...], system_opt: tuple[str, ...], swarm: bool,
         quiet: bool) -> None:

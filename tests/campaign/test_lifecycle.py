@@ -83,6 +83,31 @@ def test_two_campaigns_on_one_lab_both_get_their_true_verdicts(tmp_path: Path, l
     assert not processes_under(tmp_path / "labs")
 
 
+def test_two_campaigns_on_two_labs_reserve_different_ports(tmp_path: Path, lab_name: str) -> None:
+    """Without --base-port each run reserves its own block (raftlab/lab/ports.py): both are valid."""
+    import asyncio
+
+    from raftlab.lab import lab_down
+
+    need_checker()
+    other = lab_name + "b"
+    common = ("--system", "toysys", "--store", str(tmp_path / "store"), "--concurrency", "3", "--seed", "7",
+              "--nemesis", "kill", "--interval", "0.5", "--time-limit", "3", "--quiet")
+    try:
+        runs = [subprocess.Popen([CLI, "run", "--lab-name", name, *common], stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True, cwd=tmp_path) for name in (lab_name, other)]
+        outs = [r.communicate(timeout=180)[0] for r in runs]
+    finally:
+        asyncio.run(lab_down(other))
+    for r, out in zip(runs, outs, strict=True):
+        assert r.returncode == 0 and "verdict: valid" in out, out
+    logs = [p.read_text() for p in (tmp_path / "store").glob("register/*/run.log")]
+    blocks = {line.split("reserved ports ")[1].split()[0] for log in logs for line in log.splitlines()
+              if "reserved ports " in line}
+    assert len(logs) == 2 and len(blocks) == 2, logs  # two different blocks
+    assert not processes_under(tmp_path / "labs")
+
+
 def test_a_bug_in_the_client_stops_the_run_at_once_naming_it(tmp_path: Path, lab_name: str, base_port: int) -> None:
     started = time.monotonic()
     r = subprocess.run([CLI, "run", "--system", "badopen", "--lab-name", lab_name, "--base-port", str(base_port),
