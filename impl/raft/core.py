@@ -44,6 +44,7 @@ from .config import RaftConfig
 from .log import RaftLog
 from .messages import (
     NONE,
+    DroppedRead,
     Entry,
     EntryType,
     HardState,
@@ -56,7 +57,7 @@ from .messages import (
 )
 from .progress import Inflights, Progress, ProgressState
 from .quorum import MajorityConfig, VoteResult
-from .readonly import ReadOnly, lease_holds
+from .readonly import ReadOnly, decode_seq, encode_seq, lease_holds
 
 if TYPE_CHECKING:
     import random  # the core only calls the Random it is given; it never uses the global one
@@ -112,12 +113,13 @@ class RaftCore:
         self.lead_transferee = NONE
         self.read_only = ReadOnly()
         self.reads_waiting_commit: list[tuple[bytes, int]] = []  # (context, origin) before a term commit
-        # contexts forwarded to the leader and not yet answered (each answered or dropped once)
-        self.forwarded_reads: dict[bytes, None] = {}
+        # context -> clock deadline of reads forwarded to the leader (each answered, dropped or
+        # timed out exactly once)
+        self.forwarded_reads: dict[bytes, int] = {}
         self._msgs: list[Message] = []
         self._msgs_after: list[Message] = []
         self._read_states: list[ReadState] = []
-        self._dropped_reads: list[bytes] = []
+        self._dropped_reads: list[DroppedRead] = []
         self._bcast_pending = False
         self.clock = 0  # ticks since this core was built: the stamp of heartbeats (lease reads)
         self.lease_void = False  # set once a TIMEOUT_NOW went out: the transferee ignores our lease
@@ -129,12 +131,19 @@ class RaftCore:
 
     # --- inputs ------------------------------------------------------------------------------
 
-    def tick(self) -> None:
-        self.clock += 1
-        if self.role is Role.LEADER:
-            self._tick_heartbeat()
-        else:
-            self._tick_election()
+    def tick(self, count: int = 1) -> None:
+        """``count`` ticks of elapsed time. A burst (after a stall) runs at most
+        ``2 * election_tick`` of them one by one, which fires every timeout there is; the rest
+        only move the clock, so the lease and read deadlines see the whole elapsed time."""
+        run = min(count, 2 * self.config.election_tick)
+        self.clock += count - run
+        for _ in range(run):
+            self.clock += 1
+            if self.role is Role.LEADER:
+                self._tick_heartbeat()
+            else:
+                self._tick_election()
+        self._expire_forwarded_reads()
 
     def propose(self, data: bytes) -> tuple[int, int]:
         if self.role is not Role.LEADER:
@@ -150,7 +159,7 @@ class RaftCore:
         if self.role is Role.LEADER:
             self._leader_read(context, self.id)
         elif self.lead != NONE:
-            self.forwarded_reads[context] = None
+            self.forwarded_reads[context] = self.clock + self.read_deadline_ticks()
             self._send(Message(type=MsgType.READ_INDEX, to=self.lead, from_=self.id, term=self.term,
                                context=context))
         else:
@@ -371,7 +380,7 @@ class RaftCore:
                 self.lead_transferee = NONE
         if self.heartbeat_elapsed >= self.config.heartbeat_tick:
             self.heartbeat_elapsed = 0
-            self._bcast_heartbeat(self.read_only.last_context())
+            self._bcast_heartbeat(self.read_only.last_seq())
 
     # --- messages by role --------------------------------------------------------------------
 
@@ -405,7 +414,7 @@ class RaftCore:
         elif t is MsgType.TIMEOUT_NOW:
             pass
         elif t is MsgType.READ_INDEX_RESP and self._take_forwarded(m.context):
-            self._dropped_reads.append(m.context)
+            self._dropped_reads.append(DroppedRead(context=m.context, reason="election in progress"))
 
     def _step_follower(self, m: Message) -> None:
         t = m.type
@@ -421,7 +430,7 @@ class RaftCore:
                                index=m.index, context=m.context))
         elif t is MsgType.READ_INDEX_RESP and self._take_forwarded(m.context):
             if m.reject:
-                self._dropped_reads.append(m.context)
+                self._dropped_reads.append(DroppedRead(context=m.context, reason=f"refused by {m.from_}"))
             else:
                 self._read_states.append(ReadState(index=m.index, context=m.context))
         elif t is MsgType.TIMEOUT_NOW:
@@ -481,16 +490,16 @@ class RaftCore:
             if m.index > pr.lease_stamp:
                 pr.lease_stamp = m.index
             pr.probe_sent = False
-            if pr.stalled():
+            if pr.stalled(m.index):
                 self.log_line(f"{self.id} re-probes {m.from_}: no progress with {len(pr.inflights)} appends in flight")
                 pr.become_probe()
             if pr.match < self.log.last_index():
                 self._send_append(m.from_)
-            if m.context:
-                acks = self.read_only.ack(m.from_, m.context)
-                if acks is not None and self.quorum.vote_result(dict.fromkeys(acks, True)) is VoteResult.WON:
-                    for req in self.read_only.release(m.context):
-                        self._answer_read(req.context, req.origin, req.index)
+            seq = decode_seq(m.context)
+            if seq:
+                self.read_only.ack(m.from_, seq)
+                for req in self.read_only.release(self.quorum, self.id):
+                    self._answer_read(req.context, req.origin, req.index)
 
     # --- replication -------------------------------------------------------------------------
 
@@ -521,7 +530,8 @@ class RaftCore:
                 if pr.state is not ProgressState.REPLICATE or pr.next == before or pr.next > last:
                     break
 
-    def _bcast_heartbeat(self, context: bytes) -> None:
+    def _bcast_heartbeat(self, seq: int) -> None:
+        context = encode_seq(seq)
         for v, pr in self.prs.items():
             if v != self.id:
                 self._send(Message(type=MsgType.HEARTBEAT, to=v, from_=self.id, term=self.term,
@@ -548,14 +558,18 @@ class RaftCore:
         if len(self.voters) == 1 or (self.config.read_only == "lease" and self._in_lease()):
             self._answer_read(context, origin, self.log.committed)
             return
-        self.read_only.add(self.log.committed, context, origin, self.id)
-        self._bcast_heartbeat(context)
+        self._bcast_heartbeat(self.read_only.add(self.log.committed, context, origin))
 
     def lease_ticks(self) -> int:
         """How long a lease lasts after the stamp a quorum echoed: the election timeout minus a
         20% margin for clock drift (at least one tick shorter)."""
         e = self.config.election_tick
         return e - max(1, e // 5)
+
+    def read_deadline_ticks(self) -> int:
+        """How long a follower waits for the leader to answer a forwarded read: two election
+        timeouts (by then the leader answered, stepped down or was replaced)."""
+        return 2 * self.config.election_tick
 
     def _in_lease(self) -> bool:
         if self.lease_void or self.lead_transferee != NONE:
@@ -578,18 +592,27 @@ class RaftCore:
 
     def _take_forwarded(self, context: bytes) -> bool:
         """True once for a context we forwarded and still wait for (duplicates and late answers: False)."""
-        return self.forwarded_reads.pop(context, False) is None
+        return self.forwarded_reads.pop(context, None) is not None
+
+    def _expire_forwarded_reads(self) -> None:
+        expired = [c for c, deadline in self.forwarded_reads.items() if deadline <= self.clock]
+        for context in expired:
+            del self.forwarded_reads[context]
+            self._dropped_reads.append(DroppedRead(context=context, reason="timed out waiting for the leader"))
 
     def _drop_pending_reads(self) -> None:
-        for req in self.read_only.drain():
-            if req.origin == self.id:
-                self._dropped_reads.append(req.context)
-        for context, origin in self.reads_waiting_commit:
-            if origin == self.id:
-                self._dropped_reads.append(context)
+        """No longer the leader of this term, or a new term: reads that cannot be confirmed any
+        more are answered now, each once (a follower's with a refusal it can pass on)."""
+        unconfirmed = [(r.context, r.origin) for r in self.read_only.drain()] + self.reads_waiting_commit
         self.reads_waiting_commit = []
+        for context, origin in unconfirmed:
+            if origin == self.id:
+                self._dropped_reads.append(DroppedRead(context=context, reason="leadership lost"))
+            else:
+                self._send(Message(type=MsgType.READ_INDEX_RESP, to=origin, from_=self.id, term=self.term,
+                                   context=context, reject=True))
         # a term change: the leader we forwarded to is gone or deposed; its answer, if any, is ignored
-        self._dropped_reads.extend(self.forwarded_reads)
+        self._dropped_reads.extend(DroppedRead(context=c, reason="term changed") for c in self.forwarded_reads)
         self.forwarded_reads = {}
 
     # --- helpers -----------------------------------------------------------------------------

@@ -49,7 +49,7 @@ class Inflights:
 
 class Progress:
     __slots__ = ("inflights", "lease_stamp", "match", "match_at_heartbeat", "next", "probe_sent", "recent_active",
-                 "stalls", "state")
+                 "stall_stamp", "stalls", "state")
 
     def __init__(self, next_index: int, inflights: Inflights) -> None:
         self.match = 0
@@ -60,11 +60,17 @@ class Progress:
         self.inflights = inflights
         self.match_at_heartbeat = 0
         self.stalls = 0
+        self.stall_stamp = -1  # the heartbeat round (leader tick stamp) stalled() last counted
         self.lease_stamp = -(1 << 62)  # leader's clock at the latest heartbeat this follower echoed (lease reads)
 
-    def stalled(self) -> bool:
+    def stalled(self, stamp: int) -> bool:
         """Pipelined MsgApps in flight but no progress over two heartbeat rounds: some were lost
-        (a reconnect dropped them), so the window will never drain by itself; probe again."""
+        (a reconnect dropped them), so the window will never drain by itself; probe again.
+        ``stamp`` is the leader tick the answered heartbeat left at: extra heartbeats sent in the
+        same tick (to confirm reads) are the same round, not more evidence of a stall."""
+        if stamp <= self.stall_stamp:
+            return False
+        self.stall_stamp = stamp
         if self.state is not ProgressState.REPLICATE or not len(self.inflights) or self.match != self.match_at_heartbeat:
             self.match_at_heartbeat = self.match
             self.stalls = 0
