@@ -11,10 +11,13 @@ next ``Persist`` (entries, hard state, must_sync) or None; ``take_messages()`` w
 
 Theory of operation.
 
-* Inputs are queued and applied by ``process_inputs`` (``ready`` calls it): peer messages first,
-  then the ticks the elapsed time is worth, then proposals, then ONE ReadIndex for every read
-  that arrived since the last one (read batching). Messages go first so a node that stalled does
-  not time out leaders whose heartbeats are already in its inbox. While a Persist is out (between
+* Inputs are queued and applied by ``process_inputs`` (``ready`` calls it): the core's clock
+  moves to the elapsed time first, then the peer messages are stepped, then the timeouts of the
+  elapsed ticks run, then proposals, then ONE ReadIndex for every read that arrived since the
+  last one (read batching). Timeouts run after the messages so a node that stalled neither
+  times out a leader whose heartbeats already wait in its inbox nor steps down as a leader whose
+  followers' answers do; the clock moves before them so a read (forwarded ones included) is
+  never judged by a lease that expired during the stall. While a Persist is out (between
   ``ready`` and ``persisted``) nothing reaches the core: everything that arrives during an fsync
   lands in the next Ready, so one fsync covers a batch of proposals (group commit).
 * Time: the core's clock is the number of whole ticks since the machine was built, computed
@@ -163,12 +166,13 @@ class NodeMachine(Generic[H]):
             return
         core = self.core
         inbox, self._inbox = self._inbox, _Inbox()
+        due = self._due_ticks()
+        self._ticks += due
+        core.advance_clock(due)  # messages that waited through a stall are judged at the real time
         for msg in inbox.messages:
             core.step(msg)
-        due = self._due_ticks()
         if due:
-            self._ticks += due
-            core.tick(due)
+            core.run_timeouts(due)  # after the messages: a stall must not time out a live leader
         for command, handle, request_id in inbox.proposals:
             try:
                 term, index = core.propose(encode_command(command))

@@ -132,13 +132,21 @@ class RaftCore:
     # --- inputs ------------------------------------------------------------------------------
 
     def tick(self, count: int = 1) -> None:
-        """``count`` ticks of elapsed time. A burst (after a stall) runs at most
-        ``2 * election_tick`` of them one by one, which fires every timeout there is; the rest
-        only move the clock, so the lease and read deadlines see the whole elapsed time."""
-        run = min(count, 2 * self.config.election_tick)
-        self.clock += count - run
-        for _ in range(run):
-            self.clock += 1
+        """``count`` ticks of elapsed time: ``advance_clock`` then ``run_timeouts``."""
+        self.advance_clock(count)
+        self.run_timeouts(count)
+
+    def advance_clock(self, count: int) -> None:
+        """Time passed: the clock that stamps heartbeats and judges the lease and read deadlines
+        moves at once. A shell that stalled calls this before stepping the messages that waited,
+        so a lease is never judged by the time before the stall (thesis §6.4.1)."""
+        self.clock += count
+
+    def run_timeouts(self, count: int) -> None:
+        """The timeouts of ``count`` elapsed ticks (elections, heartbeats, check-quorum, read
+        deadlines). A burst after a stall runs at most ``2 * election_tick`` rounds, which fires
+        every timeout there is."""
+        for _ in range(min(count, 2 * self.config.election_tick)):
             if self.role is Role.LEADER:
                 self._tick_heartbeat()
             else:
@@ -561,10 +569,19 @@ class RaftCore:
         self._bcast_heartbeat(self.read_only.add(self.log.committed, context, origin))
 
     def lease_ticks(self) -> int:
-        """How long a lease lasts after the stamp a quorum echoed: the election timeout minus a
-        20% margin for clock drift (at least one tick shorter)."""
+        """How long a lease lasts after the stamp a quorum echoed: the election timeout minus two
+        ticks of clock granularity (the leader's clock and a follower's each read whole ticks)
+        minus a margin of e // 5 for clock drift; at least one tick. ``lease_drift_bound`` is
+        what that buys."""
         e = self.config.election_tick
-        return e - max(1, e // 5)
+        return max(1, e - 2 - e // 5)
+
+    def lease_drift_bound(self) -> float:
+        """How much faster than the leader's clock a follower's may run with lease reads still
+        linearizable: the leader trusts the lease for less than ``lease_ticks + 1`` of its ticks
+        after sending a stamp, a follower refuses votes for more than ``election_tick - 1`` of
+        its own after receiving it (1.29 for election_tick 10, 1.25 for 6)."""
+        return (self.config.election_tick - 1) / (self.lease_ticks() + 1)
 
     def read_deadline_ticks(self) -> int:
         """How long a follower waits for the leader to answer a forwarded read: two election
