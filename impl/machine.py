@@ -104,11 +104,11 @@ class _Inbox(Generic[H]):
 
 class NodeMachine(Generic[H]):
     def __init__(self, config: MachineConfig, storage: Storage, *, now: float, rng: random.Random,
-                 logger: Callable[[str], None] | None = None) -> None:
+                 logger: Callable[[str], None] | None = None, core_type: type[RaftCore] = RaftCore) -> None:
         self.config = config
         self.id = config.raft.id
         self.log = logger or (lambda _line: None)
-        self.core = RaftCore(config.raft, storage, rng=rng, logger=self.log)
+        self.core = core_type(config.raft, storage, rng=rng, logger=self.log)  # tests pass broken cores
         self.tree = Tree()
         self.skipped = 0  # committed entries that carry no command (never proposed by a machine)
         self._epoch = now
