@@ -144,11 +144,17 @@ class RaftCore:
 
     def run_timeouts(self, count: int) -> None:
         """The timeouts of ``count`` elapsed ticks (elections, heartbeats, check-quorum, read
-        deadlines). A burst after a stall runs at most ``2 * election_tick`` rounds, which fires
-        every timeout there is."""
-        for _ in range(min(count, 2 * self.config.election_tick)):
+        deadlines). A burst after a stall fires each timeout at most once: a leader runs at most
+        ``election_tick`` rounds (one check-quorum, judged by the answers that waited through
+        the stall), anyone else at most ``2 * election_tick`` (the longest election timeout)."""
+        e = self.config.election_tick
+        for done in range(count):
             if self.role is Role.LEADER:
+                if done >= e:
+                    break
                 self._tick_heartbeat()
+            elif done >= 2 * e:
+                break
             else:
                 self._tick_election()
         self._expire_forwarded_reads()
@@ -498,11 +504,13 @@ class RaftCore:
             if m.index > pr.lease_stamp:
                 pr.lease_stamp = m.index
             pr.probe_sent = False
-            if pr.stalled(m.index):
-                self.log_line(f"{self.id} re-probes {m.from_}: no progress with {len(pr.inflights)} appends in flight")
-                pr.become_probe()
-            if pr.match < self.log.last_index():
-                self._send_append(m.from_)
+            if pr.new_heartbeat_round(m.index):
+                if pr.stalled():
+                    self.log_line(f"{self.id} re-probes {m.from_}: no progress with {len(pr.inflights)} "
+                                  "appends in flight")
+                    pr.become_probe()
+                if pr.match < self.log.last_index():
+                    self._send_append(m.from_)
             seq = decode_seq(m.context)
             if seq:
                 self.read_only.ack(m.from_, seq)

@@ -63,14 +63,18 @@ class Progress:
         self.stall_stamp = -1  # the heartbeat round (leader tick stamp) stalled() last counted
         self.lease_stamp = -(1 << 62)  # leader's clock at the latest heartbeat this follower echoed (lease reads)
 
-    def stalled(self, stamp: int) -> bool:
-        """Pipelined MsgApps in flight but no progress over two heartbeat rounds: some were lost
-        (a reconnect dropped them), so the window will never drain by itself; probe again.
-        ``stamp`` is the leader tick the answered heartbeat left at: extra heartbeats sent in the
-        same tick (to confirm reads) are the same round, not more evidence of a stall."""
+    def new_heartbeat_round(self, stamp: int) -> bool:
+        """True for the first answer to a heartbeat stamped ``stamp`` (the leader's tick). The
+        extra heartbeats a leader sends within a tick to confirm reads are the same round: they
+        are no more evidence of a stall, and no reason to send appends again."""
         if stamp <= self.stall_stamp:
             return False
         self.stall_stamp = stamp
+        return True
+
+    def stalled(self) -> bool:
+        """Pipelined MsgApps in flight but no progress over two heartbeat rounds: some were lost
+        (a reconnect dropped them), so the window will never drain by itself; probe again."""
         if self.state is not ProgressState.REPLICATE or not len(self.inflights) or self.match != self.match_at_heartbeat:
             self.match_at_heartbeat = self.match
             self.stalls = 0

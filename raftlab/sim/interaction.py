@@ -12,8 +12,8 @@ reviewable transcript. Each node has its own clock, one second per tick.
 Commands (``key=value`` options after the positional arguments):
   add-nodes N [election-tick=10] [heartbeat-tick=1] [pre-vote=true] [check-quorum=true]
       [read-only=safe|lease] [max-size-per-msg=B] [max-inflight-msgs=K]
-  campaign ID | tick ID [N] (N ticks, one at a time) | stall ID N (the clock jumps N ticks at once,
-      as after SIGSTOP/SIGCONT) | propose ID DATA (raw entry data, straight to the core)
+  campaign ID | tick ID [N] (N ticks, one at a time) | stall ID N (stopped N ticks: takes what arrived
+      meanwhile and the elapsed time at once, as after SIGSTOP/SIGCONT) | propose ID DATA (raw entry data, straight to the core)
   put ID KEY VALUE | get ID KEY (client requests through the machine; replies print as
       ``reply ...`` when sent) | read-index ID CTX (raw, straight to the core) | transfer-leader FROM TO
   process-ready ID... | deliver-msgs ID... [type=APP] | drop-msgs [from=A] [to=B] [type=T]
@@ -155,7 +155,14 @@ class InteractionEnv:
             self._advance(node, 1)
 
     def cmd_stall(self, args: list[str], opts: dict[str, str]) -> None:
-        self._advance(self._node(args[0]), int(args[1]))
+        """The node was stopped for N ticks: what was in flight to it arrived meanwhile (the
+        kernel kept it), then it resumes and takes all of it and the elapsed time at once."""
+        node = self._node(args[0])
+        for m in self._take({node.id}, {}):
+            if self._connected(m.from_, m.to):
+                node.machine.receive(m)
+        self.out.append(f"{node.id} resumes after {args[1]} ticks")
+        self._advance(node, int(args[1]))
 
     def _advance(self, node: EnvNode, ticks: int) -> None:
         node.now += ticks
