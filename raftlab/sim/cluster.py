@@ -372,7 +372,8 @@ class SimOutcome:
         word = {True: "valid", False: "VIOLATION", "unknown": "unknown"}[self.valid]  # type: ignore[index]
         s = self.stats
         return (f"seed {self.seed}: {self.steps} steps, {s['elections']} elections, {s['commits']} entries applied, "
-                f"{s['ops']} client ops, {s['crashes']} crashes, {s['partitions']} partitions: {word}")
+                f"{s['ops']} client ops, {s['crashes']} crashes, {s['partitions']} partitions, {s['pauses']} pauses, "
+                f"{s['disk_stalls']} disk stalls, {s['clock_jumps']} clock jumps: {word}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"seed": self.seed, "steps": self.steps, "valid": self.valid, "explanation": self.explanation,
