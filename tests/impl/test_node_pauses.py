@@ -20,13 +20,13 @@ import time
 from pathlib import Path
 
 import pytest
-from raftlab.history import History, Op, OpType
 from raftlab.impl.client import DefiniteError, IndeterminateError, KvClient
 from raftlab.impl.cluster import LocalCluster
 from raftlab.impl.dtkv.commands import Get
 from raftlab.impl.net.codec import decode_reply, encode_request
 from raftlab.impl.net.framing import FrameDecoder, encode_frame
 
+from raftlab.history import History, Op, OpType
 from tests.impl.test_cluster import leader_of
 
 pytestmark = pytest.mark.slow
