@@ -7,21 +7,9 @@ acknowledge it with ``advance()`` (the contract is in ``messages.Ready``). The a
 
 from .config import ConfigError, RaftConfig
 from .core import NotLeader, RaftCore, Status
-from .messages import (
-    NONE,
-    DroppedRead,
-    Entry,
-    EntryType,
-    HardState,
-    Message,
-    MsgType,
-    ReadState,
-    Ready,
-    Role,
-    SoftState,
-)
+from .messages import NONE, Entry, EntryType, HardState, Message, MsgType, ReadState, Ready, Role, SoftState
 
 __all__ = [
-    "NONE", "ConfigError", "DroppedRead", "Entry", "EntryType", "HardState", "Message", "MsgType", "NotLeader", "RaftConfig",
+    "NONE", "ConfigError", "Entry", "EntryType", "HardState", "Message", "MsgType", "NotLeader", "RaftConfig",
     "RaftCore", "ReadState", "Ready", "Role", "SoftState", "Status",
 ]

@@ -9,7 +9,6 @@ import random
 import pytest
 from raftlab.impl.raft import (
     ConfigError,
-    DroppedRead,
     Entry,
     HardState,
     Message,
@@ -19,6 +18,7 @@ from raftlab.impl.raft import (
     RaftCore,
     Role,
 )
+from raftlab.impl.raft.messages import DroppedRead
 from raftlab.impl.storage.memory import MemoryStorage
 
 from raftlab.sim.interaction import InteractionEnv
