@@ -8,6 +8,9 @@
 * A lease-mode leader stopped with SIGSTOP while reads and writes go on, then resumed, serves
   no read from the lease that ran out while it was stopped: the whole history, reads sent to
   the stopped leader included, is linearizable.
+* The same with the leader's disk paused (labfs, FUSE; root only) instead: its WAL write blocks
+  in the worker thread, its sockets keep being read, the others elect a leader, and after the
+  disk resumes every read is still linearizable.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import asyncio
 import os
 import signal
 import socket
+import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -73,20 +78,65 @@ def test_a_forwarded_read_without_an_answer_times_out_at_its_deadline(tmp_path: 
         assert elapsed < 10.0, f"answered only after {elapsed:.1f}s"  # deadline 1 s; the client waits 20
 
 
+def assert_linearizable(events: list[Op]) -> None:
+    from raftlab.checker import check
+
+    reads = [e for e in events if e.f == "read" and e.type is OpType.OK]
+    assert len(reads) > 20 and any(e.type is OpType.OK and e.f == "write" for e in events)
+    result = check(History(events), "kv", time_limit=60)
+    print(f"{len(events)} events, {len(reads)} reads ok: {result.valid}")
+    assert result.valid is True, result.explanation
+
+
 def test_lease_reads_stay_linearizable_across_a_stopped_leader(tmp_path: Path) -> None:
     with LocalCluster(3, tmp_path, base_port=21200, node_args=("--read-mode", "lease")) as cluster:
         cluster.start_all()
-        events = asyncio.run(stop_the_leader_under_reads(cluster))
-        from raftlab.checker import check
 
-        reads = [e for e in events if e.f == "read" and e.type is OpType.OK]
-        assert len(reads) > 20 and any(e.type is OpType.OK and e.f == "write" for e in events)
-        result = check(History(events), "kv", time_limit=60)
-        print(f"{len(events)} events, {len(reads)} reads ok: {result.valid}")
-        assert result.valid is True, result.explanation
+        async def pause(leader: int) -> None:
+            os.kill(cluster.procs[leader].pid, signal.SIGSTOP)  # reads keep arriving at its socket
+
+        async def resume(leader: int) -> None:
+            os.kill(cluster.procs[leader].pid, signal.SIGCONT)
+
+        assert_linearizable(asyncio.run(fault_the_leader_under_reads(cluster, pause, resume)))
 
 
-async def stop_the_leader_under_reads(cluster: LocalCluster) -> list[Op]:
+def test_lease_reads_stay_linearizable_across_a_paused_leader_disk(tmp_path: Path) -> None:
+    from raftlab.nemesis.disk import FuseDisk
+
+    from raftlab.lab.local import LocalRemote, sweep
+    from tests.nemesis.test_disk import need_fuse
+
+    need_fuse()
+    cluster = LocalCluster(3, tmp_path / "c", base_port=21300, node_args=("--read-mode", "lease"))
+    disks = {i: FuseDisk(LocalRemote(f"n{i}", tmp_path), sys.executable, str(cluster.node_dir(i) / "data"))
+             for i in cluster.ids}
+
+    async def pause(leader: int) -> None:
+        await disks[leader].ctl("pause")
+
+    async def resume(leader: int) -> None:
+        await disks[leader].ctl("resume")
+
+    async def main() -> list[Op]:
+        for disk in disks.values():
+            await disk.mount(lazy=False)
+        try:
+            cluster.start_all()
+            return await fault_the_leader_under_reads(cluster, pause, resume)
+        finally:
+            cluster.close()
+            for disk in disks.values():
+                await disk.unmount()
+
+    try:
+        assert_linearizable(asyncio.run(main()))
+    finally:
+        sweep(tmp_path)
+
+
+async def fault_the_leader_under_reads(cluster: LocalCluster, pause: Callable[[int], Awaitable[None]],
+                                       resume: Callable[[int], Awaitable[None]]) -> list[Op]:
     events: list[Op] = []
     started = time.monotonic_ns()
     client = KvClient(cluster.endpoints(), timeout=3.0)
@@ -126,18 +176,18 @@ async def stop_the_leader_under_reads(cluster: LocalCluster) -> list[Op]:
             else:
                 record(OpType.OK, process, "read", int(value) if value is not None else None)
 
-    pid = cluster.procs[leader].pid
     async with asyncio.TaskGroup() as tg:
         tg.create_task(writer())
         tg.create_task(reader(direct, 1))
         tg.create_task(reader(direct, 2))
         tg.create_task(reader(client, 3))
         await asyncio.sleep(1.0)
-        os.kill(pid, signal.SIGSTOP)  # reads keep arriving at its socket
+        await pause(leader)
         await asyncio.sleep(2.0)  # four election timeouts: the others elect a leader and write on
-        os.kill(pid, signal.SIGCONT)
+        await resume(leader)
         await asyncio.sleep(2.0)
         stop.set()
+    assert await leader_of(client) != leader, "the fault took no effect: the leader kept leading"
     await client.close()
     await direct.close()
     return events
