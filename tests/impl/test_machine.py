@@ -104,3 +104,30 @@ def test_requests_and_the_persist_contract() -> None:
     assert replies[1].error is None and replies[2].body["value"] == b"1" and replies[2].handle == "c2"
     status = machine.status()
     assert status["role"] == "leader" and status["applied"] == 2 and status["pending_reads"] == 0
+
+
+def test_after_a_stall_messages_that_waited_are_stepped_before_the_timeouts_run() -> None:
+    """A leader that stalled with its followers' answers already received must not step down
+    for want of a quorum: the answers are stepped first, then the elapsed ticks' timeouts (the
+    other order, main's, makes check-quorum see no answer and step down)."""
+
+    def leader_after_stall(messages_first: bool) -> str:
+        env = elected()
+        leader = env.nodes[1]
+        while True:  # tick until a check-quorum just ran (its answers are then all forgotten)
+            env.handle("tick 1")
+            if leader.core.election_elapsed == 0:
+                break
+        env.handle("process-ready 1")
+        env.handle("deliver-msgs 2 3")
+        env.handle("process-ready 2 3")
+        assert any(m.to == 1 and m.type is MsgType.HEARTBEAT_RESP for m in env.in_flight)
+        if messages_first:
+            env.handle(f"stall 1 {leader.config.election_tick}")  # the machine's order
+        else:
+            env.handle(f"tick 1 {leader.config.election_tick}")  # timeouts first ...
+            env.handle("deliver-msgs 1")  # ... then the answers that had arrived meanwhile
+        return leader.core.role.value
+
+    assert leader_after_stall(messages_first=True) == "leader"
+    assert leader_after_stall(messages_first=False) == "follower"
