@@ -22,14 +22,18 @@ Rules (with paper/thesis sections):
 * Commit: only an entry of the leader's current term is committed by counting (§5.4.2); a no-op
   is appended on election so that happens promptly (§8).
 * Reads: ReadIndex (thesis §6.4) confirmed by a heartbeat quorum, only once the leader has
-  committed an entry of its term; or lease reads (``read_only="lease"``, thesis §6.4.1). Heartbeats
-  carry the leader's tick count in ``index`` and followers echo it; the lease starts at the stamp a
-  quorum has echoed (the *send* time, so message delay only shortens it) and lasts
-  ``lease_ticks()`` = election_tick minus a 20% drift margin. It is sound because a follower that
-  heard a leader within election_tick ticks grants no vote (the check-quorum lease above), and a
-  freshly booted node in lease mode does the same, so no new leader can exist before
-  stamp + election_tick. Assumption: no node's tick rate differs from another's by more than the
-  margin. Without a valid lease (or during a leader transfer) a read falls back to ReadIndex.
+  committed an entry of its term; the leader numbers reads itself (readonly.py) and heartbeats
+  carry the number. Or lease reads (``read_only="lease"``, thesis §6.4.1). Heartbeats carry the
+  leader's clock in ``index`` and followers echo it; the lease starts at the stamp a quorum has
+  echoed (the *send* time, so message delay only shortens it) and lasts ``lease_ticks()``. It is
+  sound because a follower that heard a leader within election_tick ticks grants no vote (the
+  check-quorum lease above), and a freshly booted node in lease mode does the same, so no new
+  leader can exist before then. Assumption: no follower's clock runs faster than the leader's by
+  more than ``lease_drift_bound()``. ``clock`` is elapsed time, not ticks handled: a shell that
+  stalled moves it (``advance_clock``) before stepping what waited. Without a valid lease (or
+  during a leader transfer) a read falls back to ReadIndex. Every read of this node is answered
+  once: a ReadState, or a DroppedRead with its reason (a forwarded one at the latest after
+  ``read_deadline_ticks()``).
 """
 
 from __future__ import annotations
