@@ -21,19 +21,7 @@ Rules (with paper/thesis sections):
   rejections carry a hint (index, term) and the leader jumps back with find_conflict_by_term.
 * Commit: only an entry of the leader's current term is committed by counting (§5.4.2); a no-op
   is appended on election so that happens promptly (§8).
-* Reads: ReadIndex (thesis §6.4) confirmed by a heartbeat quorum, only once the leader has
-  committed an entry of its term; the leader numbers reads itself (readonly.py) and heartbeats
-  carry the number. Or lease reads (``read_only="lease"``, thesis §6.4.1). Heartbeats carry the
-  leader's clock in ``index`` and followers echo it; the lease starts at the stamp a quorum has
-  echoed (the *send* time, so message delay only shortens it) and lasts ``lease_ticks()``. It is
-  sound because a follower that heard a leader within election_tick ticks grants no vote (the
-  check-quorum lease above), and a freshly booted node in lease mode does the same, so no new
-  leader can exist before then. Assumption: no follower's clock runs faster than the leader's by
-  more than ``lease_drift_bound()``. ``clock`` is elapsed time, not ticks handled: a shell that
-  stalled moves it (``advance_clock``) before stepping what waited. Without a valid lease (or
-  during a leader transfer) a read falls back to ReadIndex. Every read of this node is answered
-  once: a ReadState, or a DroppedRead with its reason (a forwarded one at the latest after
-  ``read_deadline_ticks()``).
+* Reads: ReadIndex (thesis §6.4) and lease reads (thesis §6.4.1), in reads.py.
 """
 
 from __future__ import annotations
@@ -61,20 +49,13 @@ from .messages import (
 )
 from .progress import Inflights, Progress, ProgressState
 from .quorum import MajorityConfig, VoteResult
-from .readonly import ReadOnly, decode_seq, encode_seq, lease_holds
+from .readonly import ReadOnly, decode_seq, encode_seq
+from .reads import NotLeader, ReadPath
 
 if TYPE_CHECKING:
     import random  # the core only calls the Random it is given; it never uses the global one
 
 TRANSFER = b"transfer"  # context of a campaign started by TIMEOUT_NOW: ignores leader leases
-
-
-class NotLeader(Exception):
-    """A definite refusal: this node is not the leader (``leader_hint`` is NONE when unknown)."""
-
-    def __init__(self, leader_hint: int = NONE) -> None:
-        super().__init__(f"not the leader (leader hint: {leader_hint or 'unknown'})")
-        self.leader_hint = leader_hint
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,7 +75,7 @@ class Status:
                 f"applied={self.applied} last={self.last_index}")
 
 
-class RaftCore:
+class RaftCore(ReadPath):
     def __init__(self, config: RaftConfig, storage: Storage, *, rng: random.Random,
                  logger: Callable[[str], None] | None = None) -> None:
         self.config = config
@@ -172,16 +153,6 @@ class RaftCore:
         self.log.append((Entry(term=self.term, index=index, data=data),))
         self._bcast_pending = True
         return self.term, index
-
-    def read_index(self, context: bytes) -> None:
-        if self.role is Role.LEADER:
-            self._leader_read(context, self.id)
-        elif self.lead != NONE:
-            self.forwarded_reads[context] = self.clock + self.read_deadline_ticks()
-            self._send(Message(type=MsgType.READ_INDEX, to=self.lead, from_=self.id, term=self.term,
-                               context=context))
-        else:
-            raise NotLeader(NONE)
 
     def campaign(self) -> None:
         """Start an election now, as an expired election timeout would (etcd's MsgHup)."""
@@ -564,85 +535,6 @@ class RaftCore:
             self._release_reads_waiting_commit()
             return True
         return False
-
-    # --- reads -------------------------------------------------------------------------------
-
-    def _committed_in_term(self) -> bool:
-        return self.log.term(self.log.committed) == self.term
-
-    def _leader_read(self, context: bytes, origin: int) -> None:
-        if not self._committed_in_term():
-            # thesis §6.4 step 1: the commit index is only known once an entry of this term commits
-            self.reads_waiting_commit.append((context, origin))
-            return
-        if len(self.voters) == 1 or (self.config.read_only == "lease" and self._in_lease()):
-            self._answer_read(context, origin, self.log.committed)
-            return
-        self._bcast_heartbeat(self.read_only.add(self.log.committed, context, origin))
-
-    def lease_ticks(self) -> int:
-        """How long a lease lasts after the stamp a quorum echoed: the election timeout minus two
-        ticks of clock granularity (the leader's clock and a follower's each read whole ticks)
-        minus a margin of e // 5 for clock drift; at least one tick. ``lease_drift_bound`` is
-        what that buys."""
-        e = self.config.election_tick
-        return max(1, e - 2 - e // 5)
-
-    def lease_drift_bound(self) -> float:
-        """How much faster than the leader's clock a follower's may run with lease reads still
-        linearizable: the leader trusts the lease for less than ``lease_ticks + 1`` of its ticks
-        after sending a stamp, a follower refuses votes for more than ``election_tick - 1`` of
-        its own after receiving it (1.29 for election_tick 10, 1.25 for 6)."""
-        return (self.config.election_tick - 1) / (self.lease_ticks() + 1)
-
-    def read_deadline_ticks(self) -> int:
-        """How long a follower waits for the leader to answer a forwarded read: two election
-        timeouts (by then the leader answered, stepped down or was replaced)."""
-        return 2 * self.config.election_tick
-
-    def _in_lease(self) -> bool:
-        if self.lease_void or self.lead_transferee != NONE:
-            return False
-        stamps = {v: (self.clock if v == self.id else pr.lease_stamp) for v, pr in self.prs.items()}
-        return lease_holds(self.quorum, stamps, self.clock, self.lease_ticks())
-
-    def _release_reads_waiting_commit(self) -> None:
-        if self.reads_waiting_commit and self._committed_in_term():
-            waiting, self.reads_waiting_commit = self.reads_waiting_commit, []
-            for context, origin in waiting:
-                self._leader_read(context, origin)
-
-    def _answer_read(self, context: bytes, origin: int, index: int) -> None:
-        if origin == self.id:
-            self._read_states.append(ReadState(index=index, context=context))
-        else:
-            self._send(Message(type=MsgType.READ_INDEX_RESP, to=origin, from_=self.id, term=self.term,
-                               index=index, context=context))
-
-    def _take_forwarded(self, context: bytes) -> bool:
-        """True once for a context we forwarded and still wait for (duplicates and late answers: False)."""
-        return self.forwarded_reads.pop(context, None) is not None
-
-    def _expire_forwarded_reads(self) -> None:
-        expired = [c for c, deadline in self.forwarded_reads.items() if deadline <= self.clock]
-        for context in expired:
-            del self.forwarded_reads[context]
-            self._dropped_reads.append(DroppedRead(context=context, reason="timed out waiting for the leader"))
-
-    def _drop_pending_reads(self) -> None:
-        """No longer the leader of this term, or a new term: reads that cannot be confirmed any
-        more are answered now, each once (a follower's with a refusal it can pass on)."""
-        unconfirmed = [(r.context, r.origin) for r in self.read_only.drain()] + self.reads_waiting_commit
-        self.reads_waiting_commit = []
-        for context, origin in unconfirmed:
-            if origin == self.id:
-                self._dropped_reads.append(DroppedRead(context=context, reason="leadership lost"))
-            else:
-                self._send(Message(type=MsgType.READ_INDEX_RESP, to=origin, from_=self.id, term=self.term,
-                                   context=context, reject=True))
-        # a term change: the leader we forwarded to is gone or deposed; its answer, if any, is ignored
-        self._dropped_reads.extend(DroppedRead(context=c, reason="term changed") for c in self.forwarded_reads)
-        self.forwarded_reads = {}
 
     # --- helpers -----------------------------------------------------------------------------
 
