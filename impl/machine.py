@@ -44,7 +44,7 @@ import bisect
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from raftlab.impl.dtkv.commands import Command, ErrorKind, Result
 from raftlab.impl.dtkv.tree import Tree
@@ -75,8 +75,9 @@ class MachineConfig:
             raise ValueError("incarnation must fit in 64 bits")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Reply(Generic[H]):
+class Reply(NamedTuple, Generic[H]):
+    """One answer for a client (a NamedTuple: immutable, and cheap enough for one per request)."""
+
     handle: H
     request_id: int
     error: str | None
@@ -156,9 +157,13 @@ class NodeMachine(Generic[H]):
     def next_tick_at(self) -> float:
         return self._epoch + (self._ticks + 1) * self.config.tick_seconds
 
-    def has_input(self) -> bool:
-        inbox = self._inbox
-        return bool(inbox.messages or inbox.proposals or inbox.reads or self._due_ticks())
+    def has_output(self) -> bool:
+        """Messages or replies wait in ``take_messages``/``take_replies``."""
+        return bool(self._messages or self._replies)
+
+    def due_ticks(self) -> int:
+        """Whole ticks the time given to ``tick`` is worth that the core has not seen yet."""
+        return max(0, int((self._now - self._epoch) / self.config.tick_seconds) - self._ticks)
 
     def process_inputs(self) -> None:
         """Apply queued inputs to the core (a no-op while a Persist is out)."""
@@ -166,7 +171,7 @@ class NodeMachine(Generic[H]):
             return
         core = self.core
         inbox, self._inbox = self._inbox, _Inbox()
-        due = self._due_ticks()
+        due = self.due_ticks()
         self._ticks += due
         core.advance_clock(due)  # messages that waited through a stall are judged at the real time
         for msg in inbox.messages:
@@ -190,9 +195,6 @@ class NodeMachine(Generic[H]):
                     self._reply(handle, request_id, ErrorKind.NOT_LEADER, {"leader": e.leader_hint})
             else:
                 self._read_batches[context] = inbox.reads
-
-    def _due_ticks(self) -> int:
-        return max(0, int((self._now - self._epoch) / self.config.tick_seconds) - self._ticks)
 
     # -- outputs -----------------------------------------------------------------------------
 
@@ -296,4 +298,4 @@ class NodeMachine(Generic[H]):
         self._reply(handle, request_id, result.error, result_body(result))
 
     def _reply(self, handle: H, request_id: int, error: str | None, body: dict[str, Any]) -> None:
-        self._replies.append(Reply(handle=handle, request_id=request_id, error=error, body=body))
+        self._replies.append(Reply(handle, request_id, error, body))

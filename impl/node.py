@@ -93,7 +93,8 @@ class Node:
     def submit(self, request: Request, conn: ClientConnection) -> None:
         assert self.machine is not None
         self.machine.submit(request, conn)
-        self._flush()  # status, hello and refusals are answered at once
+        if self.machine.has_output():
+            self._flush()  # status, hello and refusals are answered at once
         self._wake.set()
 
     def stop(self) -> None:
@@ -153,7 +154,9 @@ class Node:
         while not self._stop.is_set():
             await self._wake.wait()
             self._wake.clear()
-            await asyncio.sleep(0)  # let readers woken with us deliver first: messages before ticks
+            machine.tick(time.monotonic())
+            if machine.due_ticks() > 1:  # we stalled: let peer readers woken with us deliver first
+                await asyncio.sleep(0)
             while True:
                 machine.tick(time.monotonic())
                 persist = machine.ready()
