@@ -131,3 +131,17 @@ def test_after_a_stall_messages_that_waited_are_stepped_before_the_timeouts_run(
 
     assert leader_after_stall(messages_first=True) == "leader"
     assert leader_after_stall(messages_first=False) == "follower"
+
+
+def test_replicas_that_applied_the_same_log_report_the_same_digest() -> None:
+    """The status digest (raftlab/replicas.py judges it at the end of a campaign): the hash chain
+    and tree digest agree across replicas at one applied index and move with every entry."""
+    env = elected()
+    digests = [env.nodes[i].machine.status()["digest"] for i in (1, 2, 3)]
+    assert digests[0] == digests[1] == digests[2] and digests[0]["applied"] >= 2
+    assert digests[0]["tree"] == env.nodes[1].machine.tree.digest() and len(digests[0]["chain"]) == 32
+    env.handle("put 1 k w")
+    env.handle("stabilize")
+    after = [env.nodes[i].machine.status()["digest"] for i in (1, 2, 3)]
+    assert after[0] == after[1] == after[2]
+    assert after[0]["chain"] != digests[0]["chain"] and after[0]["tree"] != digests[0]["tree"]

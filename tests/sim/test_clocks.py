@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pytest
 
-from raftlab.sim.cluster import SimConfig, simulate
+from raftlab.sim.cluster import SimCluster, SimConfig, simulate
 from raftlab.sim.interaction import InteractionEnv
 
 
@@ -89,3 +89,24 @@ def test_lease_mode_within_the_bound_under_pauses_and_stalled_disks(nodes: int, 
 @pytest.mark.parametrize("seed", range(4))
 def test_index_mode_with_wild_clocks_jumps_pauses_and_stalled_disks(seed: int) -> None:
     assert_valid(5000 + seed, 4000, SimConfig(nodes=5, clock_drift=3.0, clock_jumps=True))
+
+
+def test_a_slow_leaders_clock_runs_at_a_quarter_of_its_rate() -> None:
+    """The swarm's ``slow_leader`` (ReadIndex must not depend on clocks): while a node leads, its
+    clock moves at a quarter of its drawn rate; the followers' clocks keep theirs."""
+    quiet = {"loss": 0.0, "duplicate": 0.0, "partitions": False, "crashes": False, "pauses": False,
+             "disk_stalls": False, "clock_jumps": False}
+    cluster = SimCluster(3, SimConfig(slow_leader=True, **quiet))  # type: ignore[arg-type]
+    while cluster._leader() is None:
+        cluster.step()
+    lead = cluster.nodes[cluster._leader()]  # type: ignore[index]
+    follower = next(n for n in cluster.nodes.values() if n is not lead)
+    now, lead_clock, follower_clock = cluster.now, lead.clock(cluster.now), follower.clock(cluster.now)
+    for _ in range(300):
+        cluster.step()
+        if cluster._leader() != lead.id:
+            break
+    passed = cluster.now - now
+    assert cluster._leader() == lead.id and passed > 0
+    assert lead.clock(cluster.now) - lead_clock == pytest.approx(0.25 * lead.rate * passed)
+    assert follower.clock(cluster.now) - follower_clock == pytest.approx(follower.rate * passed)
