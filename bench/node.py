@@ -10,6 +10,10 @@ Run it under the shared bench lock so benches never overlap:
 
     flock /tmp/raftlab-bench.lock .venv/bin/python bench/node.py [--sizes 3,5] [--duration 5]
 
+``--baseline PATH`` (another tree's ``raftlab`` script, e.g. a checkout of main with its own
+venv) measures that build too, in the same run, alternating with this one size by size, and
+labels each row ``base`` or ``this``: a before/after comparison on the same machine and load.
+
 Figures are for the machine it runs on; nothing here asserts a target.
 """
 
@@ -109,10 +113,11 @@ async def caught_up(client: KvClient, timeout: float = 20.0) -> None:
         await asyncio.sleep(0.1)
 
 
-async def bench_size(size: int, args: argparse.Namespace, workdir: Path) -> list[str]:
+async def bench_size(size: int, args: argparse.Namespace, workdir: Path, build: str,
+                     command: list[str] | None) -> list[str]:
     lines = []
-    cluster = LocalCluster(size, workdir / f"c{size}", base_port=args.base_port,
-                           node_args=("--fsync", "sync", *args.node_args))
+    cluster = LocalCluster(size, workdir / f"c{size}-{build}", base_port=args.base_port,
+                           node_args=("--fsync", "sync", *args.node_args), command=command)
     cluster.start_all()
     client = KvClient(cluster.endpoints(), timeout=5.0)
     try:
@@ -121,12 +126,13 @@ async def bench_size(size: int, args: argparse.Namespace, workdir: Path) -> list
             for concurrency in args.concurrency:
                 await load(client, op, concurrency, min(0.5, args.duration))  # warm-up
                 rate, lat, errors = await load(client, op, concurrency, args.duration)
-                lines.append(f"{size:>5}  {op:<5}  {concurrency:>4}  {rate:>9.0f}  {pct(lat, 0.5):>7.2f}  "
+                lines.append(f"{build:<5}  {size:>5}  {op:<5}  {concurrency:>4}  {rate:>9.0f}  {pct(lat, 0.5):>7.2f}  "
                              f"{pct(lat, 0.99):>7.2f}  {errors:>6}")
                 print(lines[-1], flush=True)
         if args.kills:
             times = await failover(cluster, client, args.kills)
-            lines.append(f"{size:>5}  kill -9 leader -> next acked write: median {statistics.median(times):.3f}s "
+            lines.append(f"{build:<5}  {size:>5}  kill -9 leader -> next acked write: median "
+                         f"{statistics.median(times):.3f}s "
                          f"(runs: {', '.join(f'{t:.3f}' for t in times)})")
             print(lines[-1], flush=True)
     finally:
@@ -136,12 +142,17 @@ async def bench_size(size: int, args: argparse.Namespace, workdir: Path) -> list
 
 
 async def main(args: argparse.Namespace) -> None:
-    header = f"{'nodes':>5}  {'op':<5}  {'conc':>4}  {'ops/s':>9}  {'p50 ms':>7}  {'p99 ms':>7}  {'errors':>6}"
+    header = (f"{'build':<5}  {'nodes':>5}  {'op':<5}  {'conc':>4}  {'ops/s':>9}  {'p50 ms':>7}  {'p99 ms':>7}  "
+              f"{'errors':>6}")
     print(header, flush=True)
     lines = []
+    builds: list[tuple[str, list[str] | None]] = [("this", None)]
+    if args.baseline:
+        builds.insert(0, ("base", [args.baseline]))
     with tempfile.TemporaryDirectory(prefix="raftlab-bench-") as tmp:
         for size in args.sizes:
-            lines += await bench_size(size, args, Path(tmp))
+            for build, command in builds:
+                lines += await bench_size(size, args, Path(tmp), build, command)
     print("\n" + header)
     print("\n".join(lines))
 
@@ -153,6 +164,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=5.0, help="seconds per measurement (default 5)")
     p.add_argument("--kills", type=int, default=3, help="leader kills per size (default 3; 0 skips)")
     p.add_argument("--base-port", type=int, default=17000, help="member i uses BASE+i and BASE+100+i")
+    p.add_argument("--baseline", metavar="PATH", help="another build's raftlab script, measured alongside")
     p.add_argument("--node-arg", dest="node_args", action="append", default=[],
                    help="extra argument for every node (repeatable), e.g. --node-arg=--tick-ms=50")
     args = p.parse_args()

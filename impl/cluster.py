@@ -27,7 +27,7 @@ def raftlab_command() -> list[str]:
 
 class LocalCluster:
     def __init__(self, size: int, workdir: Path, *, base_port: int = 17000, host: str = "127.0.0.1",
-                 node_args: tuple[str, ...] = (), quiet: bool = True) -> None:
+                 node_args: tuple[str, ...] = (), quiet: bool = True, command: list[str] | None = None) -> None:
         if not 1 <= size <= 99:
             raise ValueError(f"cluster size must be 1..99, not {size}")
         self.size = size
@@ -36,6 +36,7 @@ class LocalCluster:
         self.host = host
         self.node_args = node_args
         self.quiet = quiet
+        self.command = command or raftlab_command()  # another tree's raftlab, to compare two builds
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
 
     @property
@@ -63,7 +64,7 @@ class LocalCluster:
     def argv(self, i: int) -> list[str]:
         peers = ",".join(f"{j}={self.host}:{self.peer_port(j)}" for j in self.ids)
         d = self.node_dir(i)
-        return [*raftlab_command(), "node", "--id", str(i), "--data-dir", str(d / "data"), "--peers", peers,
+        return [*self.command, "node", "--id", str(i), "--data-dir", str(d / "data"), "--peers", peers,
                 "--client-host", self.host, "--client-port", str(self.client_port(i)),
                 "--log-file", str(d / "node.log"), "--pid-file", str(d / "node.pid"), *self.node_args]
 

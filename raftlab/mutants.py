@@ -13,9 +13,9 @@ silently turning a mutant into the original program. This module is pure: it rea
 strings; the shell that copies trees and starts processes is raftlab/mutate.py.
 
 ``layer`` groups the catalogue (raft, dtkv, client, storage, codec, node); ``sim`` says whether
-the simulator runs the patched code at all (it drives RaftCore on in-memory storage, so only the
-raft layer can show up there). The node-shell mutants are kept few and grouped at the end: the
-shell is being rewritten as a sans-I/O machine and they will move with it.
+``raftlab mutate --method sim`` hunts the mutant: the raft layer (RaftCore and its log, quorum
+and read helpers). The node layer patches ``impl/machine.py``, the sans-I/O node machine the
+simulator also drives, but its mutants are judged by campaigns only for now.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 CORE = "raftlab.impl.raft.core"
+READS = "raftlab.impl.raft.reads"
+READONLY = "raftlab.impl.raft.readonly"
 LOG = "raftlab.impl.raft.log"
 QUORUM = "raftlab.impl.raft.quorum"
 TREE = "raftlab.impl.dtkv.tree"
@@ -30,7 +32,7 @@ CLIENT = "raftlab.impl.client"
 WAL = "raftlab.impl.storage.wal"
 META = "raftlab.impl.storage.meta"
 CODEC = "raftlab.impl.net.codec"
-NODE = "raftlab.impl.node"
+MACHINE = "raftlab.impl.machine"
 
 LAYERS = ("raft", "dtkv", "client", "storage", "codec", "node")
 
@@ -57,7 +59,7 @@ class Mutant:
 
     @property
     def sim(self) -> bool:
-        """Whether the simulator executes this code (RaftCore and its log/quorum helpers only)."""
+        """Whether ``--method sim`` hunts this mutant (the raft layer: RaftCore and its helpers)."""
         return self.layer == "raft"
 
     def describe(self) -> str:
@@ -142,19 +144,19 @@ CATALOGUE: tuple[Mutant, ...] = (
        "truncates the log on every append, even a late duplicate whose entries all match",
        "truncate only on a real conflict (Raft §5.3: 'if an existing entry conflicts')"),
     # --- raft core: reads --------------------------------------------------------------------
-    _m("read-no-confirm", "raft", CORE,
+    _m("read-no-confirm", "raft", READS,
        "if len(self.voters) == 1 or (self.config.read_only == \"lease\" and self._in_lease()):",
        "if True:",
        "serves leader reads without confirming leadership with a quorum",
        "ReadIndex confirms leadership by a heartbeat round (thesis §6.4 step 3)"),
-    _m("read-before-term-commit", "raft", CORE,
+    _m("read-before-term-commit", "raft", READS,
        "        if not self._committed_in_term():\n            # thesis",
        "        if False:\n            # thesis",
        "a new leader serves reads before committing an entry of its term",
        "ReadIndex waits for the leader's first commit (thesis §6.4 step 1)"),
-    _m("read-one-ack", "raft", CORE,
-       "if acks is not None and self.quorum.vote_result(dict.fromkeys(acks, True)) is VoteResult.WON:",
-       "if acks is not None:",
+    _m("read-one-ack", "raft", READONLY,
+       "confirmed = config.committed_index(acked)",
+       "confirmed = max(self._acked.values(), default=0)",
        "confirms a read on the first heartbeat answer",
        "ReadIndex needs a quorum of heartbeat answers (thesis §6.4)"),
     _m("vote-not-synced", "raft", CORE,
@@ -223,16 +225,16 @@ CATALOGUE: tuple[Mutant, ...] = (
        "commit=_int(commit, \"commit\"),", "commit=_int(index, \"commit\"),",
        "decoding takes the commit index from the index field",
        "a follower commits only what the leader committed"),
-    # --- node shell (impl/node.py; retarget with the sans-I/O node machine) -------------------
-    _m("node-ack-other-term", "node", NODE,
+    # --- node machine (impl/machine.py: what the node decides between sockets and core) ------
+    _m("node-ack-other-term", "node", MACHINE,
        "if term == entry.term and result is not None:", "if result is not None:",
        "a proposal whose slot went to another term's entry is answered with that entry's result",
        "acknowledge a write only when its own entry committed"),
-    _m("node-read-before-apply", "node", NODE,
+    _m("node-read-before-apply", "node", MACHINE,
        "while confirmed and confirmed[0][0] <= applied:", "while confirmed:",
        "serves a confirmed read before the tree has applied the read index",
        "ReadIndex: wait until applied >= read index (thesis §6.4 step 4)"),
-    _m("node-read-context-reuse", "node", NODE,
+    _m("node-read-context-reuse", "node", MACHINE,
        "            self._read_seq += 1\n", "",
        "every read round uses the same ReadIndex context",
        "a confirmation answers only the reads it was asked for"),

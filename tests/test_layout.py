@@ -36,10 +36,14 @@ def test_impl_imports_nothing_from_the_harness() -> None:
                 assert name.startswith("raftlab.impl"), (path, name)
 
 
-@pytest.mark.parametrize("folder", ["impl/raft"])
+@pytest.mark.parametrize("folder", ["impl/raft", "impl/machine.py", "impl/dtkv"])
 def test_raft_core_is_sans_io(folder: str) -> None:
+    """The Raft core, the node machine and the tree decide everything and touch no I/O, clock or
+    global random: the simulator and the transcripts replay them exactly."""
     forbidden = {"asyncio", "socket", "os", "time", "threading", "selectors", "uvloop"}
-    for path in py_files(folder):
+    paths = [ROOT / folder] if folder.endswith(".py") else py_files(folder)
+    assert paths and all(p.exists() for p in paths), folder
+    for path in paths:
         text = path.read_text()
         assert "async def" not in text and "await " not in text, path
         for name in imports_of(path):

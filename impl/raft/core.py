@@ -21,15 +21,7 @@ Rules (with paper/thesis sections):
   rejections carry a hint (index, term) and the leader jumps back with find_conflict_by_term.
 * Commit: only an entry of the leader's current term is committed by counting (§5.4.2); a no-op
   is appended on election so that happens promptly (§8).
-* Reads: ReadIndex (thesis §6.4) confirmed by a heartbeat quorum, only once the leader has
-  committed an entry of its term; or lease reads (``read_only="lease"``, thesis §6.4.1). Heartbeats
-  carry the leader's tick count in ``index`` and followers echo it; the lease starts at the stamp a
-  quorum has echoed (the *send* time, so message delay only shortens it) and lasts
-  ``lease_ticks()`` = election_tick minus a 20% drift margin. It is sound because a follower that
-  heard a leader within election_tick ticks grants no vote (the check-quorum lease above), and a
-  freshly booted node in lease mode does the same, so no new leader can exist before
-  stamp + election_tick. Assumption: no node's tick rate differs from another's by more than the
-  margin. Without a valid lease (or during a leader transfer) a read falls back to ReadIndex.
+* Reads: ReadIndex (thesis §6.4) and lease reads (thesis §6.4.1), in reads.py.
 """
 
 from __future__ import annotations
@@ -44,6 +36,7 @@ from .config import RaftConfig
 from .log import RaftLog
 from .messages import (
     NONE,
+    DroppedRead,
     Entry,
     EntryType,
     HardState,
@@ -56,20 +49,13 @@ from .messages import (
 )
 from .progress import Inflights, Progress, ProgressState
 from .quorum import MajorityConfig, VoteResult
-from .readonly import ReadOnly, lease_holds
+from .readonly import ReadOnly, decode_seq, encode_seq
+from .reads import NotLeader, ReadPath
 
 if TYPE_CHECKING:
     import random  # the core only calls the Random it is given; it never uses the global one
 
 TRANSFER = b"transfer"  # context of a campaign started by TIMEOUT_NOW: ignores leader leases
-
-
-class NotLeader(Exception):
-    """A definite refusal: this node is not the leader (``leader_hint`` is NONE when unknown)."""
-
-    def __init__(self, leader_hint: int = NONE) -> None:
-        super().__init__(f"not the leader (leader hint: {leader_hint or 'unknown'})")
-        self.leader_hint = leader_hint
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,7 +75,7 @@ class Status:
                 f"applied={self.applied} last={self.last_index}")
 
 
-class RaftCore:
+class RaftCore(ReadPath):
     def __init__(self, config: RaftConfig, storage: Storage, *, rng: random.Random,
                  logger: Callable[[str], None] | None = None) -> None:
         self.config = config
@@ -112,12 +98,13 @@ class RaftCore:
         self.lead_transferee = NONE
         self.read_only = ReadOnly()
         self.reads_waiting_commit: list[tuple[bytes, int]] = []  # (context, origin) before a term commit
-        # contexts forwarded to the leader and not yet answered (each answered or dropped once)
-        self.forwarded_reads: dict[bytes, None] = {}
+        # context -> clock deadline of reads forwarded to the leader (each answered, dropped or
+        # timed out exactly once)
+        self.forwarded_reads: dict[bytes, int] = {}
         self._msgs: list[Message] = []
         self._msgs_after: list[Message] = []
         self._read_states: list[ReadState] = []
-        self._dropped_reads: list[bytes] = []
+        self._dropped_reads: list[DroppedRead] = []
         self._bcast_pending = False
         self.clock = 0  # ticks since this core was built: the stamp of heartbeats (lease reads)
         self.lease_void = False  # set once a TIMEOUT_NOW went out: the transferee ignores our lease
@@ -129,12 +116,33 @@ class RaftCore:
 
     # --- inputs ------------------------------------------------------------------------------
 
-    def tick(self) -> None:
-        self.clock += 1
-        if self.role is Role.LEADER:
-            self._tick_heartbeat()
-        else:
-            self._tick_election()
+    def tick(self, count: int = 1) -> None:
+        """``count`` ticks of elapsed time: ``advance_clock`` then ``run_timeouts``."""
+        self.advance_clock(count)
+        self.run_timeouts(count)
+
+    def advance_clock(self, count: int) -> None:
+        """Time passed: the clock that stamps heartbeats and judges the lease and read deadlines
+        moves at once. A shell that stalled calls this before stepping the messages that waited,
+        so a lease is never judged by the time before the stall (thesis §6.4.1)."""
+        self.clock += count
+
+    def run_timeouts(self, count: int) -> None:
+        """The timeouts of ``count`` elapsed ticks (elections, heartbeats, check-quorum, read
+        deadlines). A burst after a stall fires each timeout at most once: a leader runs at most
+        ``election_tick`` rounds (one check-quorum, judged by the answers that waited through
+        the stall), anyone else at most ``2 * election_tick`` (the longest election timeout)."""
+        e = self.config.election_tick
+        for done in range(count):
+            if self.role is Role.LEADER:
+                if done >= e:
+                    break
+                self._tick_heartbeat()
+            elif done >= 2 * e:
+                break
+            else:
+                self._tick_election()
+        self._expire_forwarded_reads()
 
     def propose(self, data: bytes) -> tuple[int, int]:
         if self.role is not Role.LEADER:
@@ -145,16 +153,6 @@ class RaftCore:
         self.log.append((Entry(term=self.term, index=index, data=data),))
         self._bcast_pending = True
         return self.term, index
-
-    def read_index(self, context: bytes) -> None:
-        if self.role is Role.LEADER:
-            self._leader_read(context, self.id)
-        elif self.lead != NONE:
-            self.forwarded_reads[context] = None
-            self._send(Message(type=MsgType.READ_INDEX, to=self.lead, from_=self.id, term=self.term,
-                               context=context))
-        else:
-            raise NotLeader(NONE)
 
     def campaign(self) -> None:
         """Start an election now, as an expired election timeout would (etcd's MsgHup)."""
@@ -371,7 +369,7 @@ class RaftCore:
                 self.lead_transferee = NONE
         if self.heartbeat_elapsed >= self.config.heartbeat_tick:
             self.heartbeat_elapsed = 0
-            self._bcast_heartbeat(self.read_only.last_context())
+            self._bcast_heartbeat(self.read_only.last_seq())
 
     # --- messages by role --------------------------------------------------------------------
 
@@ -405,7 +403,7 @@ class RaftCore:
         elif t is MsgType.TIMEOUT_NOW:
             pass
         elif t is MsgType.READ_INDEX_RESP and self._take_forwarded(m.context):
-            self._dropped_reads.append(m.context)
+            self._dropped_reads.append(DroppedRead(context=m.context, reason="election in progress"))
 
     def _step_follower(self, m: Message) -> None:
         t = m.type
@@ -421,7 +419,7 @@ class RaftCore:
                                index=m.index, context=m.context))
         elif t is MsgType.READ_INDEX_RESP and self._take_forwarded(m.context):
             if m.reject:
-                self._dropped_reads.append(m.context)
+                self._dropped_reads.append(DroppedRead(context=m.context, reason=f"refused by {m.from_}"))
             else:
                 self._read_states.append(ReadState(index=m.index, context=m.context))
         elif t is MsgType.TIMEOUT_NOW:
@@ -481,16 +479,18 @@ class RaftCore:
             if m.index > pr.lease_stamp:
                 pr.lease_stamp = m.index
             pr.probe_sent = False
-            if pr.stalled():
-                self.log_line(f"{self.id} re-probes {m.from_}: no progress with {len(pr.inflights)} appends in flight")
-                pr.become_probe()
-            if pr.match < self.log.last_index():
-                self._send_append(m.from_)
-            if m.context:
-                acks = self.read_only.ack(m.from_, m.context)
-                if acks is not None and self.quorum.vote_result(dict.fromkeys(acks, True)) is VoteResult.WON:
-                    for req in self.read_only.release(m.context):
-                        self._answer_read(req.context, req.origin, req.index)
+            if pr.new_heartbeat_round(m.index):
+                if pr.stalled():
+                    self.log_line(f"{self.id} re-probes {m.from_}: no progress with {len(pr.inflights)} "
+                                  "appends in flight")
+                    pr.become_probe()
+                if pr.match < self.log.last_index():
+                    self._send_append(m.from_)
+            seq = decode_seq(m.context)
+            if seq:
+                self.read_only.ack(m.from_, seq)
+                for req in self.read_only.release(self.quorum, self.id):
+                    self._answer_read(req.context, req.origin, req.index)
 
     # --- replication -------------------------------------------------------------------------
 
@@ -521,7 +521,8 @@ class RaftCore:
                 if pr.state is not ProgressState.REPLICATE or pr.next == before or pr.next > last:
                     break
 
-    def _bcast_heartbeat(self, context: bytes) -> None:
+    def _bcast_heartbeat(self, seq: int) -> None:
+        context = encode_seq(seq)
         for v, pr in self.prs.items():
             if v != self.id:
                 self._send(Message(type=MsgType.HEARTBEAT, to=v, from_=self.id, term=self.term,
@@ -534,63 +535,6 @@ class RaftCore:
             self._release_reads_waiting_commit()
             return True
         return False
-
-    # --- reads -------------------------------------------------------------------------------
-
-    def _committed_in_term(self) -> bool:
-        return self.log.term(self.log.committed) == self.term
-
-    def _leader_read(self, context: bytes, origin: int) -> None:
-        if not self._committed_in_term():
-            # thesis §6.4 step 1: the commit index is only known once an entry of this term commits
-            self.reads_waiting_commit.append((context, origin))
-            return
-        if len(self.voters) == 1 or (self.config.read_only == "lease" and self._in_lease()):
-            self._answer_read(context, origin, self.log.committed)
-            return
-        self.read_only.add(self.log.committed, context, origin, self.id)
-        self._bcast_heartbeat(context)
-
-    def lease_ticks(self) -> int:
-        """How long a lease lasts after the stamp a quorum echoed: the election timeout minus a
-        20% margin for clock drift (at least one tick shorter)."""
-        e = self.config.election_tick
-        return e - max(1, e // 5)
-
-    def _in_lease(self) -> bool:
-        if self.lease_void or self.lead_transferee != NONE:
-            return False
-        stamps = {v: (self.clock if v == self.id else pr.lease_stamp) for v, pr in self.prs.items()}
-        return lease_holds(self.quorum, stamps, self.clock, self.lease_ticks())
-
-    def _release_reads_waiting_commit(self) -> None:
-        if self.reads_waiting_commit and self._committed_in_term():
-            waiting, self.reads_waiting_commit = self.reads_waiting_commit, []
-            for context, origin in waiting:
-                self._leader_read(context, origin)
-
-    def _answer_read(self, context: bytes, origin: int, index: int) -> None:
-        if origin == self.id:
-            self._read_states.append(ReadState(index=index, context=context))
-        else:
-            self._send(Message(type=MsgType.READ_INDEX_RESP, to=origin, from_=self.id, term=self.term,
-                               index=index, context=context))
-
-    def _take_forwarded(self, context: bytes) -> bool:
-        """True once for a context we forwarded and still wait for (duplicates and late answers: False)."""
-        return self.forwarded_reads.pop(context, False) is None
-
-    def _drop_pending_reads(self) -> None:
-        for req in self.read_only.drain():
-            if req.origin == self.id:
-                self._dropped_reads.append(req.context)
-        for context, origin in self.reads_waiting_commit:
-            if origin == self.id:
-                self._dropped_reads.append(context)
-        self.reads_waiting_commit = []
-        # a term change: the leader we forwarded to is gone or deposed; its answer, if any, is ignored
-        self._dropped_reads.extend(self.forwarded_reads)
-        self.forwarded_reads = {}
 
     # --- helpers -----------------------------------------------------------------------------
 

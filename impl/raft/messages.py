@@ -25,7 +25,7 @@ class MsgType(enum.IntEnum):
     VOTE_RESP = 4
     PRE_VOTE = 5  # pre-candidate -> all, at term + 1, changing no one's term (thesis 9.6)
     PRE_VOTE_RESP = 6
-    HEARTBEAT = 7  # leader -> follower: commit (capped at match), context for ReadIndex, index = leader tick stamp
+    HEARTBEAT = 7  # leader -> follower: commit (capped at match), context = read sequence, index = tick stamp
     HEARTBEAT_RESP = 8  # echoes context and index (the stamp starts a lease, core.py)
     READ_INDEX = 9  # follower -> leader: please confirm a read index for context
     READ_INDEX_RESP = 10  # leader -> follower: index to wait for, for context
@@ -95,7 +95,7 @@ class Message:
     reject: bool = False
     reject_hint: int = 0  # APP_RESP reject: follower's suggested match index (fast back-tracking)
     hint_term: int = 0  # APP_RESP reject: term of the follower's entry at reject_hint
-    context: bytes = b""  # ReadIndex request id, carried on heartbeats and their responses
+    context: bytes = b""  # READ_INDEX*: the caller's read id; HEARTBEAT*: the leader's read sequence number
 
     def describe(self) -> str:
         parts = [f"{self.from_}->{self.to} {self.type.name} Term:{self.term}"]
@@ -127,6 +127,17 @@ class ReadState:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DroppedRead:
+    """A ReadIndex request of this node that will never be confirmed, and why (retry it)."""
+
+    context: bytes
+    reason: str
+
+    def describe(self) -> str:
+        return f"{self.context.hex()} ({self.reason})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Ready:
     """One batch of work for the shell, consumed in this order (the durability contract):
 
@@ -146,7 +157,7 @@ class Ready:
     committed: tuple[Entry, ...] = ()
     read_states: tuple[ReadState, ...] = ()
     soft_state: SoftState | None = None
-    dropped_reads: tuple[bytes, ...] = field(default=())  # ReadIndex contexts that cannot complete
+    dropped_reads: tuple[DroppedRead, ...] = field(default=())  # each of our reads answered at most once
 
     def describe(self) -> str:
         lines = ["Ready MustSync=" + str(self.must_sync).lower() + ":"]
@@ -170,5 +181,5 @@ class Ready:
             lines.append("ReadStates:")
             lines.extend(r.describe() for r in self.read_states)
         if self.dropped_reads:
-            lines.append("DroppedReads: " + ", ".join(c.hex() for c in self.dropped_reads))
+            lines.append("DroppedReads: " + ", ".join(d.describe() for d in self.dropped_reads))
         return "\n".join(lines)

@@ -49,7 +49,7 @@ class Inflights:
 
 class Progress:
     __slots__ = ("inflights", "lease_stamp", "match", "match_at_heartbeat", "next", "probe_sent", "recent_active",
-                 "stalls", "state")
+                 "stall_stamp", "stalls", "state")
 
     def __init__(self, next_index: int, inflights: Inflights) -> None:
         self.match = 0
@@ -60,7 +60,17 @@ class Progress:
         self.inflights = inflights
         self.match_at_heartbeat = 0
         self.stalls = 0
+        self.stall_stamp = -1  # the heartbeat round (leader tick stamp) stalled() last counted
         self.lease_stamp = -(1 << 62)  # leader's clock at the latest heartbeat this follower echoed (lease reads)
+
+    def new_heartbeat_round(self, stamp: int) -> bool:
+        """True for the first answer to a heartbeat stamped ``stamp`` (the leader's tick). The
+        extra heartbeats a leader sends within a tick to confirm reads are the same round: they
+        are no more evidence of a stall, and no reason to send appends again."""
+        if stamp <= self.stall_stamp:
+            return False
+        self.stall_stamp = stamp
+        return True
 
     def stalled(self) -> bool:
         """Pipelined MsgApps in flight but no progress over two heartbeat rounds: some were lost

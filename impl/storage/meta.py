@@ -37,6 +37,16 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def sync_file(path: Path) -> None:
+    """fsync a file and its directory (a rename done without fsync becomes durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    fsync_dir(path.parent)
+
+
 def encode_meta(hs: HardState) -> bytes:
     head = MAGIC + BODY.pack(hs.term, hs.vote, hs.commit)
     return head + struct.pack(">I", zlib.crc32(head)) + b"\n"

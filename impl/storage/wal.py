@@ -25,7 +25,7 @@ Guarantees:
   with ``StorageError`` naming the file and byte offset: silently dropping entries there could
   lose acknowledged writes.
 - With ``durable=False`` (``--fsync async``) ``sync`` only writes; ``flush`` (called about once a
-  second by the node) fsyncs. The loss window is what was written since the last flush, and only
+  second by the node) fsyncs the segments and the meta file (term, vote). The loss window is what was written since the last flush, and only
   on an OS crash or power loss: a killed process loses nothing that reached ``write()``.
 
 Every entry is also kept in memory (there is no compaction yet), so reads never touch disk.
@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from raftlab.impl.raft.messages import Entry, EntryType, HardState
-from raftlab.impl.storage.meta import StorageError, fsync_dir, load_meta, save_meta
+from raftlab.impl.storage.meta import StorageError, fsync_dir, load_meta, save_meta, sync_file
 
 MAGIC = b"RLWAL01\n"
 RECORD = struct.Struct(">IIQQB")  # length, crc, term, index, type
@@ -83,6 +83,7 @@ class WalStorage:
         self._dirty_fds: set[int] = set()
         self._closed_dirty: list[int] = []  # rolled segments written but not yet fsynced
         self._dir_dirty = False
+        self._meta_unsynced = False  # --fsync async: meta replaced without fsync since the last flush
         self._recover()
 
     # -- recovery ----------------------------------------------------------------------------
@@ -296,6 +297,11 @@ class WalStorage:
         if hs.term != saved.term or hs.vote != saved.vote:
             save_meta(self.meta_path, hs, durable=durable)
             self._saved_hard = hs
+            self._meta_unsynced = not durable
+        elif durable and self._meta_unsynced:
+            # the async mode's flush: a meta file replaced without fsync is made durable too
+            sync_file(self.meta_path)
+            self._meta_unsynced = False
 
     def close(self) -> None:
         self.flush()

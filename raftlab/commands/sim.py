@@ -1,6 +1,7 @@
 """``raftlab sim``: one deterministic simulated Raft cluster, checked after every event.
 
-It runs ``--steps`` seeded events on ``--nodes`` Raft cores (see ``raftlab/sim/cluster.py``),
+It runs ``--steps`` seeded events on ``--nodes`` node machines (see ``raftlab/sim/cluster.py``),
+with drifting and jumping clocks, pauses and stalled disks unless told otherwise,
 checks the Raft safety invariants after each, then judges the client history with the ``kv``
 linearizability model. Exit codes: 0 valid, 1 violation (invariant or linearizability),
 2 bad usage, 3 unknown (the checker ran out of time). On a violation it prints the replay
@@ -32,6 +33,12 @@ EXIT = {True: 0, False: 1, "unknown": 3}
               help="Read mode of the cores: ReadIndex (safe) or lease reads.")
 @click.option("--no-crashes", is_flag=True, help="Never crash or restart a node.")
 @click.option("--no-partitions", is_flag=True, help="Never partition the network.")
+@click.option("--clock-drift", type=click.FloatRange(min=0.0), default=None, metavar="D",
+              help="Each node's clock runs at a rate drawn from [1, 1+D] (default 0.5; 0.2 with lease reads).")
+@click.option("--clock-jumps/--no-clock-jumps", default=None,
+              help="Now and then move a node's clock forward (default on, off with lease reads).")
+@click.option("--no-pauses", is_flag=True, help="Never pause a node (SIGSTOP-like: no events, then a burst).")
+@click.option("--no-disk-stalls", is_flag=True, help="Never stall a node's disk (persists completing late).")
 @click.option("--time-limit", type=click.FloatRange(min=0.0), default=60.0, show_default=True, metavar="S",
               help="Seconds for the linearizability check; past it the verdict is unknown.")
 @click.option("--swarm", is_flag=True,
@@ -40,7 +47,8 @@ EXIT = {True: 0, False: 1, "unknown": 3}
               help="Hunt: run seeds from --seed upwards until one fails or S seconds have passed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 def sim(seed: int | None, steps: int, nodes: int | None, loss: float, read_only: str, no_crashes: bool,
-        no_partitions: bool, time_limit: float, swarm: bool, budget: float | None, as_json: bool) -> None:
+        no_partitions: bool, clock_drift: float | None, clock_jumps: bool | None, no_pauses: bool,
+        no_disk_stalls: bool, time_limit: float, swarm: bool, budget: float | None, as_json: bool) -> None:
     """Simulate a Raft cluster deterministically and check every step."""
     import random
 
@@ -51,7 +59,8 @@ def sim(seed: int | None, steps: int, nodes: int | None, loss: float, read_only:
     if seed is None:
         seed = random.SystemRandom().randrange(2**32)
     config = SimConfig(nodes=nodes or 5, loss=loss, read_only=read_only, crashes=not no_crashes,
-                       partitions=not no_partitions)
+                       partitions=not no_partitions, clock_drift=clock_drift, clock_jumps=clock_jumps,
+                       pauses=not no_pauses, disk_stalls=not no_disk_stalls)
     if budget is not None:
         result = hunt(seed, budget, steps, swarm=swarm, nodes=nodes, base=config, time_limit=time_limit)
         found = result.found

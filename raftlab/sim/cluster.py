@@ -1,19 +1,31 @@
-"""SimCluster: N Raft cores on in-memory storage, driven by one seeded event stream.
+"""SimCluster: N node machines on in-memory storage, driven by one seeded event stream.
 
-Theory of operation. Every step the seeded ``random.Random`` picks one event: tick a node,
-deliver (or drop, duplicate, reorder) an in-flight message, start a client operation, partition
-or heal the network, crash a node (it loses what it wrote but did not sync) or restart it. Each
-node's Ready is processed exactly as the real shell does (send_now, persist + sync,
-send_after_persist, apply, serve reads, advance), so the only difference from production is that
-time and the network are ours. After every event ``invariants.check`` runs; client operations are
-recorded as a ``History`` (logical time) that the linearizability checker judges at the end.
+Theory of operation. Each node is the real ``impl.machine.NodeMachine`` (the class the node
+process runs), so every code path of a campaign is reachable from a seed. Every step the seeded
+``random.Random`` picks one event: let time pass, deliver (or drop, duplicate, reorder) an
+in-flight message, start a client operation, partition or heal the network, crash a node (it
+loses what it wrote but did not sync) or restart it, and the faults real machines add:
+
+* clocks: global time advances 1/N tick per time event (N nodes); node ``i`` reads
+  ``offset + rate_i * time + jumps_i``. ``clock_drift`` draws each rate from
+  ``[1, 1 + clock_drift]``; ``clock_jumps`` moves a node's clock forward now and then (a VM
+  migration). ReadIndex assumes nothing about clocks; lease reads assume the rates differ by at
+  most ``RaftCore.lease_drift_bound()`` and no jumps (``tests/sim`` shows both sides);
+* ``pauses``: a node takes no events for a while (SIGSTOP, a GC pause); messages and client
+  requests queue for it, then it gets the whole elapsed time at once;
+* ``disk_stalls``: a node's persist completes only after a while (a stalled disk); it keeps
+  receiving meanwhile, as the node does with its WAL writes in a worker thread.
+
+Each node's work is carried out as the shell does: ``ready()`` (send what it released),
+persist (append, hard state, sync) then ``persisted()`` (send acknowledgements, collect
+replies). After every event ``invariants.check`` runs; client operations are recorded as a
+``History`` (logical time) that the linearizability checker judges at the end.
 
 The same seed gives the same run, event for event: the replay command is printed on failure.
 """
 
 from __future__ import annotations
 
-import json
 import random
 from collections import deque
 from dataclasses import dataclass, field
@@ -21,7 +33,10 @@ from typing import Any
 
 from raftlab.coverage import SimCoverage
 from raftlab.history import History, Op, OpType
-from raftlab.impl.raft import Entry, EntryType, NotLeader, RaftConfig, RaftCore, Role
+from raftlab.impl.dtkv.commands import Cas, Command, ErrorKind, Get, Put
+from raftlab.impl.machine import MachineConfig, NodeMachine, Persist, Reply
+from raftlab.impl.net.codec import Request
+from raftlab.impl.raft import EntryType, RaftConfig, RaftCore, Role
 from raftlab.impl.storage.memory import MemoryStorage
 
 from .invariants import Invariants
@@ -43,11 +58,21 @@ class SimConfig:
     pre_vote: bool = True
     check_quorum: bool = True
     client_timeout: int = 400  # steps after which a pending client op is recorded as info
+    clock_drift: float | None = None  # rates in [1, 1 + drift]; None: 0.5 for safe, 0.2 for lease
+    clock_jumps: bool | None = None  # None: on for safe (ReadIndex), off for lease
+    pauses: bool = True
+    disk_stalls: bool = True
     ack_before_persist: bool = False  # deliberately broken shell (tests show the invariants catch it)
     slow_leader: bool = False  # a leader's clock ticks at 1/4 speed (ReadIndex must not depend on clocks)
     target_leader: bool = False  # crashes and partitions hit the current leader 70% of the time
     max_size_per_msg: int = 1 << 20  # bytes of entries per MsgApp (small: appends carry a prefix only)
     max_inflight_msgs: int = 256
+
+    def drift(self) -> float:
+        return self.clock_drift if self.clock_drift is not None else (0.5 if self.read_only == "safe" else 0.2)
+
+    def jumps(self) -> bool:
+        return self.clock_jumps if self.clock_jumps is not None else self.read_only == "safe"
 
 
 @dataclass(slots=True)
@@ -58,19 +83,29 @@ class Pending:
     value: Any
     node: int
     started: int
-    term: int = 0
-    index: int = 0
-    context: bytes = b""
+    attempts: int = 0
 
 
 @dataclass(slots=True)
 class SimNode:
     id: int
     storage: MemoryStorage
-    core: RaftCore
-    kv: dict[str, int] = field(default_factory=dict)
-    applied: int = 0
+    machine: NodeMachine[int]
+    rate: float
+    offset: float
+    jumped: float = 0.0
+    lag: float = 0.0  # ticks a slow leader's clock fell behind (SimConfig.slow_leader)
     up: bool = True
+    paused_until: int = 0  # step: takes no events before it
+    disk_until: int = 0  # step: a persist does not complete before it
+    persisting: Persist | None = None
+
+    @property
+    def core(self) -> RaftCore:
+        return self.machine.core
+
+    def clock(self, now: float) -> float:
+        return self.offset + self.rate * now + self.jumped - self.lag
 
 
 class SimCluster:
@@ -83,6 +118,8 @@ class SimCluster:
         self.ids = tuple(range(1, self.config.nodes + 1))
         self.net = SimNetwork(random.Random(self.rng.randrange(2**32)), loss=self.config.loss,
                               duplicate=self.config.duplicate, reorder=self.config.reorder)
+        self.now = 0.0  # global time, in ticks
+        self.boots = 0
         self.nodes: dict[int, SimNode] = {i: self._boot(i, MemoryStorage()) for i in self.ids}
         self.invariants = Invariants(self.ids)
         self.events: list[Op] = []
@@ -91,19 +128,28 @@ class SimCluster:
         self.pending: dict[int, Pending] = {}
         self.free_clients = list(range(self.config.clients))
         self.generations: dict[int, int] = {}
-        self.context_seq = 0
-        self.stats = {"elections": 0, "commits": 0, "crashes": 0, "partitions": 0, "ops": 0}
+        self.request_ids = 0
+        self.stats = {"elections": 0, "commits": 0, "crashes": 0, "partitions": 0, "ops": 0, "pauses": 0,
+                      "disk_stalls": 0, "clock_jumps": 0}
         self.leaders_seen: set[tuple[int, int]] = set()
         self.coverage = SimCoverage()  # only looks: which risky situations this run reached
 
     def _boot(self, node_id: int, storage: MemoryStorage) -> SimNode:
-        cfg = RaftConfig(id=node_id, voters=self.ids, election_tick=self.config.election_tick,
-                         read_only=self.config.read_only,  # type: ignore[arg-type]
-                         pre_vote=self.config.pre_vote, check_quorum=self.config.check_quorum,
-                         max_size_per_msg=self.config.max_size_per_msg,
-                         max_inflight_msgs=self.config.max_inflight_msgs)
-        core = self.core_type(cfg, storage, rng=random.Random(self.rng.randrange(2**32)))
-        return SimNode(id=node_id, storage=storage, core=core)
+        c = self.config
+        raft = RaftConfig(id=node_id, voters=self.ids, election_tick=c.election_tick,
+                          read_only=c.read_only,  # type: ignore[arg-type]
+                          pre_vote=c.pre_vote, check_quorum=c.check_quorum,
+                          max_size_per_msg=c.max_size_per_msg, max_inflight_msgs=c.max_inflight_msgs)
+        self.boots += 1
+        rate = 1.0 + self.rng.random() * c.drift()
+        offset = self.rng.random() * 100
+        node = SimNode(id=node_id, storage=storage, machine=None, rate=rate, offset=offset)  # type: ignore[arg-type]
+        node.machine = NodeMachine(
+            MachineConfig(raft=raft, tick_seconds=1.0, incarnation=self.boots,
+                          unsafe_ack_before_fsync=c.ack_before_persist),
+            storage, now=node.clock(self.now), rng=random.Random(self.rng.randrange(2**32)),
+            core_type=self.core_type)
+        return node
 
     # --- the event loop ----------------------------------------------------------------------
 
@@ -116,18 +162,12 @@ class SimCluster:
         r = self.rng.random()
         cfg = self.config
         if r < 0.15:
-            node = self.nodes[self.rng.choice(self.ids)]
-            if cfg.read_only == "lease":
-                # lease reads assume bounded clock drift: clocks tick in lockstep (as often in total)
-                if node.id == self.ids[0]:
-                    for n in self.nodes.values():
-                        if n.up:
-                            n.core.tick()
-                    self.trace.append("tick all")
-            elif node.up and not (cfg.slow_leader and node.core.role is Role.LEADER and self.rng.random() < 0.75):
-                # ReadIndex assumes nothing about clocks: each node ticks at its own pace
-                node.core.tick()
-                self.trace.append(f"tick {node.id}")
+            self.now += 1 / len(self.ids)  # each node ticks as often as when one random node ticked
+            if cfg.slow_leader and cfg.read_only != "lease":
+                # ReadIndex assumes nothing about clocks: a leader's clock runs at a quarter of its rate
+                for n in self.nodes.values():
+                    if n.up and n.core.role is Role.LEADER:
+                        n.lag += 0.75 * n.rate / len(self.ids)
         elif r < 0.82:
             msg = self.net.next_message()
             if msg is not None:
@@ -135,29 +175,48 @@ class SimCluster:
                 if target.up and self.net.connected(msg.from_, msg.to):
                     self.trace.append(f"deliver {msg.describe()}")
                     self.coverage.on_deliver(target, msg)
-                    target.core.step(msg)
+                    target.machine.receive(msg)
         elif r < 0.955:
             self._client_op()
         elif r < 0.959 and cfg.partitions:
-            if self.net.partitioned():
-                if self.rng.random() < 0.3:  # partitions outlast election timeouts now and then
-                    self.net.heal()
-                    self.trace.append("heal")
-            else:
-                side = set(self.rng.sample(self.ids, self.rng.randrange(1, len(self.ids) // 2 + 1)))
-                leader = self._leader() if cfg.target_leader and self.rng.random() < 0.7 else None
-                if leader is not None and leader not in side:  # the leader ends up in the minority
-                    side = {leader, *sorted(side)[1:]}
-                self.net.partition(side, set(self.ids) - side)
-                self.stats["partitions"] += 1
-                self.trace.append(f"partition {sorted(side)}")
+            self._partition_or_heal()
         elif r < 0.962 and cfg.crashes:
             self._crash_or_restart()
+        elif r < 0.965 and cfg.pauses:
+            node = self.nodes[self.rng.choice(self.ids)]
+            node.paused_until = self.step_no + self.rng.randrange(20, 200)
+            self.stats["pauses"] += 1
+            self.trace.append(f"pause {node.id} until step {node.paused_until}")
+        elif r < 0.968 and cfg.disk_stalls:
+            node = self.nodes[self.rng.choice(self.ids)]
+            node.disk_until = self.step_no + self.rng.randrange(20, 150)
+            self.stats["disk_stalls"] += 1
+            self.trace.append(f"disk of {node.id} stalls until step {node.disk_until}")
+        elif r < 0.970 and cfg.jumps():
+            node = self.nodes[self.rng.choice(self.ids)]
+            jump = self.rng.randrange(1, 2 * cfg.election_tick)
+            node.jumped += jump
+            self.stats["clock_jumps"] += 1
+            self.trace.append(f"clock of {node.id} jumps {jump} ticks")
         for node in self.nodes.values():
-            if node.up:
-                self._process_ready(node)
+            if node.up and node.paused_until <= self.step_no:
+                self._work(node)
         self._expire_clients()
         self.invariants.check(self.nodes, self.step_no)
+
+    def _partition_or_heal(self) -> None:
+        if self.net.partitioned():
+            if self.rng.random() < 0.3:  # partitions outlast election timeouts now and then
+                self.net.heal()
+                self.trace.append("heal")
+        else:
+            side = set(self.rng.sample(self.ids, self.rng.randrange(1, len(self.ids) // 2 + 1)))
+            leader = self._leader() if self.config.target_leader and self.rng.random() < 0.7 else None
+            if leader is not None and leader not in side:  # the leader ends up in the minority
+                side = {leader, *sorted(side)[1:]}
+            self.net.partition(side, set(self.ids) - side)
+            self.stats["partitions"] += 1
+            self.trace.append(f"partition {sorted(side)}")
 
     def _crash_or_restart(self) -> None:
         down = [n for n in self.nodes.values() if not n.up]
@@ -186,65 +245,54 @@ class SimCluster:
 
     # --- the shell, as impl/node.py does it ---------------------------------------------------
 
-    def _process_ready(self, node: SimNode) -> None:
-        core = node.core
-        while core.has_ready():
-            rd = core.ready()
-            self.coverage.on_ready(node, rd, self.nodes)
-            if rd.soft_state is not None and rd.soft_state.role is Role.LEADER:
-                key = (core.term, node.id)
-                if key not in self.leaders_seen:
-                    self.leaders_seen.add(key)
-                    self.stats["elections"] += 1
-                    self.invariants.on_leader(core.term, node.id, self.step_no)
-            for m in rd.send_now:
-                self.net.send(m)
-            if self.config.ack_before_persist:
-                for m in rd.send_after_persist:
-                    self.invariants.on_send_after_persist(node, m)
-                    self.net.send(m)
-            if rd.entries:
-                node.storage.append(rd.entries)
-            if rd.hard_state is not None:
-                node.storage.set_hard_state(rd.hard_state)
-            if rd.entries or rd.must_sync:
+    def _work(self, node: SimNode) -> None:
+        machine = node.machine
+        machine.tick(node.clock(self.now))
+        while True:
+            if node.persisting is None:
+                asked = machine.read_context
+                node.persisting = machine.ready()
+                if machine.read_context != asked:
+                    self.coverage.on_read(node, machine.read_context)
+                if node.persisting is None:
+                    break
+                self.coverage.on_ready(node, node.persisting.ready, self.nodes)
+                self._released(node, node.persisting)
+            if node.disk_until > self.step_no:
+                break  # the disk is stalled: this persist completes later
+            persist, node.persisting = node.persisting, None
+            if persist.entries:
+                node.storage.append(persist.entries)
+            if persist.hard_state is not None:
+                node.storage.set_hard_state(persist.hard_state)
+            if persist.must_sync:
                 node.storage.sync()
-            if not self.config.ack_before_persist:
-                for m in rd.send_after_persist:
-                    self.invariants.on_send_after_persist(node, m)
-                    self.net.send(m)
-            for e in rd.committed:
-                self._apply(node, e)
-            for rs in rd.read_states:
-                self._serve_read(node, rs.context, rs.index)
-            for ctx in rd.dropped_reads:
-                self._fail_read(node, ctx)
-            core.advance(rd)
-            self._serve_waiting_reads(node)
+            machine.persisted(persist)
+            for e in persist.ready.committed:
+                self.invariants.on_apply(node.id, e, self.step_no, node.core.term)
+                if e.type is EntryType.NORMAL and e.data:
+                    self.stats["commits"] += 1
+            self._send(node)
 
-    def _apply(self, node: SimNode, e: Entry) -> None:
-        node.applied = e.index
-        self.invariants.on_apply(node.id, e, self.step_no, node.core.term)
-        if e.type is not EntryType.NORMAL or not e.data:
-            return
-        cmd = json.loads(e.data)
-        key, result = cmd["key"], None
-        if cmd["f"] == "write":
-            node.kv[key] = cmd["value"]
-            result = True
-        elif cmd["f"] == "cas":
-            expected, new = cmd["value"]
-            result = node.kv.get(key) == expected
-            if result:
-                node.kv[key] = new
-        self.stats["commits"] += 1
-        for p in list(self.pending.values()):
-            if p.node == node.id and p.index == e.index and p.f != "read":
-                if p.term == e.term:
-                    self._complete(p, OpType.OK if result else OpType.FAIL,
-                                   error=None if result else "cas mismatch")
-                else:
-                    self._complete(p, OpType.FAIL, error="proposal lost to another leader")
+    def _released(self, node: SimNode, persist: Persist) -> None:
+        """A Ready was taken: note a new leader, send what may leave before the persist."""
+        ss = persist.ready.soft_state
+        if ss is not None and ss.role is Role.LEADER:
+            key = (node.core.term, node.id)
+            if key not in self.leaders_seen:
+                self.leaders_seen.add(key)
+                self.stats["elections"] += 1
+                self.invariants.on_leader(node.core.term, node.id, self.step_no)
+        self._send(node)
+
+    def _send(self, node: SimNode) -> None:
+        after = set(map(id, node.persisting.ready.send_after_persist)) if node.persisting else set()
+        for m in node.machine.take_messages():
+            if node.persisting is None or id(m) in after:
+                self.invariants.on_send_after_persist(node, m)
+            self.net.send(m)
+        for reply in node.machine.take_replies():
+            self._on_reply(node, reply)
 
     # --- clients -----------------------------------------------------------------------------
 
@@ -252,7 +300,7 @@ class SimCluster:
         if not self.free_clients:
             return
         client = self.free_clients.pop(self.rng.randrange(len(self.free_clients)))
-        process = client + self.config.clients * self._generation(client)
+        process = client + self.config.clients * self.generations.get(client, 0)
         f = self.rng.choice(("read", "write", "cas"))
         key = f"k{self.rng.randrange(self.config.keys)}"
         value: Any = None
@@ -269,44 +317,37 @@ class SimCluster:
         self._record(OpType.INVOKE, p, value)
         self.pending[process] = p
         self.stats["ops"] += 1
-        for _attempt in range(2):  # like KvClient: a refusal with a leader hint is retried there once
-            try:
-                if f == "read":
-                    self.context_seq += 1
-                    p.context = self.context_seq.to_bytes(8, "big")
-                    self.coverage.on_read(node, p.context)
-                    node.core.read_index(p.context)
-                else:
-                    data = json.dumps({"f": f, "key": key, "value": value}).encode()
-                    p.term, p.index = node.core.propose(data)
-                return
-            except NotLeader as e:
-                hinted = self.nodes.get(e.leader_hint)
-                if hinted is None or not hinted.up or hinted is node:
-                    break
-                node = hinted
-                p.node = node.id
-        self._complete(p, OpType.FAIL, error="not leader")
+        self._submit(p)
 
-    def _generation(self, client: int) -> int:
-        return self.generations.get(client, 0)
+    def _submit(self, p: Pending) -> None:
+        command: Command
+        if p.f == "read":
+            command = Get(key=p.key)
+        elif p.f == "write":
+            command = Put(key=p.key, value=str(p.value).encode())
+        else:
+            command = Cas(key=p.key, expected=str(p.value[0]).encode(), new=str(p.value[1]).encode())
+        self.request_ids += 1
+        self.nodes[p.node].machine.submit(Request(id=self.request_ids, op=command.op, command=command), p.process)
 
-    def _serve_read(self, node: SimNode, context: bytes, index: int) -> None:
-        for p in self.pending.values():
-            if p.node == node.id and p.context == context:
-                p.index = index
-                p.term = -1  # confirmed: serve once applied >= index
-        self._serve_waiting_reads(node)
-
-    def _serve_waiting_reads(self, node: SimNode) -> None:
-        for p in list(self.pending.values()):
-            if p.node == node.id and p.f == "read" and p.term == -1 and node.applied >= p.index:
-                self._complete(p, OpType.OK, value=node.kv.get(p.key))
-
-    def _fail_read(self, node: SimNode, context: bytes) -> None:
-        for p in list(self.pending.values()):
-            if p.node == node.id and p.context == context:
-                self._complete(p, OpType.FAIL, error="read dropped")
+    def _on_reply(self, node: SimNode, reply: Reply[int]) -> None:
+        p = self.pending.get(reply.handle)
+        if p is None or p.node != node.id:
+            return
+        error = reply.error
+        if error is None:
+            value = reply.body.get("value")
+            self._complete(p, OpType.OK, value=int(value) if value is not None else None)
+        elif error == ErrorKind.NOT_LEADER:
+            hinted = self.nodes.get(reply.body.get("leader", 0))
+            if p.attempts == 0 and hinted is not None and hinted.up and hinted is not node:
+                p.attempts += 1  # like KvClient: a refusal with a leader hint is retried there once
+                p.node = hinted.id
+                self._submit(p)
+            else:
+                self._complete(p, OpType.FAIL, error="not leader")
+        else:  # cas-mismatch, or dropped: definitely not applied (reads change nothing anyway)
+            self._complete(p, OpType.FAIL, error=f"{error}: {reply.body.get('message', '')}")
 
     def _expire_clients(self) -> None:
         for p in list(self.pending.values()):
@@ -337,6 +378,10 @@ class SimCluster:
         flags = "" if c.read_only == "safe" else f" --read-only {c.read_only}"
         flags += "" if c.crashes else " --no-crashes"
         flags += "" if c.partitions else " --no-partitions"
+        flags += "" if c.pauses else " --no-pauses"
+        flags += "" if c.disk_stalls else " --no-disk-stalls"
+        flags += "" if c.clock_drift is None else f" --clock-drift {c.clock_drift}"
+        flags += "" if c.clock_jumps is None else (" --clock-jumps" if c.clock_jumps else " --no-clock-jumps")
         return f"raftlab sim --seed {self.seed} --steps {steps} --nodes {c.nodes} --loss {c.loss}{flags}"
 
 
@@ -357,7 +402,8 @@ class SimOutcome:
         word = {True: "valid", False: "VIOLATION", "unknown": "unknown"}[self.valid]  # type: ignore[index]
         s = self.stats
         return (f"seed {self.seed}: {self.steps} steps, {s['elections']} elections, {s['commits']} entries applied, "
-                f"{s['ops']} client ops, {s['crashes']} crashes, {s['partitions']} partitions: {word}")
+                f"{s['ops']} client ops, {s['crashes']} crashes, {s['partitions']} partitions, {s['pauses']} pauses, "
+                f"{s['disk_stalls']} disk stalls, {s['clock_jumps']} clock jumps: {word}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"seed": self.seed, "steps": self.steps, "valid": self.valid, "explanation": self.explanation,

@@ -1,16 +1,21 @@
-"""Transcript commands over a handful of Raft cores whose every message is delivered by hand.
+"""Transcript commands over a handful of node machines whose every message is delivered by hand.
 
 This is etcd's rafttest ``InteractionEnv`` in Python: ``tests/raft/testdata/*.txt`` are sequences
 of commands (one per block), each followed by the output it must produce, the cores' log lines
-included. Nothing moves unless a command moves it: ``process-ready`` persists a node's Ready
-(entries, hard state, sync) and puts its messages in flight, ``deliver-msgs`` steps them into
-their targets, ``stabilize`` repeats both until the cluster is quiet. So a scenario found by the
-simulator (a seed) can be written down as a short, reviewable transcript.
+included. Each node is the real ``impl.machine.NodeMachine`` (the class the node process runs)
+on in-memory storage. Nothing moves unless a command moves it: ``process-ready`` persists a
+node's Ready (entries, hard state, sync), hands it back as persisted and puts its messages in
+flight, ``deliver-msgs`` steps them into their targets, ``stabilize`` repeats both until the
+cluster is quiet. So a scenario found by the simulator (a seed) can be written down as a short,
+reviewable transcript. Each node has its own clock, one second per tick.
 
 Commands (``key=value`` options after the positional arguments):
   add-nodes N [election-tick=10] [heartbeat-tick=1] [pre-vote=true] [check-quorum=true]
       [read-only=safe|lease] [max-size-per-msg=B] [max-inflight-msgs=K]
-  campaign ID | tick ID [N] | propose ID DATA | read-index ID CTX | transfer-leader FROM TO
+  campaign ID | tick ID [N] (N ticks, one at a time) | stall ID N (stopped N ticks: takes what arrived
+      meanwhile and the elapsed time at once, as after SIGSTOP/SIGCONT) | propose ID DATA (raw entry data, straight to the core)
+  put ID KEY VALUE | get ID KEY (client requests through the machine; replies print as
+      ``reply ...`` when sent) | read-index ID CTX (raw, straight to the core) | transfer-leader FROM TO
   process-ready ID... | deliver-msgs ID... [type=APP] | drop-msgs [from=A] [to=B] [type=T]
   stabilize [ID...] | partition A,B C,D | heal | crash ID | restart ID | raft-log ID | status ID
 """
@@ -20,6 +25,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from raftlab.impl.dtkv.commands import Get, Put
+from raftlab.impl.machine import MachineConfig, NodeMachine
+from raftlab.impl.net.codec import Request
 from raftlab.impl.raft import Message, NotLeader, RaftConfig, RaftCore, Role
 from raftlab.impl.storage.memory import MemoryStorage
 
@@ -32,10 +40,16 @@ class InteractionError(ValueError):
 class EnvNode:
     id: int
     storage: MemoryStorage
-    core: RaftCore
+    machine: NodeMachine[str]
     config: RaftConfig
+    incarnation: int = 0
+    now: float = 0.0  # this node's clock, in seconds (= ticks)
     applied: list[str] = field(default_factory=list)
     up: bool = True
+
+    @property
+    def core(self) -> RaftCore:
+        return self.machine.core
 
 
 class InteractionEnv:
@@ -44,6 +58,7 @@ class InteractionEnv:
         self.in_flight: list[Message] = []
         self.groups: list[set[int]] = []  # a partition: messages between groups are dropped
         self.out: list[str] = []
+        self.request_ids = 0
 
     # --- the entry point ---------------------------------------------------------------------
 
@@ -92,8 +107,14 @@ class InteractionEnv:
         self.out.append(f"added nodes {', '.join(map(str, ids))}")
 
     def _boot(self, node_id: int, cfg: RaftConfig, storage: MemoryStorage) -> None:
-        core = RaftCore(cfg, storage, rng=random.Random(node_id), logger=self._logger)
-        self.nodes[node_id] = EnvNode(id=node_id, storage=storage, core=core, config=cfg)
+        old = self.nodes.get(node_id)
+        incarnation = old.incarnation + 1 if old is not None else 0
+        now = old.now if old is not None else 0.0
+        machine: NodeMachine[str] = NodeMachine(
+            MachineConfig(raft=cfg, tick_seconds=1.0, incarnation=incarnation), storage, now=now,
+            rng=random.Random(node_id), logger=self._logger)
+        self.nodes[node_id] = EnvNode(id=node_id, storage=storage, machine=machine, config=cfg,
+                                      incarnation=incarnation, now=now)
 
     def cmd_crash(self, args: list[str], opts: dict[str, str]) -> None:
         node = self._node(args[0])
@@ -131,7 +152,41 @@ class InteractionEnv:
     def cmd_tick(self, args: list[str], opts: dict[str, str]) -> None:
         node = self._node(args[0])
         for _ in range(int(args[1]) if len(args) > 1 else 1):
-            node.core.tick()
+            self._advance(node, 1)
+
+    def cmd_stall(self, args: list[str], opts: dict[str, str]) -> None:
+        """The node was stopped for N ticks: what was in flight to it arrived meanwhile (the
+        kernel kept it), then it resumes and takes all of it and the elapsed time at once."""
+        node = self._node(args[0])
+        for m in self._take({node.id}, {}):
+            if self._connected(m.from_, m.to):
+                node.machine.receive(m)
+        self.out.append(f"{node.id} resumes after {args[1]} ticks")
+        self._advance(node, int(args[1]))
+
+    def _advance(self, node: EnvNode, ticks: int) -> None:
+        node.now += ticks
+        node.machine.tick(node.now)
+        node.machine.process_inputs()
+
+    def cmd_put(self, args: list[str], opts: dict[str, str]) -> None:
+        self._request(args[0], Put(key=args[1], value=args[2].encode()))
+
+    def cmd_get(self, args: list[str], opts: dict[str, str]) -> None:
+        self._request(args[0], Get(key=args[1]))
+
+    def _request(self, word: str, command: Put | Get) -> None:
+        node = self._node(word)
+        self.request_ids += 1
+        node.machine.submit(Request(id=self.request_ids, op=command.op, command=command), f"client@{node.id}")
+        node.machine.process_inputs()
+        self.out.append(f"request {self.request_ids}: {command.op} at node {node.id}")
+        self._print_replies(node)
+
+    def _print_replies(self, node: EnvNode) -> None:
+        for r in node.machine.take_replies():
+            body = " ".join(f"{k}={v!r}" for k, v in sorted(r.body.items()))
+            self.out.append(f"reply {r.request_id} from {node.id}: {r.error or 'ok'} {body}")
 
     def cmd_propose(self, args: list[str], opts: dict[str, str]) -> None:
         try:
@@ -159,21 +214,23 @@ class InteractionEnv:
             self._process_ready(self.nodes[i])
 
     def _process_ready(self, node: EnvNode) -> bool:
-        core = node.core
-        if not node.up or not core.has_ready():
+        if not node.up:
             return False
-        rd = core.ready()
+        persist = node.machine.ready()
+        if persist is None:
+            return False
+        rd = persist.ready
         self.out.append(f"> {node.id} handling Ready")
         self.out.extend("  " + line for line in rd.describe().splitlines())
-        self.in_flight.extend(rd.send_now)
-        if rd.entries:
-            node.storage.append(rd.entries)
-        if rd.hard_state is not None:
-            node.storage.set_hard_state(rd.hard_state)
+        if persist.entries:
+            node.storage.append(persist.entries)
+        if persist.hard_state is not None:
+            node.storage.set_hard_state(persist.hard_state)
         node.storage.sync()
-        self.in_flight.extend(rd.send_after_persist)
+        node.machine.persisted(persist)
+        self.in_flight.extend(node.machine.take_messages())
         node.applied.extend(e.describe() for e in rd.committed)
-        core.advance(rd)
+        self._print_replies(node)
         return True
 
     def _take(self, to: set[int], opts: dict[str, str]) -> list[Message]:
@@ -197,7 +254,8 @@ class InteractionEnv:
                 self.out.append(f"dropped: {m.describe()}")
                 continue
             self.out.append(m.describe())
-            target.core.step(m)
+            target.machine.receive(m)
+            target.machine.process_inputs()
         return bool(msgs)
 
     def cmd_drop_msgs(self, args: list[str], opts: dict[str, str]) -> None:

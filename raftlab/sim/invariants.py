@@ -7,8 +7,9 @@
   (the leader that committed it applies it in the commit term), so a stale leader of an older
   term that has not yet heard of the commit is rightly not required to have it.
 * State-machine safety: no two nodes apply different entries at the same index.
-* Nothing acknowledged before persisted: an append, vote or pre-vote response leaves a node only
-  after what it promises is synced (the Ready contract).
+* Nothing acknowledged before persisted: an append or vote response leaves a node only after
+  what it promises is synced (the Ready contract). A vote in term T is kept once term T and the
+  vote are synced, or any later term is (a node never votes in a term below its own).
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ class Invariants:
         if m.type is MsgType.APP_RESP and not m.reject and m.index > storage.synced_last_index():
             raise InvariantViolation(f"node {node.id} acknowledged index {m.index} but synced only "
                                      f"{storage.synced_last_index()}")
-        if m.type is MsgType.VOTE_RESP and not m.reject and (hs.term < m.term or hs.vote != m.to):
+        # a synced later term also binds the vote: the node can never vote again in m.term
+        if m.type is MsgType.VOTE_RESP and not m.reject and (
+                hs.term < m.term or (hs.term == m.term and hs.vote != m.to)):
             raise InvariantViolation(f"node {node.id} granted a vote in term {m.term} before syncing it ({hs.describe()})")
 
     def check(self, nodes: Mapping[int, Any], step: int) -> None:

@@ -18,6 +18,7 @@ from raftlab.impl.raft import (
     RaftCore,
     Role,
 )
+from raftlab.impl.raft.messages import DroppedRead
 from raftlab.impl.storage.memory import MemoryStorage
 
 from raftlab.sim.interaction import InteractionEnv
@@ -217,8 +218,9 @@ def test_lease_read_needs_a_quorum_stamp() -> None:
     leader = elect(env)
     leader.read_index(b"a")
     rd = leader.ready()
-    assert not rd.read_states and any(m.context == b"a" for m in rd.send_now)  # heartbeat round
-    assert leader.lease_ticks() == 8
+    # a heartbeat round, carrying the leader's read sequence number (not the caller's bytes)
+    assert not rd.read_states and any(m.type is MsgType.HEARTBEAT and m.context for m in rd.send_now)
+    assert leader.lease_ticks() == 6 and round(leader.lease_drift_bound(), 2) == 1.29
 
 
 def test_config_errors_name_the_field() -> None:
@@ -264,6 +266,6 @@ def test_forwarded_reads_are_answered_once_or_dropped_on_a_term_change() -> None
     follower.read_index(b"f2")
     follower.step(Message(type=MsgType.APP, to=2, from_=3, term=5, index=0, log_term=0))  # a new term
     rd = follower.ready()
-    assert rd.dropped_reads == (b"f2",)
+    assert rd.dropped_reads == (DroppedRead(context=b"f2", reason="term changed"),)
     follower.step(Message(type=MsgType.READ_INDEX_RESP, to=2, from_=1, term=5, index=1, context=b"f2"))
     assert not follower.ready().read_states

@@ -29,7 +29,7 @@ def test_swarm_seeds_reach_the_papers_risky_situations() -> None:
 def test_a_quiet_network_without_faults_reaches_almost_nothing() -> None:
     cfg = swarm_config(1)
     cfg.loss = cfg.duplicate = cfg.reorder = 0.0
-    cfg.partitions = cfg.crashes = False
+    cfg.partitions = cfg.crashes = cfg.pauses = cfg.disk_stalls = cfg.clock_jumps = False
     cov = simulate(7, 3000, cfg).coverage
     assert cov["counts"]["conflicting-suffix-truncated"] == 0 and cov["counts"]["two-leaders"] == 0
 

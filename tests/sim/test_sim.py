@@ -42,7 +42,8 @@ def test_random_seed(seed: int) -> None:
 
 
 def test_fault_free_run_commits_steadily() -> None:
-    cluster = SimCluster(5, SimConfig(nodes=3, loss=0.0, duplicate=0.0, partitions=False, crashes=False))
+    cluster = SimCluster(5, SimConfig(nodes=3, loss=0.0, duplicate=0.0, partitions=False, crashes=False,
+                                      pauses=False, disk_stalls=False, clock_jumps=False, clock_drift=0.0))
     cluster.run(3000)
     assert cluster.stats["elections"] == 1  # no faults: one leader for the whole run
     assert cluster.stats["commits"] > 150  # entries applied, summed over the nodes
@@ -113,7 +114,8 @@ def test_cli_exit_codes_and_summary() -> None:
 
 
 def test_invariants_catch_diverging_logs_and_two_leaders() -> None:
-    cluster = SimCluster(5, SimConfig(nodes=3, loss=0.0, partitions=False, crashes=False))
+    cluster = SimCluster(5, SimConfig(nodes=3, loss=0.0, partitions=False, crashes=False, pauses=False,
+                                      disk_stalls=False, clock_jumps=False))
     cluster.run(1500)
     cluster.invariants.check(cluster.nodes, 50)  # healthy
     follower = next(n for n in cluster.nodes.values() if n.core.role.value == "follower")

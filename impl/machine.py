@@ -1,0 +1,310 @@
+"""NodeMachine: one Raft member and its DtKV tree as a sans-I/O state machine (h11's Connection,
+etcd's RawNode around raft). Every decision a node makes between the sockets and the Raft core
+is here; the asyncio node (``impl/node.py``), the simulator (``raftlab/sim/cluster.py``) and the
+transcript harness (``raftlab/sim/interaction.py``) drive this very class.
+
+Inputs (any order, any time): ``submit(request, handle)`` a client request with an opaque reply
+handle; ``receive(message)`` a peer message; ``tick(now)`` the monotonic time in seconds;
+``persisted(persist)`` "the writes of this Persist are on disk". Outputs: ``ready()`` returns the
+next ``Persist`` (entries, hard state, must_sync) or None; ``take_messages()`` what to send now,
+``take_replies()`` the answers for clients, ``next_tick_at()`` when time next matters.
+
+Theory of operation.
+
+* Inputs are queued and applied by ``process_inputs`` (``ready`` calls it): the core's clock
+  moves to the elapsed time first, then the peer messages are stepped, then the timeouts of the
+  elapsed ticks run, then proposals, then ONE ReadIndex for every read that arrived since the
+  last one (read batching). Timeouts run after the messages so a node that stalled neither
+  times out a leader whose heartbeats already wait in its inbox nor steps down as a leader whose
+  followers' answers do; the clock moves before them so a read (forwarded ones included) is
+  never judged by a lease that expired during the stall. While a Persist is out (between
+  ``ready`` and ``persisted``) nothing reaches the core: everything that arrives during an fsync
+  lands in the next Ready, so one fsync covers a batch of proposals (group commit).
+* Time: the core's clock is the number of whole ticks since the machine was built, computed
+  from ``now``; a stall of N ticks reaches the core as one ``tick(N)``, before any read queued
+  with it, so the lease (``read_mode="lease"``) is judged by elapsed time, never by how many
+  timer callbacks happened to run.
+* Writes: a proposal's reply waits for its entry to be applied; a proposal whose slot was
+  committed with another term is answered ``dropped`` (definitely not applied).
+* Reads: a ReadIndex context is ``(node id, incarnation, sequence)``: unique across nodes,
+  restarts (the shell passes a new incarnation per start) and terms. The core confirms it (or
+  drops it with a reason, exactly once; a forwarded read times out after
+  ``RaftCore.read_deadline_ticks``); a confirmed read is served once the tree has applied its
+  index. A leader change alone drops nothing: only the core knows which reads cannot be served.
+* ``status()`` is one dict built in one place, so fields are easy to add; its ``digest``
+  (applied index, a running hash of the applied entries, ``Tree.digest()``) lets the harness
+  compare replicas at the end of a run (``raftlab/replicas.py``).
+
+Two deliberately broken switches let the checker be shown to catch them: ``unsafe_local_reads``
+answers reads from the local tree at once, ``unsafe_ack_before_fsync`` sends acknowledgements
+and votes before the writes they promise are persisted.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
+
+from raftlab.impl.dtkv.commands import Command, ErrorKind, Result
+from raftlab.impl.dtkv.tree import Tree
+from raftlab.impl.net.codec import Request, WireError, decode_command, encode_command, result_body
+from raftlab.impl.raft import NotLeader, RaftConfig, RaftCore
+from raftlab.impl.raft.messages import Entry, EntryType, HardState, Message, Ready, Role
+from raftlab.impl.storage import Storage
+
+if TYPE_CHECKING:
+    import random  # injected; never the global one
+
+H = TypeVar("H")  # the shell's reply handle (a connection, a simulated client): opaque here
+_CONTEXT = struct.Struct(">IQQ")  # node id, incarnation, sequence
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MachineConfig:
+    raft: RaftConfig
+    tick_seconds: float = 0.05
+    incarnation: int = 0  # differs on every start of this node (read contexts never repeat)
+    unsafe_local_reads: bool = False
+    unsafe_ack_before_fsync: bool = False
+
+    def __post_init__(self) -> None:
+        if self.tick_seconds <= 0:
+            raise ValueError("tick_seconds must be > 0")
+        if not 0 <= self.incarnation < 1 << 64:
+            raise ValueError("incarnation must fit in 64 bits")
+
+
+class Reply(NamedTuple, Generic[H]):
+    """One answer for a client (a NamedTuple: immutable, and cheap enough for one per request)."""
+
+    handle: H
+    request_id: int
+    error: str | None
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Persist:
+    """What must be durable before ``persisted(self)``: append ``entries`` (truncating any
+    conflicting suffix), write ``hard_state`` if set, fsync if ``must_sync``. ``ready`` is the
+    core's Ready it came from, for observers (invariants, transcripts); a shell needs no more."""
+
+    entries: tuple[Entry, ...]
+    hard_state: HardState | None
+    must_sync: bool
+    ready: Ready
+
+
+@dataclass(slots=True)
+class _Inbox(Generic[H]):
+    messages: list[Message] = field(default_factory=list)
+    proposals: list[tuple[Command, H, int]] = field(default_factory=list)
+    reads: list[tuple[Command, H, int]] = field(default_factory=list)
+
+
+class NodeMachine(Generic[H]):
+    def __init__(self, config: MachineConfig, storage: Storage, *, now: float, rng: random.Random,
+                 logger: Callable[[str], None] | None = None, core_type: type[RaftCore] = RaftCore) -> None:
+        self.config = config
+        self.id = config.raft.id
+        self.log = logger or (lambda _line: None)
+        self.core = core_type(config.raft, storage, rng=rng, logger=self.log)  # tests pass broken cores
+        self.tree = Tree()
+        self.skipped = 0  # committed entries that carry no command (never proposed by a machine)
+        # a running hash of every applied entry (term, index, data): equal on two replicas at the
+        # same applied index iff they applied the same log (the harness compares it at the end)
+        self.chain = b""
+        self._epoch = now
+        self._now = now
+        self._ticks = 0
+        self._inbox: _Inbox[H] = _Inbox()
+        self._persisting: Persist | None = None
+        self._messages: list[Message] = []
+        self._replies: list[Reply[H]] = []
+        # index -> [(term, command, handle, request id)] of proposals waiting for that slot
+        self._waiting: dict[int, list[tuple[int, Command, H, int]]] = {}
+        self._read_seq = 0
+        self.read_context = b""  # the last ReadIndex context asked of the core (for observers: sim coverage)
+        self._read_batches: dict[bytes, list[tuple[Command, H, int]]] = {}
+        self._confirmed: list[tuple[int, int, list[tuple[Command, H, int]]]] = []  # (index, seq, batch)
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    def submit(self, request: Request, handle: H) -> None:
+        if request.error is not None:
+            self._reply(handle, request.id, request.error.kind, {"message": request.error.message})
+        elif request.op == "hello":
+            self._reply(handle, request.id, None, {"id": self.id, "leader": self.core.lead})
+        elif request.op == "status":
+            self._reply(handle, request.id, None, {"status": self.status()})
+        elif request.command is None:
+            self._reply(handle, request.id, ErrorKind.VALIDATION, {"message": f"unknown operation {request.op!r}"})
+        elif request.command.write:
+            self._inbox.proposals.append((request.command, handle, request.id))
+        elif self.config.unsafe_local_reads:
+            self._answer(self.tree.read(request.command), handle, request.id)
+        else:
+            self._inbox.reads.append((request.command, handle, request.id))
+
+    def receive(self, msg: Message) -> None:
+        if msg.to != self.id:
+            self.log(f"node {self.id}: dropping a message for node {msg.to}: {msg.describe()}")
+            return
+        self._inbox.messages.append(msg)
+
+    def tick(self, now: float) -> None:
+        """The monotonic time (seconds, the same clock as ``now`` at construction)."""
+        if now > self._now:
+            self._now = now
+
+    def next_tick_at(self) -> float:
+        return self._epoch + (self._ticks + 1) * self.config.tick_seconds
+
+    def has_output(self) -> bool:
+        """Messages or replies wait in ``take_messages``/``take_replies``."""
+        return bool(self._messages or self._replies)
+
+    def due_ticks(self) -> int:
+        """Whole ticks the time given to ``tick`` is worth that the core has not seen yet."""
+        return max(0, int((self._now - self._epoch) / self.config.tick_seconds) - self._ticks)
+
+    def process_inputs(self) -> None:
+        """Apply queued inputs to the core (a no-op while a Persist is out)."""
+        if self._persisting is not None:
+            return
+        core = self.core
+        inbox, self._inbox = self._inbox, _Inbox()
+        due = self.due_ticks()
+        self._ticks += due
+        core.advance_clock(due)  # messages that waited through a stall are judged at the real time
+        for msg in inbox.messages:
+            core.step(msg)
+        if due:
+            core.run_timeouts(due)  # after the messages: a stall must not time out a live leader
+        for command, handle, request_id in inbox.proposals:
+            try:
+                term, index = core.propose(encode_command(command))
+            except NotLeader as e:
+                self._reply(handle, request_id, ErrorKind.NOT_LEADER, {"leader": e.leader_hint})
+            else:
+                self._waiting.setdefault(index, []).append((term, command, handle, request_id))
+        if inbox.reads:
+            self._read_seq += 1
+            context = self.read_context = _CONTEXT.pack(self.id, self.config.incarnation, self._read_seq)
+            try:
+                core.read_index(context)
+            except NotLeader as e:
+                for _, handle, request_id in inbox.reads:
+                    self._reply(handle, request_id, ErrorKind.NOT_LEADER, {"leader": e.leader_hint})
+            else:
+                self._read_batches[context] = inbox.reads
+
+    # -- outputs -----------------------------------------------------------------------------
+
+    def ready(self) -> Persist | None:
+        """The next batch of writes to persist, or None. Its ``send now`` messages are already in
+        ``take_messages()``; call ``persisted`` once the writes are durable."""
+        if self._persisting is not None:
+            return self._persisting
+        self.process_inputs()
+        if not self.core.has_ready():
+            return None
+        rd = self.core.ready()
+        self._messages.extend(rd.send_now)
+        if self.config.unsafe_ack_before_fsync:
+            self._messages.extend(rd.send_after_persist)
+        self._persisting = Persist(entries=rd.entries, hard_state=rd.hard_state,
+                                   must_sync=rd.must_sync or bool(rd.entries), ready=rd)
+        return self._persisting
+
+    def persisted(self, persist: Persist) -> None:
+        if persist is not self._persisting:
+            raise ValueError("persisted() for a Persist that is not the outstanding one")
+        rd = persist.ready
+        if not self.config.unsafe_ack_before_fsync:
+            self._messages.extend(rd.send_after_persist)
+        if rd.committed:
+            self._apply(rd.committed)
+        for rs in rd.read_states:
+            batch = self._read_batches.pop(rs.context, None)
+            if batch is not None:
+                seq = _CONTEXT.unpack(rs.context)[2]
+                bisect.insort(self._confirmed, (rs.index, seq, batch), key=lambda item: item[:2])
+        for dropped in rd.dropped_reads:
+            for _, handle, request_id in self._read_batches.pop(dropped.context, ()):
+                self._reply(handle, request_id, ErrorKind.DROPPED,
+                            {"message": f"read not confirmed ({dropped.reason}); retry", "leader": self.core.lead})
+        self._serve_reads()
+        self.core.advance(rd)
+        self._persisting = None
+
+    def take_messages(self) -> list[Message]:
+        out, self._messages = self._messages, []
+        return out
+
+    def take_replies(self) -> list[Reply[H]]:
+        out, self._replies = self._replies, []
+        return out
+
+    def status(self) -> dict[str, Any]:
+        st = self.core.status()
+        return {"id": self.id, "role": str(st.role), "leader": st.leader, "term": st.term, "commit": st.commit,
+                "last_index": st.last_index, "applied": self.tree.applied, "skipped": self.skipped,
+                "pending_reads": sum(len(b) for b in self._read_batches.values()),
+                "pending_writes": sum(len(w) for w in self._waiting.values()),
+                "digest": {"applied": self.tree.applied, "chain": self.chain.hex()[:32], "tree": self.tree.digest()}}
+
+    @property
+    def leader(self) -> int:
+        return self.core.lead
+
+    @property
+    def role(self) -> Role:
+        return self.core.role
+
+    # -- applying and answering ----------------------------------------------------------------
+
+    def _apply(self, committed: tuple[Entry, ...]) -> None:
+        tree = self.tree
+        waiting = self._waiting
+        for entry in committed:
+            self.chain = hashlib.sha256(b"%s%d:%d:%s" % (self.chain, entry.term, entry.index, entry.data)).digest()
+            proposals = waiting.pop(entry.index, ())
+            result: Result | None = None
+            if entry.type is EntryType.NORMAL and entry.data:
+                # our own proposal's command is at hand; anything else is decoded
+                command = next((c for term, c, _, _ in proposals if term == entry.term), None)
+                if command is None:
+                    try:
+                        command = decode_command(entry.data)
+                    except WireError:
+                        self.skipped += 1
+                if command is not None:
+                    result = tree.apply(entry.index, command)
+            if result is None:
+                tree.skip(entry.index)
+            for term, _, handle, request_id in proposals:
+                if term == entry.term and result is not None:
+                    self._answer(result, handle, request_id)
+                else:
+                    self._reply(handle, request_id, ErrorKind.DROPPED,
+                                {"message": f"log slot {entry.index} was taken by term {entry.term}",
+                                 "leader": self.core.lead})
+
+    def _serve_reads(self) -> None:
+        confirmed = self._confirmed
+        applied = self.tree.applied
+        while confirmed and confirmed[0][0] <= applied:
+            _, _, batch = confirmed.pop(0)
+            for command, handle, request_id in batch:
+                self._answer(self.tree.read(command), handle, request_id)
+
+    def _answer(self, result: Result, handle: H, request_id: int) -> None:
+        self._reply(handle, request_id, result.error, result_body(result))
+
+    def _reply(self, handle: H, request_id: int, error: str | None, body: dict[str, Any]) -> None:
+        self._replies.append(Reply(handle, request_id, error, body))
