@@ -108,6 +108,54 @@ def test_two_campaigns_on_two_labs_reserve_different_ports(tmp_path: Path, lab_n
     assert not processes_under(tmp_path / "labs")
 
 
+def test_ctrl_c_while_checking_stores_an_interrupted_run_and_leaves_nothing_running(
+        tmp_path: Path, lab_name: str, base_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fourth stage: the cluster is torn down before the check, so a Ctrl-C there only stops
+    the verdict, which is stored as unknown, saying so (the check is held until cancelled)."""
+    import asyncio
+    import dataclasses
+    import threading
+
+    from raftlab import workloads
+    from raftlab.runner import Campaign, run_campaign
+
+    checking, release = threading.Event(), threading.Event()
+
+    class HeldChecker:
+        def check(self, history: object, opts: object) -> object:
+            checking.set()
+            release.wait(60)
+            raise RuntimeError("released")
+
+    def held(**opts: object) -> workloads.Workload:
+        return dataclasses.replace(workloads.WORKLOADS["register"](**opts), checker=HeldChecker())
+
+    monkeypatch.setitem(workloads.WORKLOADS, "held", held)
+    c = Campaign(seed=3, system="toysys", workload="held", lab_name=lab_name, base_port=base_port,
+                 store=str(tmp_path / "store"), concurrency=3, time_limit=2.0, nemesis=("kill",), interval=0.5,
+                 recovery_timeout=10.0, final_timeout=5.0, op_timeout=0.5)
+
+    async def interrupt_while_checking() -> None:
+        task = asyncio.ensure_future(run_campaign(c))
+        while not checking.is_set():
+            assert not task.done(), task
+            await asyncio.sleep(0.02)
+        task.cancel()  # what Ctrl-C does to the running campaign
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        release.set()  # asyncio.run waits for the checker's thread before it returns
+
+    try:
+        asyncio.run(interrupt_while_checking())
+    finally:
+        release.set()
+    results = json.loads(next((tmp_path / "store").glob("held/*/results.json")).read_text())
+    assert results["valid"] == "unknown" and "the check was interrupted" in results["reasons"], results["reasons"]
+    assert "tore down 5 hosts" in results["cleanup"], results["cleanup"]
+    assert "interrupted while checking" in next((tmp_path / "store").glob("held/*/run.log")).read_text()
+    assert not processes_under(tmp_path / "labs")
+
+
 def test_a_bug_in_the_client_stops_the_run_at_once_naming_it(tmp_path: Path, lab_name: str, base_port: int) -> None:
     started = time.monotonic()
     r = subprocess.run([CLI, "run", "--system", "badopen", "--lab-name", lab_name, "--base-port", str(base_port),
