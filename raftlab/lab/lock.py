@@ -34,6 +34,18 @@ def lock_path(name: str) -> Path:
     return labs_dir() / f"{name}.lock"
 
 
+def try_flock(path: Path, mode: int) -> int | None:
+    """An open descriptor holding an exclusive ``flock`` on ``path`` (created with ``mode``), or None
+    if another process holds it. Closing the descriptor (or dying) releases it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, mode)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
 class LabLock:
     """The lock of lab ``name``; ``acquire`` waits (cancellably), ``release`` lets the next run in."""
 
@@ -45,11 +57,8 @@ class LabLock:
     def try_acquire(self) -> bool:
         path = lock_path(self.name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        fd = try_flock(path, 0o644)
+        if fd is None:
             return False
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()}: {self.purpose}, since {time.strftime('%H:%M:%S')}\n".encode())

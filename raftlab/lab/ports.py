@@ -16,13 +16,13 @@ per labs directory: ports are a property of the machine, not of a user's labs.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import socket
 import tempfile
 from pathlib import Path
 
 from raftlab.lab import LabError
+from raftlab.lab.lock import try_flock
 
 FIRST = 17000
 LAST = 29999
@@ -33,7 +33,8 @@ def ports_dir() -> Path:
     return Path(os.environ.get("RAFTLAB_PORTS_DIR") or Path(tempfile.gettempdir()) / "raftlab-ports")
 
 
-def _free(port: int) -> bool:
+def port_free(port: int) -> bool:
+    """Nothing listens on (or holds) ``port`` on any address right now (probed by binding)."""
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -63,9 +64,9 @@ class PortBlock:
         with contextlib.suppress(OSError):  # shared by every user of the machine
             folder.chmod(0o1777)
         for start in range(first, last - span + 2, UNIT):
-            fds = [fd for fd in (_lock(folder / f"{u}.lock") for u in range(start, start + span, UNIT))
+            fds = [fd for fd in (try_flock(folder / f"{u}.lock", 0o666) for u in range(start, start + span, UNIT))
                    if fd is not None]
-            if len(fds) == units and all(_free(p) for p in range(start, start + span)):
+            if len(fds) == units and all(port_free(p) for p in range(start, start + span)):
                 for fd in fds:
                     os.ftruncate(fd, 0)
                     os.write(fd, f"pid {os.getpid()}: ports {start}-{start + span - 1}\n".encode())
@@ -80,12 +81,3 @@ class PortBlock:
             os.close(fd)  # closing drops the flock; the file stays (deleting it would split the lock)
         self._fds = []
 
-
-def _lock(path: Path) -> int | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd

@@ -6,12 +6,13 @@ import asyncio
 import itertools
 import os
 import random
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from raftlab.lab.ports import port_free
 
 HERE = Path(__file__).resolve().parent
 _ports = itertools.count(random.SystemRandom().randrange(25) * 40, 40)
@@ -31,21 +32,11 @@ def lab_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     asyncio.run(lab_down(name))
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("0.0.0.0", port))
-        except OSError:
-            return False
-    return True
-
-
 @pytest.fixture
 def base_port() -> int:
     """A block of 40 ports in 18000-18999 (ours) where nothing listens right now."""
     for _ in range(25):
         start = 18000 + next(_ports) % 1000
-        if start + 40 <= 19000 and all(_free(p) for p in range(start, start + 40)):
+        if start + 40 <= 19000 and all(port_free(p) for p in range(start, start + 40)):
             return start
     pytest.skip("no free block of 40 ports in 18000-18999")
