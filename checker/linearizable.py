@@ -32,6 +32,7 @@ expensive one never delays finding a cheap illegal one (porcupine's c50-bad less
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 import time
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raftlab.history import Operation
-from raftlab.protocols import CompiledModel, Model, ReadOnlyModel, ValueFlowModel
+from raftlab.protocols import CompiledModel, Model, MonotoneModel, ReadOnlyModel, ValueFlowModel
 
 from .result import UNKNOWN, Verdict
 
@@ -85,6 +86,8 @@ class Prepared:
     pure: list[bool]
     observed: list[tuple[Hashable, ...]] | None
     written: list[tuple[Hashable, ...]] | None
+    resets: list[bool] | None = None  # MonotoneModel: may it leave a state not grown from its own
+    reachable: list[Callable[[Hashable], bool]] | None = None  # MonotoneModel: may it fit later
 
 
 def prepare(model: Model[Any], ops: Sequence[Operation]) -> Prepared:
@@ -92,9 +95,12 @@ def prepare(model: Model[Any], ops: Sequence[Operation]) -> Prepared:
            else [functools.partial(_step_of, model.step, op) for op in ops])
     pure = [model.read_only(op) for op in ops] if isinstance(model, ReadOnlyModel) else [False] * len(ops)
     flow = isinstance(model, ValueFlowModel)
+    mono = isinstance(model, MonotoneModel)
     return Prepared(ops=ops, init=model.init(), fns=fns, pure=pure,
                     observed=[model.observed(op) for op in ops] if flow else None,
-                    written=[model.written(op) for op in ops] if flow else None)
+                    written=[model.written(op) for op in ops] if flow else None,
+                    resets=[model.resets(op) for op in ops] if mono else None,
+                    reachable=[model.reachable(op) for op in ops] if mono else None)
 
 
 def searched(prep: Prepared, chosen: Iterable[int]) -> list[int]:
@@ -156,6 +162,21 @@ def search(
     observes = [frozenset(prep.observed[i]) for i in index] if prep.observed is not None else []
     flag = 1 << n
     watching = False
+    # MonotoneModel: a known read-only operation i that does not fit now can never fit once every
+    # operation that may reset the state and could come before it (called before i returned) is
+    # placed, and the state cannot grow into one it fits: the branch is dead (``reset_mask[i]``).
+    mono = prep.resets is not None and prep.reachable is not None
+    reach = [prep.reachable[i] for i in index] if prep.reachable is not None else []
+    reset_mask = [0] * n
+    if prep.resets is not None:
+        resetters = sorted((ops[j].call, j) for j, k in enumerate(index) if prep.resets[k])
+        prefix = [0]  # prefix[k]: the first k resetters by call
+        for _, j in resetters:
+            prefix.append(prefix[-1] | 1 << j)
+        calls_at = [c for c, _ in resetters]
+        for i, op in enumerate(ops):
+            if pure[i] and known[i]:
+                reset_mask[i] = prefix[bisect.bisect_left(calls_at, op.ret)]
     # events: (position, order, entry) — calls and returns sorted by real time; unknown returns last
     events: list[tuple[float, int, int]] = []
     for i, op in enumerate(ops):
@@ -199,6 +220,10 @@ def search(
             snapshot()
         return Outcome(valid=UNKNOWN, reason=reason, prefix=best, states=best_states, steps=steps)
 
+    # MonotoneModel: two phases at each node. First only the read-only calls are tried (``scan``):
+    # one that fits is placed with no alternative (see the backtrack), and one that can never fit
+    # kills the node before any child is searched; only then are the others tried.
+    scan = mono
     countdown = slice_steps
     while True:
         countdown -= 1
@@ -214,7 +239,8 @@ def search(
             yield
         if not entry & 1:  # a call
             i = entry >> 1
-            if (watching and state not in observes[i]) or (twin[i] >= 0 and not linearized >> twin[i] & 1):
+            if (pure[i] is not scan and (scan or mono)) or (watching and state not in observes[i]) or (
+                    twin[i] >= 0 and not linearized >> twin[i] & 1):
                 entry = nxt[entry]
                 continue
             ok, new_state = fns[i](state)
@@ -247,36 +273,50 @@ def search(
                         best_len = len(calls)
                         dirty = True
                     entry = nxt[head]
+                    scan = mono
                     continue
-            entry = nxt[entry]
-        else:  # a return whose call is not linearized: backtrack
-            if dirty:
-                snapshot()
-                dirty = False
-            if rets[entry >> 1] > frontier:
-                frontier = rets[entry >> 1]
-            while True:
-                if not calls:
-                    return Outcome(valid=False, prefix=best, states=best_states,
-                                   steps=steps + slice_steps - countdown, frontier=frontier)
-                entry, state = calls.pop()
-                i = entry >> 1
-                linearized &= ~(1 << i)
-                if known[i]:
-                    known_left += 1
-                # unlift: return first, then call (reverse order of lifting)
-                r = entry + 1
-                nxt[prv[r]] = r
-                prv[nxt[r]] = r
-                nxt[prv[entry]] = entry
-                prv[nxt[entry]] = entry
-                # A read-only operation that fitted here loses nothing by being placed here: any
-                # completion without it here is one with it here (it changes no state, and every
-                # operation that must precede it already does). Its failure is its parent's.
-                if not pure[i]:
-                    break
-            watching = flow and bool(calls) and unknown[calls[-1][0] >> 1]
-            entry = nxt[entry]
+                if scan:  # a read-only operation that fits, already searched from here: dead end
+                    entry = -1
+            elif scan and known[i] and not reset_mask[i] & ~linearized and not reach[i](state):
+                if rets[i] > frontier:  # the cut must keep i and what may reset before it returns
+                    frontier = rets[i]
+                entry = -1
+            if entry >= 0:
+                entry = nxt[entry]
+                continue
+        elif scan:  # no read-only call fits here: now the others
+            scan = False
+            entry = nxt[head]
+            continue
+        # a return whose call is not linearized (or a dead end): backtrack
+        if dirty:
+            snapshot()
+            dirty = False
+        if entry >= 0 and rets[entry >> 1] > frontier:
+            frontier = rets[entry >> 1]
+        while True:
+            if not calls:
+                return Outcome(valid=False, prefix=best, states=best_states,
+                               steps=steps + slice_steps - countdown, frontier=frontier)
+            entry, state = calls.pop()
+            i = entry >> 1
+            linearized &= ~(1 << i)
+            if known[i]:
+                known_left += 1
+            # unlift: return first, then call (reverse order of lifting)
+            r = entry + 1
+            nxt[prv[r]] = r
+            prv[nxt[r]] = r
+            nxt[prv[entry]] = entry
+            prv[nxt[entry]] = entry
+            # A read-only operation that fits is placed first with no alternative: any completion
+            # from here is one with it first (it changes no state, and every operation that must
+            # precede it already does). So its failure is its parent's.
+            if not pure[i]:
+                break
+        watching = flow and bool(calls) and unknown[calls[-1][0] >> 1]
+        entry = nxt[entry]
+        scan = False
 
 
 def _step_of(step: Callable[[Hashable, Operation], tuple[bool, Hashable]], op: Operation,

@@ -201,6 +201,15 @@ class KvAppend:
     def read_only(self, op: Operation) -> bool:
         return op.f == "get"
 
+    # the state only grows under append ("grown from" = "has as a prefix"); put resets it
+    def resets(self, op: Operation) -> bool:
+        return op.f == "put"
+
+    def reachable(self, op: Operation) -> Callable[[Hashable], bool]:
+        if op.f == "get" and op.known:
+            return (op.output or "").startswith  # type: ignore[no-any-return]
+        return lambda state: True
+
     def describe_op(self, op: Operation) -> str:
         if op.f == "get":
             return f"get({op.key}) -> {_fmt(op.output) if op.known else '?'}"

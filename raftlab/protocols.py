@@ -106,6 +106,22 @@ class ValueFlowModel(Protocol):
     def written(self, operation: Operation) -> tuple[Hashable, ...]: ...
 
 
+@runtime_checkable
+class MonotoneModel(Protocol):
+    """Models whose state only grows under most operations (porcupine's kv: append to a string).
+
+    Contract: there is a preorder "grown from" on states such that every operation ``op`` with
+    ``not resets(op)`` leaves a state grown from the one it was given; ``reachable(op)(s)`` is
+    false only if ``op`` fits in no state grown from ``s`` (a get of "ab" in state "ac"). The
+    search then abandons a branch as soon as a known operation that must still be linearized can
+    no longer fit, unless an operation that may reset the state could still come before it.
+    """
+
+    def resets(self, operation: Operation) -> bool: ...
+
+    def reachable(self, operation: Operation) -> Callable[[Any], bool]: ...
+
+
 class Checker(Protocol):
     """Decides something about a whole history. Pure; a crash becomes an ``unknown`` Result."""
 

@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from raftlab.checker import check
-from raftlab.checker.models import CasRegister
+from raftlab.checker.models import CasRegister, KvAppend
 
 from raftlab.history import History, Op, Operation, OpType
 
@@ -64,7 +64,7 @@ def test_simulated_linearizable_register_is_linearizable(actions: list[tuple[Any
     assert check(history, "cas-register", initial_value=0).valid == (True if proves_something else "unknown")
 
 
-def brute_force(ops: list[Operation], model: CasRegister) -> bool:
+def brute_force(ops: list[Operation], model: Any) -> bool:
     known = [o for o in ops if o.known]
     unknown = [o for o in ops if not o.known]
     for r in range(len(unknown) + 1):
@@ -109,3 +109,58 @@ def test_search_agrees_with_brute_force(actions: list[tuple[Any, ...]], mutation
         kept = [o for o in ops if o.id in set(result.failing.minimal)]
         assert kept and brute_force(kept, model) is False
     assert all(o.ret == math.inf or o.ret > o.call for o in ops)
+
+
+APPEND_ACTION = st.tuples(st.integers(0, 2), st.sampled_from(["invoke", "complete"]),
+                          st.sampled_from(["get", "get", "append", "put"]), st.sampled_from("ab"),
+                          st.sampled_from(["ok", "ok", "ok", "info", "fail"]))
+
+
+def appending_history(actions: list[tuple[Any, ...]], corrupt: list[tuple[int, int]]) -> History:
+    """porcupine's kv on one key, each operation atomic inside its interval (so linearizable),
+    then some gets' results corrupted: cut short by one character, or one character appended."""
+    state = ""
+    open_ops: dict[int, tuple[str, Any, str, Any]] = {}
+    events: list[Op] = []
+    crashed: set[int] = set()
+    for p, what, f, value, outcome in actions:
+        if p in crashed:
+            continue
+        if what == "invoke" and p not in open_ops:
+            arg = None if f == "get" else value.upper() if f == "put" else value  # a put is no prefix
+            events.append(Op(process=p, type=OpType.INVOKE, f=f, key="k", value=arg))
+            if outcome != "fail":
+                state = arg if f == "put" else state + value if f == "append" else state
+            open_ops[p] = (f, arg, outcome, state if f == "get" else arg)
+        elif what == "complete" and p in open_ops:
+            f, arg, outcome, out = open_ops.pop(p)
+            events.append(Op(process=p, type=OpType(outcome), f=f, key="k", value=out))
+            if outcome == "info":
+                crashed.add(p)
+    gets = [i for i, e in enumerate(events) if e.type is OpType.OK and e.f == "get"]
+    for position, how in corrupt:
+        if gets:
+            i = gets[position % len(gets)]
+            e = events[i]
+            events[i] = Op(process=e.process, type=e.type, f="get", key="k",
+                           value=e.value[:-1] if how % 2 and e.value else (e.value or "") + "ab"[how // 2 % 2])
+    return History(events)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(APPEND_ACTION, min_size=6, max_size=16), MUTATIONS)
+def test_kv_append_search_agrees_with_brute_force(actions: list[tuple[Any, ...]],
+                                                  corrupt: list[tuple[int, int]]) -> None:
+    """The monotone cut (a get the string has grown past is dead unless a put may come first)
+    and the read-only-first phase never change a kv-append verdict."""
+    history = appending_history(actions, corrupt)
+    ops = history.operations()
+    if len(ops) > 7:
+        return
+    model = KvAppend()
+    expected = brute_force(ops, model) if any(o.known for o in ops) else "unknown"
+    result = check(history, model)
+    assert result.valid == expected
+    if result.failing is not None:
+        kept = [o for o in ops if o.id in set(result.failing.minimal)]
+        assert kept and brute_force(kept, model) is False
