@@ -45,6 +45,10 @@ from raftlab.protocols import CompiledModel, Model, MonotoneModel, ReadOnlyModel
 
 from .result import UNKNOWN, Verdict
 
+RESETS_EXAMINED = 64
+"""A get examines which of the resets before it could lead to its value up to this many resets
+(beyond, it assumes that any could: the cut is weaker, never wrong)."""
+
 
 @dataclass(slots=True, kw_only=True)
 class Outcome:
@@ -86,7 +90,7 @@ class Prepared:
     pure: list[bool]
     observed: list[tuple[Hashable, ...]] | None
     written: list[tuple[Hashable, ...]] | None
-    resets: list[bool] | None = None  # MonotoneModel: may it leave a state not grown from its own
+    resets: list[tuple[Hashable, ...] | None] | None = None  # MonotoneModel: the states a reset leaves
     reachable: list[Callable[[Hashable], bool]] | None = None  # MonotoneModel: may it fit later
 
 
@@ -162,21 +166,25 @@ def search(
     observes = [frozenset(prep.observed[i]) for i in index] if prep.observed is not None else []
     flag = 1 << n
     watching = False
-    # MonotoneModel: a known read-only operation i that does not fit now can never fit once every
-    # operation that may reset the state and could come before it (called before i returned) is
-    # placed, and the state cannot grow into one it fits: the branch is dead (``reset_mask[i]``).
+    # MonotoneModel: a known read-only operation i that does not fit now, in a state it cannot
+    # grow into one it fits, can never fit once the resets that could come before it (called
+    # before i returned) and would leave a state it can grow into are placed (``reset_mask[i]``):
+    # the branch is dead.
     mono = prep.resets is not None and prep.reachable is not None
     reach = [prep.reachable[i] for i in index] if prep.reachable is not None else []
     reset_mask = [0] * n
     if prep.resets is not None:
-        resetters = sorted((ops[j].call, j) for j, k in enumerate(index) if prep.resets[k])
+        leaves = [prep.resets[k] for k in index]
+        resetters = sorted((ops[j].call, j) for j in range(n) if leaves[j] is not None)
         prefix = [0]  # prefix[k]: the first k resetters by call
         for _, j in resetters:
             prefix.append(prefix[-1] | 1 << j)
         calls_at = [c for c, _ in resetters]
         for i, op in enumerate(ops):
             if pure[i] and known[i]:
-                reset_mask[i] = prefix[bisect.bisect_left(calls_at, op.ret)]
+                k = bisect.bisect_left(calls_at, op.ret)
+                reset_mask[i] = prefix[k] if k > RESETS_EXAMINED else sum(
+                    1 << j for _, j in resetters[:k] if any(map(reach[i], leaves[j] or ())))
     # events: (position, order, entry) — calls and returns sorted by real time; unknown returns last
     events: list[tuple[float, int, int]] = []
     for i, op in enumerate(ops):

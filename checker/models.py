@@ -202,8 +202,8 @@ class KvAppend:
         return op.f == "get"
 
     # the state only grows under append ("grown from" = "has as a prefix"); put resets it
-    def resets(self, op: Operation) -> bool:
-        return op.f == "put"
+    def resets(self, op: Operation) -> tuple[Hashable, ...] | None:
+        return (str(op.input),) if op.f == "put" else None
 
     def reachable(self, op: Operation) -> Callable[[Hashable], bool]:
         if op.f == "get" and op.known:

@@ -204,9 +204,13 @@ def parse_jepsen_log(text: str, *, source: str | None = None) -> History:
     return History(events, source=source)
 
 
+_TYPES = {t.value: t for t in OpType}
+
+
 def parse_edn(text: str, *, source: str | None = None) -> History:
     first = next((ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(";")), "")
     maps: list[tuple[int, Any]] = []
+    plain = False  # every map came from _flat_map: already plain values
     if first.startswith(("[", "(")):
         try:
             data = _loads(text)
@@ -216,6 +220,7 @@ def parse_edn(text: str, *, source: str | None = None) -> History:
         by_event = True
     else:
         by_event = False
+        plain = True
         for n, raw in enumerate(text.splitlines(), start=1):
             s = raw.strip()
             if not s or s.startswith(";"):
@@ -224,6 +229,7 @@ def parse_edn(text: str, *, source: str | None = None) -> History:
             if flat is not None:
                 maps.append((n, flat))
                 continue
+            plain = False
             try:
                 maps.append((n, _loads(s)))
             except Exception as e:
@@ -234,7 +240,7 @@ def parse_edn(text: str, *, source: str | None = None) -> History:
         where = {"source": source, "line": n}
         if not hasattr(raw_map, "items"):
             raise HistoryError(f"{'event ' + str(n) if by_event else 'line'} is not a map", **where)
-        d = _edn_value(raw_map)
+        d = raw_map if plain else _edn_value(raw_map)
         for name in ("process", "type", "f"):
             if name not in d:
                 raise HistoryError(f"event has no :{name}", **where)
@@ -250,7 +256,7 @@ def parse_edn(text: str, *, source: str | None = None) -> History:
             else:
                 open_procs.discard(process)
         try:
-            events.append(Op(process=process, type=OpType(type_s), f=str(d["f"]), value=d.get("value"),
+            events.append(Op(process=process, type=(isinstance(type_s, str) and _TYPES.get(type_s)) or OpType(type_s), f=str(d["f"]), value=d.get("value"),
                              key=d.get("key"), time=int(d["time"]) if isinstance(d.get("time"), int) else n,
                              index=len(events),
                              error=None if d.get("error") is None else str(d["error"])))

@@ -111,13 +111,14 @@ class MonotoneModel(Protocol):
     """Models whose state only grows under most operations (porcupine's kv: append to a string).
 
     Contract: there is a preorder "grown from" on states such that every operation ``op`` with
-    ``not resets(op)`` leaves a state grown from the one it was given; ``reachable(op)(s)`` is
-    false only if ``op`` fits in no state grown from ``s`` (a get of "ab" in state "ac"). The
+    ``resets(op) is None`` leaves a state grown from the one it was given, and every other one
+    leaves one of the states ``resets(op)`` names, whatever it was given (a put). ``reachable(op)(s)``
+    is false only if ``op`` fits in no state grown from ``s`` (a get of "ab" in state "ac"). The
     search then abandons a branch as soon as a known operation that must still be linearized can
-    no longer fit, unless an operation that may reset the state could still come before it.
+    no longer fit, unless a reset that could still come before it would let it fit.
     """
 
-    def resets(self, operation: Operation) -> bool: ...
+    def resets(self, operation: Operation) -> tuple[Any, ...] | None: ...
 
     def reachable(self, operation: Operation) -> Callable[[Any], bool]: ...
 
