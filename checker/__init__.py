@@ -20,13 +20,11 @@ from typing import Any
 from raftlab.history import History, Operation, OpType
 from raftlab.protocols import Model, PartitionedModel
 
-from .explain import describe, explain
 from .linearizable import Deadline, prepare, stuck_operations
 from .models import MODELS, ModelError, make_model
 from .parallel import cores, search_partitions
 from .result import UNKNOWN, PartitionResult, Result, compose, merge_valid, safe_check
 from .sets import check_set
-from .shrink import shrink_partition
 
 __all__ = ["MODELS", "ModelError", "PartitionResult", "Result", "check", "check_set", "compose", "merge_valid",
            "partitions", "safe_check"]
@@ -94,6 +92,9 @@ def check(
     valid = merge_valid(p.valid for p in results)
     explanation = ""
     if failed is not None:
+        from .explain import describe, explain  # here: a valid history never pays for them
+        from .shrink import shrink_partition
+
         part_ops = parts[failed][1]
         bad = results[failed]
         local_prefix = outcomes[failed].prefix
