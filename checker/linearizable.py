@@ -92,6 +92,7 @@ class Prepared:
     written: list[tuple[Hashable, ...]] | None
     resets: list[tuple[Hashable, ...] | None] | None = None  # MonotoneModel: the states a reset leaves
     reachable: list[Callable[[Hashable], bool]] | None = None  # MonotoneModel: may it fit later
+    shows: Callable[[Operation, Operation], bool] | None = None  # MonotoneModel: for the shrinker
 
 
 def prepare(model: Model[Any], ops: Sequence[Operation]) -> Prepared:
@@ -104,7 +105,8 @@ def prepare(model: Model[Any], ops: Sequence[Operation]) -> Prepared:
                     observed=[model.observed(op) for op in ops] if flow else None,
                     written=[model.written(op) for op in ops] if flow else None,
                     resets=[model.resets(op) for op in ops] if mono else None,
-                    reachable=[model.reachable(op) for op in ops] if mono else None)
+                    reachable=[model.reachable(op) for op in ops] if mono else None,
+                    shows=model.shows if mono else None)
 
 
 def searched(prep: Prepared, chosen: Iterable[int]) -> list[int]:

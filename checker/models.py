@@ -210,6 +210,12 @@ class KvAppend:
             return (op.output or "").startswith  # type: ignore[no-any-return]
         return lambda state: True
 
+    def shows(self, observer: Operation, op: Operation) -> bool:
+        seen = observer.output or ""
+        if op.f == "put":  # the last reset before a get starts its output
+            return seen.startswith(str(op.input))
+        return op.f == "append" and str(op.input) in seen
+
     def describe_op(self, op: Operation) -> str:
         if op.f == "get":
             return f"get({op.key}) -> {_fmt(op.output) if op.known else '?'}"

@@ -12,6 +12,11 @@ rejected by the search, and no deleted operation could have made them legal:
   may have seen (called before it returned, and not certainly replaced before it began); when
   all such writes were replaced (a stale read), one of them and a replacing write are kept. So
   no kept read or cas shows a value no kept operation wrote, unless nothing in the partition did.
+* ``MonotoneModel`` (porcupine's kv): every kept observation keeps every operation called before
+  it returned that it shows (``shows``: an append whose value is in a get's output, a put its
+  output starts with). A deleted operation then never persists into a kept observation's state
+  in any linearization, so deleting it from one leaves a linearization: put back, it could not
+  make M legal (the tests put each back and search again).
 * any other model: M is a closed prefix (every operation called before some point T, where no
   operation with a known outcome is in flight) minus some read-only operations. Every deleted
   operation that changes state was called after every kept one returned, so it is linearized
@@ -22,11 +27,12 @@ rejected by the search, and no deleted operation could have made them legal:
 
 Algorithm. First cut, free: no branch of the failing search reached a call after its
 *frontier* (``Outcome.frontier``), so every sub-history that keeps the operations called before
-it is illegal too. Registers: those operations plus the writes their observations may have seen,
-then ddmin (Zeller) over all of them, each candidate judged grounded-first (cheap) and cutting at
-its own frontier when accepted. Other models: the shortest closed prefix reaching the frontier,
-then the shortest closed illegal prefix below it by bisection, then ddmin over its read-only
-operations.
+it is illegal too. Registers and monotone models: those operations plus the writes their
+observations may have seen (or the operations they show), then ddmin (Zeller) over all of them,
+each candidate judged grounded-first (cheap) and cutting at its own frontier when accepted. The
+result is called minimal when removing any one of its operations was refuted with proof. Other
+models: the shortest closed prefix reaching the frontier, then the shortest closed illegal prefix
+below it by bisection, then ddmin over its read-only operations.
 """
 
 from __future__ import annotations
@@ -43,6 +49,10 @@ FLOOR_STEPS = 100_000
 
 SEARCH_SHARE = 0.5
 """Beyond the floor, shrinking spends at most this share of the steps the search took."""
+
+SHOWN_PAIRS_MAX = 3_000
+"""A monotone partition of more operations is shrunk to a closed prefix (pairing every
+observation with every operation it may show is quadratic)."""
 
 PROBE_FLOOR = 5_000
 PROBE_FACTOR = 2
@@ -68,11 +78,11 @@ class _Judge:
 
     def __init__(self, prep: Prepared, budget: int, probe_cap: int, deadline: Deadline | None) -> None:
         self.prep, self.left, self.probe_cap, self.deadline, self.spent = prep, budget, probe_cap, deadline, 0
-        self.needs = _needs(prep) if prep.written is not None else None
+        self.needs = _needs(prep) if prep.written is not None else _shown_needs(prep) if prep.shows else None
         self.seen: dict[tuple[int, ...], bool] = {}
         self.frontier: dict[tuple[int, ...], float] = {}  # accepted candidate -> its search's frontier
         self.best = list(range(len(prep.ops)))  # the smallest accepted candidate so far
-        self.capped = False  # a probe ran out of its own cap: it was rejected without proof
+        self.unproven: set[tuple[int, ...]] = set()  # probes that ran out of their own cap: rejected without proof
 
     def __call__(self, subset: list[int]) -> bool:
         key = tuple(sorted(subset))
@@ -94,7 +104,7 @@ class _Judge:
         if out.valid == UNKNOWN:
             if last_probe or (self.deadline is not None and self.deadline.passed()):
                 raise _Budget
-            self.capped = True
+            self.unproven.add(key)
         if out.valid is not False:
             return False
         self.frontier[key] = out.frontier
@@ -140,10 +150,23 @@ def _needs(prep: Prepared) -> list[_Need]:
     return needs
 
 
+def _shown_needs(prep: Prepared) -> list[_Need] | None:
+    """Monotone models: each known read-only operation needs every operation called before it
+    returned that it shows (``MonotoneModel.shows``); None when the partition is too large to
+    pair them all (the closed prefix then)."""
+    ops, shows = prep.ops, prep.shows
+    assert shows is not None
+    if len(ops) > SHOWN_PAIRS_MAX:
+        return None
+    changers = [j for j in range(len(ops)) if not prep.pure[j]]
+    return [_Need(obs=g, required=frozenset(j for j in changers if ops[j].call < op.ret and shows(op, ops[j])),
+                  any_of=frozenset(), stale=False)
+            for g, op in enumerate(ops) if prep.pure[g] and op.known]
+
+
 def _grounded(prep: Prepared, needs: Sequence[_Need], subset: list[int]) -> bool:
     kept = set(subset)
     ops, written = prep.ops, prep.written
-    assert written is not None
     for need in needs:
         if need.obs not in kept:
             continue
@@ -152,6 +175,7 @@ def _grounded(prep: Prepared, needs: Sequence[_Need], subset: list[int]) -> bool
         if need.any_of and not need.any_of & kept:
             return False
         if need.stale:
+            assert written is not None
             # the latest kept write it may have seen must be replaced by a kept known write
             # that returned before the observation began
             latest = max((ops[w].ret for w in need.any_of & kept), default=-math.inf)
@@ -168,25 +192,34 @@ def shrink_partition(prep: Prepared, found: Outcome, *, deadline: Deadline | Non
     ops = prep.ops
     try:
         if judge.needs is not None:
-            kept = _ddmin(judge, [], _grounded_window(judge, found.frontier))
+            fixed, current = [], _ddmin(judge, [], _grounded_window(judge, found.frontier))
         else:
             prefix = _closed_prefix(judge, found.frontier)
             fixed = [i for i in prefix if not (prep.pure[i] and ops[i].known)]
-            kept = fixed + _ddmin(judge, fixed, [i for i in prefix if prep.pure[i] and ops[i].known])
+            current = _ddmin(judge, fixed, [i for i in prefix if prep.pure[i] and ops[i].known])
     except _Budget:  # the smallest faithful candidate found so far
         return Shrunk(kept=judge.best, finished=False, steps=judge.spent)
-    return Shrunk(kept=sorted(kept), finished=not judge.capped, steps=judge.spent)
+    # minimal: ddmin ran to the end, and removing any one of its operations was refuted with proof
+    # (a probe cut short by its cap earlier, on a larger candidate, does not matter)
+    finished = not any(tuple(sorted(fixed + [c for c in current if c != i])) in judge.unproven for i in current)
+    return Shrunk(kept=sorted(fixed + current), finished=finished, steps=judge.spent)
 
 
 def _grounded_window(judge: _Judge, frontier: float) -> list[int]:
     """The operations called before the frontier, plus every write called before one of them
-    returned (what their observations may have seen); the whole partition if that fails."""
+    returned (what their observations may have seen; monotone models: what they show); the whole
+    partition if that fails."""
     ops, written = judge.prep.ops, judge.prep.written
-    assert written is not None
     everything = list(range(len(ops)))
     before = [i for i in everything if ops[i].call < frontier]
-    last = max((ops[i].ret for i in before if ops[i].known), default=-math.inf)
-    window = [i for i in everything if ops[i].call < frontier or (written[i] and ops[i].call < last)]
+    if written is None:  # a monotone model
+        assert judge.needs is not None
+        kept = set(before)
+        shown = {j for need in judge.needs if need.obs in kept for j in need.required}
+        window = sorted(kept | shown)
+    else:
+        last = max((ops[i].ret for i in before if ops[i].known), default=-math.inf)
+        window = [i for i in everything if ops[i].call < frontier or (written[i] and ops[i].call < last)]
     return window if judge(window) else everything
 
 

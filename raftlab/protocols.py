@@ -116,11 +116,18 @@ class MonotoneModel(Protocol):
     is false only if ``op`` fits in no state grown from ``s`` (a get of "ab" in state "ac"). The
     search then abandons a branch as soon as a known operation that must still be linearized can
     no longer fit, unless a reset that could still come before it would let it fit.
+
+    ``shows(observer, op)`` (for the shrinker): false only if the read-only ``observer`` fits in
+    no state where ``op``'s effect persists (``op`` came after the last reset before it, or is
+    it): an append whose value is not in a get's output. Operations that are not read-only must
+    always fit. The shrinker keeps, with each observation, every operation it shows.
     """
 
     def resets(self, operation: Operation) -> tuple[Any, ...] | None: ...
 
     def reachable(self, operation: Operation) -> Callable[[Any], bool]: ...
+
+    def shows(self, observer: Operation, operation: Operation) -> bool: ...
 
 
 class Checker(Protocol):

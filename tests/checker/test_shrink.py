@@ -15,11 +15,14 @@ from raftlab.checker import Result, check, partitions
 from raftlab.checker.models import make_model
 
 from raftlab.history import History, Op, OpType
-from raftlab.protocols import ReadOnlyModel, ValueFlowModel
+from raftlab.protocols import MonotoneModel, ReadOnlyModel, ValueFlowModel
 from tests.checker.test_properties import brute_force
 
 ORACLE_OPS = 7
 """Up to this many kept operations, the brute-force oracle re-checks illegality independently."""
+
+ADD_BACK = 40
+"""Monotone models: this many deleted operations (the first called) are put back one at a time."""
 
 
 def assert_faithful(history: History, result: Result, model_name: str, **opts: Any) -> None:
@@ -45,6 +48,19 @@ def assert_faithful(history: History, result: Result, model_name: str, **opts: A
                 writers = [w for w in part if w is not o and v in model.written(w) and w.call < o.ret]
                 assert not writers or any(w in kept for w in writers), \
                     f"{model.describe_op(o)} keeps none of the writes of its value"
+    elif isinstance(model, MonotoneModel):  # every kept observation keeps what it shows
+        pure = model.read_only if isinstance(model, ReadOnlyModel) else (lambda _: False)
+        for o in kept:
+            if o.known and pure(o):
+                for d in part:
+                    if d not in kept and not pure(d) and d.call < o.ret:
+                        assert not model.shows(o, d), f"{model.describe_op(o)} shows deleted {model.describe_op(d)}"
+        # so no deleted operation could have made it legal: each one put back, it stays illegal
+        last = max((o.ret for o in kept if o.known), default=float("-inf"))
+        for d in [d for d in part if d not in kept and d.call < last][:ADD_BACK]:
+            again = sorted([*kept, d], key=lambda o: o.call)
+            sub = history.subhistory([o.call for o in again] + [int(o.ret) for o in again if o.known])
+            assert check(sub, model, minimise=False).valid is False, f"{model.describe_op(d)} makes it legal"
     else:  # every deleted operation that changes state comes after every kept one
         last = max((o.ret for o in kept if o.known), default=float("-inf"))
         pure = model.read_only if isinstance(model, ReadOnlyModel) else (lambda _: False)
