@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import heapq
 import math
 import time
 from collections.abc import Callable, Generator, Hashable, Iterable, Sequence
@@ -58,8 +59,8 @@ many list entries after it are examined for a get that can no longer fit: it is 
 but it must still be linearized, so the branch is dead as well (c50-ok: 108k -> 53k steps)."""
 
 RESETS_EXAMINED = 64
-"""A get examines which of the resets before it could lead to its value up to this many resets
-(beyond, it assumes that any could: the cut is weaker, never wrong)."""
+"""A get with more resets overlapping it than this is never declared dead (the cut is weaker,
+never wrong, and the masks stay small)."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -181,24 +182,35 @@ def search(
     flag = 1 << n
     watching = False
     # MonotoneModel: a known read-only operation i that does not fit now, in a state it cannot
-    # grow into one it fits, can never fit once the resets that could come before it (called
-    # before i returned) and would leave a state it can grow into are placed (``reset_mask[i]``):
-    # the branch is dead.
+    # grow into one it fits, can never fit once the resets that could still come before it and
+    # would leave a state it can grow into are placed (``reset_mask[i]``): the branch is dead.
+    # Only the resets that overlap i can be unplaced then: one that returned before i was called
+    # is placed, or the walk would have stopped at its return before reaching i (the lookahead
+    # stops at a reset's return for the same reason).
     mono = prep.resets is not None and prep.reachable is not None
     reach = [prep.reachable[i] for i in index] if prep.reachable is not None else []
     reset_mask = [0] * n
+    is_reset = [False] * n
     if prep.resets is not None:
         leaves = [prep.resets[k] for k in index]
-        resetters = sorted((ops[j].call, j) for j in range(n) if leaves[j] is not None)
-        prefix = [0]  # prefix[k]: the first k resetters by call
-        for _, j in resetters:
-            prefix.append(prefix[-1] | 1 << j)
-        calls_at = [c for c, _ in resetters]
-        for i, op in enumerate(ops):
-            if pure[i] and known[i]:
-                k = bisect.bisect_left(calls_at, op.ret)
-                reset_mask[i] = prefix[k] if k > RESETS_EXAMINED else sum(
-                    1 << j for _, j in resetters[:k] if any(map(reach[i], leaves[j] or ())))
+        is_reset = [v is not None for v in leaves]
+        by_call = sorted((ops[j].call, j) for j in range(n) if is_reset[j])
+        calls_at = [c for c, _ in by_call]
+        running: list[tuple[float, int]] = []  # (return, j): resets called before the get, by return
+        taken = 0
+        for i in sorted(range(n), key=lambda i: ops[i].call):
+            if not (pure[i] and known[i]):
+                continue
+            call = ops[i].call
+            while taken < len(by_call) and by_call[taken][0] < call:
+                j = by_call[taken][1]
+                heapq.heappush(running, (ops[j].ret, j))
+                taken += 1
+            while running and running[0][0] < call:
+                heapq.heappop(running)
+            overlapping = [j for _, j in running] + [j for _, j in by_call[taken:bisect.bisect_left(calls_at, ops[i].ret)]]
+            reset_mask[i] = -1 if len(overlapping) > RESETS_EXAMINED else sum(  # -1: never dead
+                1 << j for j in overlapping if any(map(reach[i], leaves[j] or ())))
     # events: (position, order, entry) — calls and returns sorted by real time; unknown returns last
     events: list[tuple[float, int, int]] = []
     for i, op in enumerate(ops):
@@ -307,16 +319,20 @@ def search(
                 entry = nxt[entry]
                 continue
         elif scan:  # no read-only call fits here: now the others
-            e, k = nxt[entry], LOOKAHEAD
-            while k and e < size:  # gets called later must fit later too
-                if not e & 1:
-                    j = e >> 1
-                    if pure[j] and known[j] and not reset_mask[j] & ~linearized and not reach[j](state):
-                        if rets[j] > frontier:
-                            frontier = rets[j]
+            dead = False
+            e, k = entry, LOOKAHEAD  # gets called later must fit later too
+            while k and e < size:
+                j = e >> 1
+                if e & 1:
+                    if is_reset[j]:  # an unplaced reset returns before what follows: stop
                         break
+                elif pure[j] and known[j] and not reset_mask[j] & ~linearized and not reach[j](state):
+                    if rets[j] > frontier:
+                        frontier = rets[j]
+                    dead = True
+                    break
                 e, k = nxt[e], k - 1
-            else:
+            if not dead:
                 scan = False
                 entry = nxt[head]
                 continue

@@ -11,7 +11,7 @@ import itertools
 import math
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from raftlab.checker import check
 from raftlab.checker.models import CasRegister, KvAppend
@@ -149,6 +149,16 @@ def appending_history(actions: list[tuple[Any, ...]], corrupt: list[tuple[int, i
 
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(APPEND_ACTION, min_size=6, max_size=16), MUTATIONS)
+# a put that returned before the get began must be placed before the get is given up
+@example([(0, "invoke", "append", "a", "ok"), (0, "complete", "append", "a", "ok"), (1, "invoke", "put", "b", "ok"),
+          (1, "complete", "put", "b", "ok"), (2, "invoke", "get", "a", "ok"), (2, "complete", "get", "a", "ok")], [])
+# ... and one that overlaps it may come before it
+@example([(0, "invoke", "append", "a", "ok"), (0, "complete", "append", "a", "ok"), (1, "invoke", "put", "b", "ok"),
+          (2, "invoke", "get", "a", "ok"), (2, "complete", "get", "a", "ok"), (1, "complete", "put", "b", "ok")], [])
+# a get that returned before a later append must not show it; one showing an append out of order
+@example([(0, "invoke", "append", "a", "ok"), (0, "complete", "append", "a", "ok"), (1, "invoke", "append", "b", "ok"),
+          (1, "complete", "append", "b", "ok"), (2, "invoke", "get", "a", "ok"), (2, "complete", "get", "a", "ok")],
+         [(0, 1)])
 def test_kv_append_search_agrees_with_brute_force(actions: list[tuple[Any, ...]],
                                                   corrupt: list[tuple[int, int]]) -> None:
     """The monotone cut (a get the string has grown past is dead unless a put may come first)
