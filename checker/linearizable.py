@@ -111,7 +111,7 @@ class Prepared:
 def prepare(model: Model[Any], ops: Sequence[Operation]) -> Prepared:
     fns = ([model.compile(op) for op in ops] if isinstance(model, CompiledModel)
            else [functools.partial(_step_of, model.step, op) for op in ops])
-    pure = [model.read_only(op) for op in ops] if isinstance(model, ReadOnlyModel) else [False] * len(ops)
+    pure = [bool(model.read_only(op)) for op in ops] if isinstance(model, ReadOnlyModel) else [False] * len(ops)
     flow = isinstance(model, ValueFlowModel)
     mono = isinstance(model, MonotoneModel)
     return Prepared(ops=ops, init=model.init(), fns=fns, pure=pure,
