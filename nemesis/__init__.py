@@ -14,7 +14,8 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from raftlab.nemesis.package import (
     BuildContext,
@@ -74,8 +75,12 @@ def _built_in_order(families: Sequence[Family]) -> list[Family]:
     return sorted(families, key=lambda f: (any(u in names for u in f.uses), f.name))
 
 
-def package(faults: str | Sequence[str], *, db: object, rng: random.Random, interval: float = 10.0) -> Package:
-    """The nemesis, its schedule, its healer and its report hints for ``faults``."""
+def package(faults: str | Sequence[str], *, db: object, rng: random.Random, interval: float = 10.0,
+            opts: Mapping[str, Any] | None = None) -> Package:
+    """The nemesis, its schedule, its healer and its report hints for ``faults``.
+
+    ``opts`` are the campaign's ``--nemesis-opt`` values, handed to every family's ``build``.
+    """
     chosen = parse_faults(faults)
     if interval <= 0:
         raise ValueError(f"interval must be positive, not {interval}")
@@ -85,7 +90,8 @@ def package(faults: str | Sequence[str], *, db: object, rng: random.Random, inte
     names = frozenset(f.name for f in chosen)
     built: dict[str, Nemesis] = {}
     for family in _built_in_order(families):
-        built[family.name] = family.build(BuildContext(db=db, rng=rng, names=names, built=dict(built)))
+        built[family.name] = family.build(BuildContext(db=db, rng=rng, names=names, built=dict(built),
+                                                        opts=dict(opts or {})))
     return Package(nemesis=validated(ComposedNemesis(list(built.values()))), generator=schedule(chosen, rng, interval),
                    heal_fs=heal_order(chosen, families), perf=perf(chosen))
 

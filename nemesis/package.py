@@ -67,12 +67,14 @@ class Fault:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BuildContext:
-    """What a family's ``build`` gets: the DB, the package rng, the chosen names, the components built."""
+    """What a family's ``build`` gets: the DB, the package rng, the chosen names, the components built
+    so far, and the campaign's ``--nemesis-opt`` options (keys with underscores)."""
 
     db: object
     rng: random.Random
     names: frozenset[str]
     built: Mapping[str, Nemesis]
+    opts: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,7 +11,7 @@ file without depending on each other.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
@@ -226,6 +226,14 @@ class Killable(Protocol):
     async def kill(self, host: Host) -> None: ...
 
     async def start(self, host: Host) -> None: ...
+
+
+@runtime_checkable
+class HasStartEnv(Protocol):
+    """A DB that starts its nodes with extra environment variables, from the next ``start`` on
+    (the clock faults preload libfaketime this way). ``env`` replaces what was set before."""
+
+    def set_start_env(self, host: Host, env: Mapping[str, str]) -> None: ...
 
 
 @runtime_checkable

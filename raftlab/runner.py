@@ -98,6 +98,7 @@ class Campaign:
     workload_opts: dict[str, Any] = field(default_factory=dict)
     system_opts: dict[str, Any] = field(default_factory=dict)
     lab_opts: dict[str, Any] = field(default_factory=dict)
+    nemesis_opts: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         positive = ("time_limit", "interval", "op_timeout", "recovery_timeout", "final_timeout", "check_time_limit")
@@ -232,7 +233,7 @@ class Runner:
             except systems.SystemLoadError as e:
                 raise Incomplete("system", str(e)) from None
             pkg = nemesis_pkg.package(list(c.nemesis), db=system.db, rng=self.rr.stream("nemesis"),
-                                      interval=c.interval)
+                                      interval=c.interval, opts=c.nemesis_opts)
             self.perf = pkg.perf
             with HistoryWriter(self.run_dir.history) as writer:
                 await self._run(lab, hosts, system, pkg, writer)
@@ -423,7 +424,8 @@ async def run_campaign(campaign: Campaign, *, on_event: Progress | None = None,
     try:
         workload = workloads.make(campaign.workload, **campaign.workload_opts,
                                   check_time_limit=campaign.check_time_limit)
-        nemesis.parse_faults(list(campaign.nemesis))
+        nemesis.package(list(campaign.nemesis), db=None, rng=random.Random(0), interval=campaign.interval,
+                        opts=campaign.nemesis_opts)  # unknown faults and bad options, before anything runs
     except (ValueError, TypeError) as e:
         raise CampaignError(str(e)) from None
     run = store.new_run(campaign.store, campaign.workload, campaign.to_dict())

@@ -186,7 +186,8 @@ def _execute(campaign: Campaign, junit: Path | None, quiet: bool) -> None:
 @click.option("--workload", default="register", show_default=True, help="register, set or tree.")
 @click.option("--nemesis", default="none", show_default=True,
               help="Comma-separated faults: kill,pause,partition,kill-leader,pause-leader,partition-leader,"
-                   "disk-pause,lose-unfsynced (or none).")
+                   "kill-majority,disk-pause,lose-unfsynced,host-pause,power-cut,clock[-bump|-strobe|-fast|-slow],"
+                   "clock-slow-leader (or none); docs/campaigns.md lists each with what it needs.")
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
               help="Seconds of workload while faults run.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=10, show_default=True, help="Client workers.")
@@ -222,6 +223,8 @@ def _execute(campaign: Campaign, junit: Path | None, quiet: bool) -> None:
 @click.option("--lab-opt", "lab_opt", multiple=True,
               help="KEY=VALUE for a lab being created (netns: prefix, subnet, bridge).")
 @click.option("--system-opt", "system_opt", multiple=True, help="KEY=VALUE passed to the system (options.extra).")
+@click.option("--nemesis-opt", "nemesis_opt", multiple=True,
+              help="KEY=VALUE for the fault families (clock-slow=0.1, link-latency=0.05; docs/campaigns.md).")
 @click.option("--swarm", is_flag=True,
               help="Draw this run's fault mix (a subset of --nemesis) and interval from the seed (raftlab/swarm.py).")
 @click.option("--quiet", is_flag=True, help="No live progress line.")
@@ -229,7 +232,8 @@ def run(workload: str, nemesis: str, time_limit: float, concurrency: int, lab: s
         nodes: int, nodes_file: str | None, seed: str | None, interval: float, rate: float, store_dir: str,
         leave_running: bool, junit: Path | None, system: str, node_args: tuple[str, ...], base_port: int | None,
         op_timeout: float, recovery_timeout: float, final_timeout: float, min_ok: int, check_time_limit: float,
-        workload_opt: tuple[str, ...], lab_opt: tuple[str, ...], system_opt: tuple[str, ...], swarm: bool,
+        workload_opt: tuple[str, ...], lab_opt: tuple[str, ...], system_opt: tuple[str, ...],
+        nemesis_opt: tuple[str, ...], swarm: bool,
         quiet: bool) -> None:
     """Run a workload against a cluster while faults are injected, then check the history."""
     try:
@@ -251,7 +255,8 @@ def run(workload: str, nemesis: str, time_limit: float, concurrency: int, lab: s
             node_args=node_args, base_port=base_port, op_timeout=op_timeout, recovery_timeout=recovery_timeout,
             final_timeout=final_timeout, min_ok=min_ok, check_time_limit=check_time_limit,
             workload_opts=_key_values(workload_opt, "--workload-opt"),
-            system_opts=_key_values(system_opt, "--system-opt"), lab_opts=_key_values(lab_opt, "--lab-opt"))
+            system_opts=_key_values(system_opt, "--system-opt"), lab_opts=_key_values(lab_opt, "--lab-opt"),
+            nemesis_opts=_key_values(nemesis_opt, "--nemesis-opt"))
     except CampaignError as e:
         raise click.UsageError(str(e)) from None
     _execute(campaign, junit, quiet)

@@ -53,6 +53,21 @@ def test_waits_are_between_half_and_one_and_a_half_intervals(seed: int) -> None:
     assert gaps and all(0.99 <= g <= 3.02 for g in gaps), gaps  # 1-3 s, plus the 10 ms completion
 
 
+def test_lanes_overlap_a_clock_fault_with_a_partition(seed: int) -> None:
+    """Faults of one lane alternate; the clock lane runs beside the main one (Jepsen's combined)."""
+    pkg = package("partition,clock-strobe", db=None, rng=random.Random(seed), interval=1.0)
+    fs = [o.f for o in drive(pkg.generator, 60)]
+    open_faults: set[str] = set()
+    overlapped = False
+    for f in fs:
+        if f in ("start-partition", "clock-skew"):
+            open_faults.add(f)
+            overlapped |= len(open_faults) == 2
+        else:
+            open_faults.discard({"stop-partition": "start-partition", "clock-reset": "clock-skew"}[f])
+    assert overlapped
+
+
 def test_the_healer_heals_disks_first_then_processes_network_nodes() -> None:
     pkg = package("kill,partition,disk-pause,pause,lose-unfsynced", db=None, rng=random.Random(0), interval=1.0)
     assert [o.f for o in drive(pkg.healer())] == ["disk-resume", "resume", "stop-partition", "restart", "start"]
