@@ -275,6 +275,14 @@ class HasStartEnv(Protocol):
 
 
 @runtime_checkable
+class HasDataFiles(Protocol):
+    """A DB that says which of a host's files are which, for the file faults: kind (``wal``,
+    ``snapshot``) -> an absolute shell glob. A kind it does not have is simply absent."""
+
+    def data_files(self, host: Host) -> Mapping[str, str]: ...
+
+
+@runtime_checkable
 class Pausable(Protocol):
     """``pause`` stops the node's processes (SIGSTOP) without killing them; ``resume`` continues them."""
 

@@ -391,7 +391,7 @@ def judge(run: store.RunDir, campaign: Campaign, workload: Any, perf: Sequence[d
         "faults": evidence.faults(history, perf),
         "final": evidence.final(history, workload.final_fs),
         "recovery": evidence.recovery(history),
-        **replicas.checks(run.path),
+        **replicas.checks(run.path, evidence.refused_to_start(history)),
     }.items():
         checkers[name] = {"valid": valid, "explanation": explanation, **data}
     valid = merge_valid(v["valid"] for v in checkers.values())

@@ -190,7 +190,8 @@ def _execute(campaign: Campaign, junit: Path | None, quiet: bool) -> Outcome:
 @click.option("--nemesis", default="none", show_default=True,
               help="Comma-separated faults: kill,pause,partition,kill-leader,pause-leader,partition-leader,"
                    "kill-majority,disk-pause,lose-unfsynced,host-pause,power-cut,clock[-bump|-strobe|-fast|-slow],"
-                   "clock-slow-leader (or none); docs/campaigns.md lists each with what it needs.")
+                   "clock-slow-leader,link[-slow|-bandwidth|-oneway|-flap|-reset],file,bitflip-wal,bitflip-snap,"
+                   "truncate-wal (or none); docs/campaigns.md lists each with what it needs.")
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
               help="Seconds of workload while faults run.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=10, show_default=True, help="Client workers.")

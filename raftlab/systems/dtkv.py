@@ -73,7 +73,8 @@ async def _answers(address: str, port: int) -> bool:
 
 
 class DtkvDB:
-    """``raftlab node`` on every host of ``lab``; Killable, Pausable, HasPrimaries, HasLogFiles, HasStartEnv."""
+    """``raftlab node`` on every host of ``lab``; Killable, Pausable, HasPrimaries, HasLogFiles, HasStartEnv,
+    HasDataFiles."""
 
     def __init__(self, lab: HostLab, options: SystemOptions, *, seed: int = 0) -> None:
         self.lab = lab
@@ -108,6 +109,11 @@ class DtkvDB:
 
     def data_dir(self, host: Host) -> str:
         return f"{self.node_dir(host)}/data"
+
+    def data_files(self, host: Host) -> dict[str, str]:
+        """HasDataFiles: the WAL segments (impl/storage/wal.py) and snapshot files, for the file faults."""
+        data = self.data_dir(host)
+        return {"wal": f"{data}/wal/*.seg", "snapshot": f"{data}/snapshot-*.snap"}
 
     def pid_file(self, host: Host) -> str:
         return f"{self.node_dir(host)}/node.pid"
