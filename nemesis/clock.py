@@ -38,7 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from raftlab.nemesis.package import Family, Fault
+from raftlab.nemesis.package import Family, Fault, number_options
 from raftlab.nemesis.targets import TargetError, choose, completion, failure, on_each
 
 from raftlab.history import Op
@@ -79,18 +79,8 @@ class FakeClock:
 
 
 def options(opts: Mapping[str, Any]) -> dict[str, float]:
-    """The clock options, defaults filled in; a bad value is named."""
-    out = dict(DEFAULTS)
-    for key, value in opts.items():
-        if key in DEFAULTS:
-            try:
-                out[key] = float(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"nemesis option {key.replace('_', '-')} must be a number, not {value!r}") from None
-    for key in ("clock_fast", "clock_slow", "clock_strobe_period", "clock_strobe_seconds"):
-        if not out[key] > 0:
-            raise ValueError(f"nemesis option {key.replace('_', '-')} must be positive, not {out[key]}")
-    return out
+    """The clock options, defaults filled in; a bad value is named (offsets may be 0)."""
+    return number_options(opts, DEFAULTS, may_be_zero=("clock_offset", "clock_strobe"))
 
 
 class ClockNemesis:

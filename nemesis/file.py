@@ -27,7 +27,7 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from raftlab.nemesis.package import Family, Fault
+from raftlab.nemesis.package import Family, Fault, number_options
 from raftlab.nemesis.targets import TargetError, choose, completion, failure, on_each
 
 from raftlab.history import Op
@@ -63,14 +63,10 @@ print(json.dumps(done))
 
 
 def options(opts: Mapping[str, Any]) -> dict[str, int]:
-    bits = opts.get("file_bits", 1)
-    try:
-        n = int(bits)
-    except (TypeError, ValueError):
-        raise ValueError(f"nemesis option file-bits must be a whole number, not {bits!r}") from None
-    if n < 1:
-        raise ValueError(f"nemesis option file-bits must be at least 1, not {n}")
-    return {"file_bits": n}
+    bits = number_options(opts, {"file_bits": 1.0})["file_bits"]
+    if bits != int(bits):
+        raise ValueError(f"nemesis option file-bits must be a whole number, not {bits:g}")
+    return {"file_bits": int(bits)}
 
 
 class FileNemesis:

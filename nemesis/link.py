@@ -29,7 +29,7 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from raftlab.nemesis.package import Family, Fault
+from raftlab.nemesis.package import Family, Fault, number_options
 from raftlab.nemesis.targets import TargetError, completion, current_leader, failure
 
 from raftlab.history import Op
@@ -43,16 +43,7 @@ ONEWAY = ("link", "deaf", "leader-deaf", "leader-mute")
 
 
 def options(opts: Mapping[str, Any]) -> dict[str, float]:
-    out = dict(DEFAULTS)
-    for key, value in opts.items():
-        if key in DEFAULTS:
-            try:
-                out[key] = float(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"nemesis option {key.replace('_', '-')} must be a number, not {value!r}") from None
-            if out[key] < 0 or (key != "link_jitter" and key != "link_latency" and out[key] == 0):
-                raise ValueError(f"nemesis option {key.replace('_', '-')} must be positive, not {value!r}")
-    return out
+    return number_options(opts, DEFAULTS, may_be_zero=("link_latency", "link_jitter"))
 
 
 def both_ways(pairs: Sequence[tuple[Host, Host]]) -> list[Link]:
@@ -137,7 +128,9 @@ class LinkNemesis:
             else:
                 await net.shape({link: shape for link in links})  # type: ignore[misc]
                 self.shaped = True
-        except Exception as e:
+        except Exception as e:  # a net that runs commands on many hosts raises a group: name the first cause
+            while isinstance(e, BaseExceptionGroup) and e.exceptions:
+                e = e.exceptions[0]  # type: ignore[assignment]
             return failure(op, f"{kind} failed: {type(e).__name__}: {e}")
         if shape is not None and kind not in ("reset", "flap"):
             done["shape"] = {k: getattr(shape, k) for k in ("delay", "jitter", "rate", "drop") if getattr(shape, k)}

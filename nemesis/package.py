@@ -110,6 +110,24 @@ def healing(heal_fs: Sequence[str]) -> Generator:
     return gen.phases(*({"f": f, "process": NEMESIS} for f in heal_fs))
 
 
+def number_options(opts: Mapping[str, Any], defaults: Mapping[str, float], *,
+                   may_be_zero: Sequence[str] = ()) -> dict[str, float]:
+    """A family's numeric ``--nemesis-opt`` values over its defaults; every one must be positive
+    (or >= 0 when named in ``may_be_zero``); a bad value is named as the flag spells it."""
+    out = dict(defaults)
+    for key in defaults:
+        if key not in opts:
+            continue
+        flag = key.replace("_", "-")
+        try:
+            out[key] = float(opts[key])
+        except (TypeError, ValueError):
+            raise ValueError(f"nemesis option {flag} must be a number, not {opts[key]!r}") from None
+        if out[key] < 0 or (out[key] == 0 and key not in may_be_zero):
+            raise ValueError(f"nemesis option {flag} must be positive, not {opts[key]!r}")
+    return out
+
+
 def heal_order(faults: Sequence[Fault], families: Sequence[Family]) -> tuple[str, ...]:
     ranks = {f: r for fam in families for f, r in fam.heal_ranks.items()}
     return tuple(sorted({f.stop for f in faults}, key=lambda f: (ranks[f], f)))

@@ -85,9 +85,9 @@ class IptablesNet:
 
     async def reset(self, links: Sequence[Link]) -> None:
         self._known(h for pair in links for h in pair)
+        # One end of each pair answers the other with RSTs: a rule on both ends would drop the RSTs too.
         peers: dict[Host, set[Host]] = {}
-        for a, b in links:
-            peers.setdefault(a, set()).add(b)
+        for a, b in {tuple(sorted(pair)) for pair in links}:
             peers.setdefault(b, set()).add(a)
         await self._on_all({h: linkshape.reset_command(sorted(p), self._addresses, self._iptables)
                             for h, p in peers.items()})

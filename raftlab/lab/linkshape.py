@@ -15,8 +15,10 @@ command lines are tested as values and the shell stays thin.
   directions, so a connection across it stalls once its window fills (the sender never sees an
   ACK), but what was sent before arrives; datagrams show the one direction cleanly (the tests).
 * A reset inserts ``-p tcp -s <peer> -j REJECT --reject-with tcp-reset`` at the top of ``INPUT``
-  for ``RESET_SECONDS`` on both ends, so every packet of a connection between them is answered
-  with an RST and both ends see ``ECONNRESET``; then the rule is removed.
+  for ``RESET_SECONDS`` on one end of each pair (on both, each would drop the other's RSTs), so
+  the other end's packets are answered with an RST and it sees ``ECONNRESET``; this end learns
+  when it next sends (its peer's kernel answers with an RST), as after a real reset. Then the
+  rule is removed.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from raftlab.protocols import Host, Link, LinkShape
 CHAIN = "RAFTLABL"
 RESET_SECONDS = 0.5
 UNSHAPED = "10gbit"
+MARK = "class htb 1:1 root.* rate 10Gbit"  # how ``tc class show`` prints raftlab's unshaped class
 
 
 def device_of(address: str) -> str:
@@ -40,7 +43,7 @@ def tc_commands(shapes: Mapping[Host, LinkShape], addresses: Mapping[Host, str])
     """The commands one host runs to shape what it sends to each host in ``shapes`` (may be empty)."""
     # Only a root raftlab added (htb handle 1: with the unshaped class) is removed; a host's own is kept.
     clear = ("for d in $(ls /sys/class/net); do tc class show dev $d 2>/dev/null | grep -q "
-             f"'class htb 1:1 root.* rate {UNSHAPED[:-3]}Gbit' && tc qdisc del dev $d root; done; true")
+             f"'{MARK}' && tc qdisc del dev $d root; done; true")
     timed = {dst: s for dst, s in shapes.items() if s.delay or s.jitter or s.rate}
     if not timed:
         return clear
