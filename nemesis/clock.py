@@ -133,15 +133,17 @@ class ClockNemesis:
     async def _elapsed(self, host: Host) -> float:
         """Real seconds since the host's faked node process started (libfaketime's ``start``)."""
         rc = self.rc_file(host)
-        script = (f"for e in /proc/[0-9]*/environ; do if tr '\\0' '\\n' < \"$e\" 2>/dev/null | "
-                  f"grep -qx {shlex.quote('FAKETIME_TIMESTAMP_FILE=' + rc)}; then d=${{e%/environ}}; "
-                  "echo $(getconf CLK_TCK) $(awk '/^btime/{print $2}' /proc/stat) "
-                  "$(sed 's/.*) //' $d/stat | cut -d' ' -f20) $(date +%s.%N); exit 0; fi; done; exit 1")
+        # Both from boot: /proc/uptime (10 ms) and the start tick in /proc/PID/stat; btime is whole
+        # seconds, and an error e here jumps the clock by e x (old rate - new rate).
+        # The node is the process whose environment names this host's file (-z: NUL-separated entries).
+        script = (f"e=$(grep -lzxF {shlex.quote('FAKETIME_TIMESTAMP_FILE=' + rc)} /proc/[0-9]*/environ 2>/dev/null "
+                  "| head -1) && [ -n \"$e\" ] && d=${e%/environ} && "
+                  "echo $(getconf CLK_TCK) $(sed 's/.*) //' $d/stat | cut -d' ' -f20) $(cut -d' ' -f1 /proc/uptime)")
         r = await self.lab.remote(host).run(script, check=False)  # type: ignore[union-attr]
         if r.exit_status != 0:
             raise RuntimeError("no running node under libfaketime")
-        ticks, btime, started, now = r.stdout.split()
-        return float(now) - (int(btime) + int(started) / int(ticks))
+        ticks, started, uptime = r.stdout.split()
+        return float(uptime) - int(started) / int(ticks)
 
     async def invoke(self, op: Op) -> Op:
         if self.unavailable:

@@ -80,13 +80,15 @@ def test_clock_faults_move_the_node_clocks(tmp_path: Path, seed: int) -> None:
             real2, _, now2 = last_clock(db.clock_file("n2"))
             assert abs(real2 - now2) < 0.3  # the others did not
 
-            _, mono_before, t0 = last_clock(db.clock_file("n2"))
+            _, mono_before, t_before = last_clock(db.clock_file("n2"))
             done = await nem.invoke(op("clock-skew", {"mode": "slow", "target": ["n2"]}))
             assert done.error is None, done
+            _, mono0, t0 = last_clock(db.clock_file("n2"))
+            assert -0.1 < mono0 - mono_before < t0 - t_before + 0.1  # no jump, back or forward, at the switch
             await asyncio.sleep(2.0)
-            _, mono_after, t1 = last_clock(db.clock_file("n2"))
-            rate = (mono_after - mono_before) / (t1 - t0)
-            assert 0.15 < rate < 0.45, rate  # monotonic runs at a quarter of real speed, with no jump back
+            _, mono1, t1 = last_clock(db.clock_file("n2"))
+            rate = (mono1 - mono0) / (t1 - t0)
+            assert 0.15 < rate < 0.4, (rate, done.value)  # monotonic time runs at a quarter of real speed
 
             strobe = asyncio.create_task(nem.invoke(op("clock-skew", {"mode": "strobe", "target": ["n3"]})))
             seen = []
