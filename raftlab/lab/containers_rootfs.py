@@ -30,7 +30,7 @@ SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 PACKAGES = ("systemd-sysv", "dbus", "udev", "kmod", "openssh-server", "openssh-sftp-server", "iproute2",
             "iputils-ping", "python3", "python3-venv", "python3-pip", "iptables", "nftables", "sudo", "procps",
-            "netbase", "ca-certificates", "fuse3", "less", "libfaketime")
+            "netbase", "ca-certificates", "fuse3", "less")
 # Units that make no sense in a container: 20 udev workers per host, gettys, apt timers.
 MASKED = ("systemd-udevd.service", "systemd-udevd-control.socket", "systemd-udevd-kernel.socket",
           "systemd-udev-trigger.service", "systemd-udev-settle.service", "console-getty.service",

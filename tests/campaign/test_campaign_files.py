@@ -45,21 +45,14 @@ def test_every_flag_is_a_key_and_a_wrong_key_is_named(tmp_path: Path) -> None:
     fields = {f for f in Campaign.__dataclass_fields__}
     assert {plural.get(f, f) for f in flags} <= fields  # every flag has a campaign field
     bad = tmp_path / "bad.toml"
-    bad.write_text('workload = "register"\ntime-limt = 3\n')
-    with pytest.raises(CampaignError, match="unknown key 'time-limt'"):
-        campaignfile.load(bad)
-    bad.write_text("nemesis = 3\n")
-    with pytest.raises(CampaignError, match="nemesis must be a list"):
-        campaignfile.load(bad)
-    bad.write_text("[matrix]\nnodes = [3, 5]\n")
-    with pytest.raises(CampaignError, match="only workload"):
-        campaignfile.load(bad)
-    bad.write_text("time-limit = [\n")
-    with pytest.raises(CampaignError, match="not valid TOML"):
-        campaignfile.load(bad)
-    bad.write_text("time-limit = -1\n")
-    with pytest.raises(CampaignError, match="time-limit must be positive"):
-        campaignfile.expand(campaignfile.load(bad), seed=1)
+    for text, message in [('workload = "register"\ntime-limt = 3\n', "unknown key 'time-limt'"),
+                          ("nemesis = 3\n", "nemesis must be a list"),
+                          ("[matrix]\nnodes = [3, 5]\n", "only workload"),
+                          ("time-limit = [\n", "not valid TOML"),
+                          ("time-limit = -1\n", "time-limit must be positive")]:
+        bad.write_text(text)
+        with pytest.raises(CampaignError, match=message):
+            campaignfile.expand(campaignfile.load(bad), seed=1)
 
 
 def test_the_summary_names_failing_seeds_and_takes_the_worst_exit() -> None:
