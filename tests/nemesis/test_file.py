@@ -133,6 +133,7 @@ def test_a_campaign_reports_refusing_nodes_as_refusals_not_as_log_errors(tmp_pat
         time_limit=20.0, interval=2.0, nemesis=("bitflip-wal", "partition"), nemesis_opts={"file_bits": 8},
         recovery_timeout=20.0, final_timeout=10.0)))
     asyncio.run(lab_down("files3"))
+    assert not out.results.get("error"), out.reasons
     faults = out.results["checkers"]["faults"]
     assert faults["by_fault"]["bitflip-wal"]["took_effect"] >= 1, faults
     assert faults.get("refused_to_start"), faults  # with 8 flipped bits a node refuses (seeded)
