@@ -1,73 +1,60 @@
-"""raftlab.nemesis: faults, each registered with its healer, composed into a seeded package.
+"""raftlab.nemesis: fault families, each fault with its healer, composed into a seeded package.
 
-``FAULTS`` is the registry (``--nemesis kill,partition,...`` names its keys); ``package()`` builds
-the ``Package`` a campaign runs. Every fault and heal is an op of process ``nemesis`` whose
-``info`` completion says what really happened; a fault that did not apply carries an ``error``
-and is never assumed to have worked.
-
-| fault | starts (f, value) | heals (f) | needs |
-| --- | --- | --- | --- |
-| kill | kill one/minority/leader | start | DB Killable |
-| kill-leader | kill leader | start | Killable + HasPrimaries |
-| kill-majority | kill majority | start | DB Killable |
-| pause | pause one/minority/leader | resume | DB Pausable |
-| pause-leader | pause leader | resume | Pausable + HasPrimaries |
-| partition | start-partition SHAPE | stop-partition | lab.net |
-| partition-leader | start-partition leader/leader-minority | stop-partition | lab.net + HasPrimaries |
-| disk-pause | disk-pause one/leader | disk-resume | FUSE on the hosts |
-| lose-unfsynced | crash one/minority | restart | FUSE + Killable |
-| host-pause | host-pause one/minority/leader | host-resume | containers lab |
-| power-cut | power-cut one/minority/leader | power-on | containers lab (+ Killable to restart the node) |
+Every module of this package that defines ``FAMILY`` is a fault family (``package.Family``): its
+faults, their heal ranks, what they need, and how to build the component that does them. They
+are found by importing the package's modules, so adding a fault is one module
+(docs/campaigns.md, "Adding a fault"). ``FAULTS`` maps every fault name (``--nemesis
+kill,partition,...``) to its ``Fault``; ``package()`` builds the ``Package`` a campaign runs.
+Every fault and heal is an op of process ``nemesis`` whose ``info`` completion says what really
+happened; a fault that did not apply carries an ``error`` and is never assumed to have worked.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from raftlab.nemesis.disk import DiskNemesis
 from raftlab.nemesis.package import (
+    BuildContext,
     ComposedNemesis,
+    Family,
     Fault,
     Package,
-    Schedule,
-    healing,
+    heal_order,
     noop,
     perf,
+    schedule,
     validated,
 )
-from raftlab.nemesis.partition import SHAPES, PartitionNemesis
-from raftlab.nemesis.process import ProcessNemesis
 
-_SHAPES = tuple(SHAPES)
+from raftlab import generator as gen
+from raftlab.protocols import Nemesis
 
-FAULTS: dict[str, Fault] = {f.name: f for f in [
-    Fault(name="kill", start="kill", stop="start", values=("one", "minority", "leader"), component="process",
-          color="#E9A4A0", doc="SIGKILL node processes, then start them again"),
-    Fault(name="kill-leader", start="kill", stop="start", values=("leader",), component="process",
-          color="#E9A4A0", doc="SIGKILL the current leader, then start it again"),
-    Fault(name="kill-majority", start="kill", stop="start", values=("majority",), component="process",
-          color="#E9A4A0", doc="SIGKILL a majority at once (the cluster stops until they restart)"),
-    Fault(name="pause", start="pause", stop="resume", values=("one", "minority", "leader"), component="process",
-          color="#C5A0E9", doc="SIGSTOP node processes, then SIGCONT"),
-    Fault(name="pause-leader", start="pause", stop="resume", values=("leader",), component="process",
-          color="#C5A0E9", doc="SIGSTOP the current leader, then SIGCONT"),
-    Fault(name="partition", start="start-partition", stop="stop-partition", values=_SHAPES,
-          component="partition", color="#E9DCA0", doc="cut the network in one of Jepsen's shapes, then heal"),
-    Fault(name="partition-leader", start="start-partition", stop="stop-partition",
-          values=("leader", "leader-minority"), component="partition", color="#E9DCA0",
-          doc="isolate the leader, or put it in the minority, then heal"),
-    Fault(name="disk-pause", start="disk-pause", stop="disk-resume", values=("one", "leader"), component="disk",
-          color="#A0C8E9", doc="stall every operation on a node's data directory, then resume"),
-    Fault(name="lose-unfsynced", start="crash", stop="restart", values=("one", "minority"), component="disk",
-          color="#A0E9B8", doc="kill a node and drop the writes it had not fsynced, then restart it"),
-    # Controller-side host faults of the containers lab (raftlab/lab/containers_faults.py).
-    Fault(name="host-pause", start="host-pause", stop="host-resume", values=("one", "minority", "leader"),
-          component="host", color="#8E7CC3", doc="freeze every process of a host (cgroup freezer), like pausing its VM"),
-    Fault(name="power-cut", start="power-cut", stop="power-on", values=("one", "minority", "leader"),
-          component="host", color="#CC4125", doc="SIGKILL a host's PID 1 (all its processes at once), then boot it"),
-]}
+
+def _discover() -> dict[str, Family]:
+    found: dict[str, Family] = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name in ("package", "targets", "fusefs"):  # the machinery, and a host-side daemon
+            continue
+        family = getattr(importlib.import_module(f"{__name__}.{info.name}"), "FAMILY", None)
+        if isinstance(family, Family):
+            if family.name in found:
+                raise ValueError(f"two modules declare the fault family {family.name!r}")
+            found[family.name] = family
+    return found
+
+
+FAMILIES: dict[str, Family] = _discover()
+FAULTS: dict[str, Fault] = {}
+FAMILY_OF: dict[str, Family] = {}
+for _family in FAMILIES.values():
+    for _fault in _family.faults:
+        if _fault.name in FAULTS:
+            raise ValueError(f"fault {_fault.name!r} is declared twice")
+        FAULTS[_fault.name], FAMILY_OF[_fault.name] = _fault, _family
 
 
 class UnknownFault(ValueError):
@@ -82,35 +69,31 @@ def parse_faults(spec: str | Sequence[str]) -> list[Fault]:
     return [FAULTS[n] for n in dict.fromkeys(names) if n != "none"]
 
 
-def package(faults: str | Sequence[str], *, db: object, lab: object, rng: random.Random,
-            interval: float = 10.0) -> Package:
-    """The nemesis, its schedule, its healing phase and its report hints for ``faults``.
+def _built_in_order(families: Sequence[Family]) -> list[Family]:
+    """Families whose ``build`` uses another's component come after it."""
+    names = {f.name for f in families}
+    return sorted(families, key=lambda f: (any(u in names for u in f.uses), f.name))
 
-    ``lab`` is only named for symmetry with the runner; the nemesis receives it in ``setup``.
+
+def package(faults: str | Sequence[str], *, db: object, rng: random.Random, interval: float = 10.0,
+            opts: Mapping[str, Any] | None = None) -> Package:
+    """The nemesis, its schedule, its healer and its report hints for ``faults``.
+
+    ``opts`` are the campaign's ``--nemesis-opt`` values, handed to every family's ``build``.
     """
     chosen = parse_faults(faults)
     if interval <= 0:
         raise ValueError(f"interval must be positive, not {interval}")
-    components: list[Any] = []
-    kinds = {f.component for f in chosen}
-    if "process" in kinds:
-        components.append(ProcessNemesis(db, rng))
-    if "partition" in kinds:
-        components.append(PartitionNemesis(db, rng))
-    disk = None
-    if "disk" in kinds:
-        names = {f.name for f in chosen}
-        disk = DiskNemesis(db, rng, pause="disk-pause" in names, lose_unfsynced="lose-unfsynced" in names)
-        components.append(disk)
-    if "host" in kinds:  # imported only when used: it needs the containers lab (paramiko)
-        from raftlab.lab.containers_faults import HostNemesis
-
-        components.append(HostNemesis(db, rng, disk=disk))  # power-on remounts the disk layer
     if not chosen:
-        return Package(nemesis=validated(noop()), generator=healing([]), final_generator=healing([]), perf=())
-    nemesis = validated(ComposedNemesis(components))
-    return Package(nemesis=nemesis, generator=Schedule(chosen, rng, interval), final_generator=healing(chosen),
-                   perf=perf(chosen))
+        return Package(nemesis=validated(noop()), generator=gen.seq(), heal_fs=())
+    families = list({FAMILY_OF[f.name].name: FAMILY_OF[f.name] for f in chosen}.values())
+    names = frozenset(f.name for f in chosen)
+    built: dict[str, Nemesis] = {}
+    for family in _built_in_order(families):
+        built[family.name] = family.build(BuildContext(db=db, rng=rng, names=names, built=dict(built),
+                                                        opts=dict(opts or {})))
+    return Package(nemesis=validated(ComposedNemesis(list(built.values()))), generator=schedule(chosen, rng, interval),
+                   heal_fs=heal_order(chosen, families), perf=perf(chosen))
 
 
-__all__ = ["FAULTS", "Fault", "Package", "UnknownFault", "package", "parse_faults"]
+__all__ = ["FAMILIES", "FAULTS", "Family", "Fault", "Package", "UnknownFault", "package", "parse_faults"]

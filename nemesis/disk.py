@@ -24,7 +24,8 @@ import random
 import shlex
 from typing import Protocol, runtime_checkable
 
-from raftlab.nemesis.process import TargetError, choose, completion, failure, on_each
+from raftlab.nemesis.package import BuildContext, Family, Fault
+from raftlab.nemesis.targets import TargetError, choose, completion, failure, on_each
 
 from raftlab.history import Op
 from raftlab.protocols import Host, Killable, Lab, Remote
@@ -191,3 +192,22 @@ class DiskNemesis:
     async def teardown(self) -> None:
         await on_each(list(self.disks), lambda h: self.disks[h].unmount())
         self.paused.clear()
+
+
+def _build(ctx: BuildContext) -> DiskNemesis:
+    return DiskNemesis(ctx.db, ctx.rng, pause="disk-pause" in ctx.names, lose_unfsynced="lose-unfsynced" in ctx.names)
+
+
+FAMILY = Family(
+    name="disk",
+    needs="FUSE on the hosts (/dev/fuse, fusermount3, mfusepy); lose-unfsynced also a Killable DB",
+    # disk-resume first of all healers: a process blocked on a paused disk cannot even die.
+    heal_ranks={"disk-resume": 20, "restart": 50},
+    build=_build,
+    faults=(
+        Fault(name="disk-pause", start="disk-pause", stop="disk-resume", values=("one", "leader"), color="#A0C8E9",
+              doc="stall every operation on a node's data directory, then resume"),
+        Fault(name="lose-unfsynced", start="crash", stop="restart", values=("one", "minority"), color="#A0E9B8",
+              doc="kill a node and drop the writes it had not fsynced, then restart it"),
+    ),
+)

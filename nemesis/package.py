@@ -1,64 +1,167 @@
-"""Composition: several fault components as one Nemesis, a seeded schedule, and its healing phase.
+"""Faults as families, and the package a campaign runs, built from the generator combinators.
 
-``Package(nemesis, generator, final_generator, perf)`` is what the runner consumes (after
-jepsen.nemesis.combined):
+A **fault family** is one module under ``nemesis/`` that defines ``FAMILY = Family(...)``: the
+faults it offers (``Fault``: the f that starts it, the f that heals it, the targets it may
+draw), the heal rank of each healing f, what it needs (said in words for the docs and the
+errors), and ``build``, which makes the family's nemesis component for the chosen faults.
+``raftlab.nemesis`` finds the families by importing every module of the package, so adding a
+fault touches nothing else (docs/campaigns.md has the recipe).
+
+``package()`` makes the ``Package`` the runner consumes (after jepsen.nemesis.combined):
 
 * ``nemesis`` dispatches each op to the component whose ``fs()`` holds its ``f``;
-* ``generator`` alternates fault and heal: wait a seeded delay, start a fault chosen with the
-  package's rng (its target or shape chosen too), wait, heal it, and so on. It emits one op at a
-  time, only when the ``nemesis`` process is free and the delay has passed (``ctx.time``, ns);
-* ``final_generator`` heals everything, in the order that cannot hang: disks resume first (a
-  process blocked on a paused disk cannot even die), then paused processes, then the network,
-  then crashed and killed nodes restart;
-* ``perf`` tells the report which fs start and stop each fault, for shading its intervals.
+* ``generator`` is one **lane** per ``Fault.lane``: each lane draws its faults from a shuffled bag
+  (every fault of the lane once, in a seeded order, before any again) and runs, with the
+  generator combinators, ``phases(wait, start, wait, heal)`` for each draw. Faults in one lane never
+  overlap; lanes run at once (``any_of``), so a skewed clock (lane ``clock``) stays skewed while a
+  partition comes and goes, as Jepsen's etcd test combines them. The waits are
+  ``Fault.trigger`` (default: uniform in [0.5, 1.5] x interval), the place to plug a state-timed
+  trigger in; every draw uses the package's own rng (the ``nemesis`` stream), never the clients';
+* ``healer()`` is a fresh generator that heals every chosen fault in rank order (lowest first:
+  what would block other heals goes first, e.g. a paused disk before a kill can land);
+* ``perf`` tells the report which fs start and stop each fault, for shading.
 
-``validated(nemesis)`` checks the Nemesis contract on every call; ``noop()`` is the nemesis that
-does nothing (for runs without faults).
+``validated(nemesis)`` checks the Nemesis contract on every call; ``noop()`` does nothing.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from raftlab.nemesis.process import failure, op
+from raftlab.nemesis.targets import failure
 
+from raftlab import generator as gen
 from raftlab.history import NEMESIS, Op, OpType
 from raftlab.protocols import Generator, Lab, Nemesis
-
-try:  # the harness's sentinel, once raftlab/generator.py exists
-    from raftlab.generator import PENDING  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - until the harness lands
-    PENDING = "pending"
-
-HEAL_ORDER = ("host-resume", "disk-resume", "resume", "stop-partition", "restart", "power-on", "start")
 
 
 class NemesisContractError(AssertionError):
     """A nemesis broke the protocol (wrong process, type or f); names the op."""
 
 
+Trigger = Callable[[random.Random, float], gen.GenLike]
+"""When a fault (or its heal) comes: a generator that is exhausted when it is time (``wait``)."""
+
+
+def wait(rng: random.Random, interval: float) -> gen.GenLike:
+    """The default trigger: a pause uniform in [0.5, 1.5] x interval, drawn from the package rng."""
+    return gen.sleep(interval * rng.uniform(0.5, 1.5))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Fault:
-    """A registered fault: the f that starts it, the f that heals it, and what it may target."""
+    """A fault a campaign can name: the f that starts it, the f that heals it, what it targets."""
 
     name: str
     start: str
     stop: str
     values: tuple[Any, ...]
-    component: str
     color: str
     doc: str
+    lane: str = "main"
+    trigger: Trigger = wait
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuildContext:
+    """What a family's ``build`` gets: the DB, the package rng, the chosen names, the components built
+    so far, and the campaign's ``--nemesis-opt`` options (keys with underscores)."""
+
+    db: object
+    rng: random.Random
+    names: frozenset[str]
+    built: Mapping[str, Nemesis]
+    opts: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Family:
+    """One module's faults. Invariant: every fault's ``stop`` has a rank in ``heal_ranks``."""
+
+    name: str
+    faults: tuple[Fault, ...]
+    heal_ranks: Mapping[str, int]
+    needs: str
+    build: Callable[[BuildContext], Nemesis]
+    uses: tuple[str, ...] = ()  # families whose components ``build`` reads from ``built``
+
+    def __post_init__(self) -> None:
+        missing = [f.stop for f in self.faults if f.stop not in self.heal_ranks]
+        if missing:
+            raise ValueError(f"family {self.name!r}: no heal rank for {', '.join(missing)}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Package:
     nemesis: Nemesis
     generator: Generator
-    final_generator: Generator
-    perf: tuple[dict[str, Any], ...]
+    heal_fs: tuple[str, ...]
+    perf: tuple[dict[str, Any], ...] = field(default=())
+
+    def healer(self) -> Generator:
+        """A fresh generator that heals everything, one op after another, in rank order."""
+        return healing(self.heal_fs)
+
+
+def healing(heal_fs: Sequence[str]) -> Generator:
+    return gen.phases(*({"f": f, "process": NEMESIS} for f in heal_fs))
+
+
+def number_options(opts: Mapping[str, Any], defaults: Mapping[str, float], *,
+                   may_be_zero: Sequence[str] = ()) -> dict[str, float]:
+    """A family's numeric ``--nemesis-opt`` values over its defaults; every one must be positive
+    (or >= 0 when named in ``may_be_zero``); a bad value is named as the flag spells it."""
+    out = dict(defaults)
+    for key in defaults:
+        if key not in opts:
+            continue
+        flag = key.replace("_", "-")
+        try:
+            out[key] = float(opts[key])
+        except (TypeError, ValueError):
+            raise ValueError(f"nemesis option {flag} must be a number, not {opts[key]!r}") from None
+        if out[key] < 0 or (out[key] == 0 and key not in may_be_zero):
+            raise ValueError(f"nemesis option {flag} must be positive, not {opts[key]!r}")
+    return out
+
+
+def heal_order(faults: Sequence[Fault], families: Sequence[Family]) -> tuple[str, ...]:
+    ranks = {f: r for fam in families for f, r in fam.heal_ranks.items()}
+    return tuple(sorted({f.stop for f in faults}, key=lambda f: (ranks[f], f)))
+
+
+def lane(faults: Sequence[Fault], rng: random.Random, interval: float) -> Generator:
+    """Fault, heal, fault, heal, ... forever, from a shuffled bag; waits from each fault's trigger."""
+    if not faults:
+        raise ValueError("a lane needs at least one fault")
+    bag: list[Fault] = []
+
+    def cycle() -> gen.GenLike:
+        if not bag:
+            bag.extend(faults)
+            rng.shuffle(bag)
+        fault = bag.pop()
+        # The fault's name rides on the op (``"fault"`` in the history), so evidence can tell kill
+        # from kill-leader: both start with the same f.
+        start = {"f": fault.start, "value": rng.choice(fault.values), "process": NEMESIS, "fault": fault.name}
+        stop = {"f": fault.stop, "process": NEMESIS, "fault": fault.name}
+        return gen.phases(fault.trigger(rng, interval), start, fault.trigger(rng, interval), stop)
+
+    return gen.repeat(cycle)
+
+
+def schedule(faults: Sequence[Fault], rng: random.Random, interval: float) -> Generator:
+    lanes: dict[str, list[Fault]] = {}
+    for f in faults:
+        lanes.setdefault(f.lane, []).append(f)
+    return gen.any_of(*(lane(fs, rng, interval) for fs in lanes.values()))
+
+
+def perf(faults: Sequence[Fault]) -> tuple[dict[str, Any], ...]:
+    return tuple({"name": f.name, "start": [f.start], "stop": [f.stop], "color": f.color} for f in faults)
 
 
 class ComposedNemesis:
@@ -147,81 +250,3 @@ class _Noop:
 
 def noop() -> Nemesis:
     return _Noop()
-
-
-class Schedule:
-    """Fault, delay, heal, delay, ... forever; every choice from ``rng``, every wait from ``ctx.time``.
-
-    Faults are drawn from a shuffled bag: every requested fault runs once, in a seeded random order,
-    before any runs again, so a short campaign with ``kill,pause,partition`` exercises all three.
-    """
-
-    def __init__(self, faults: Sequence[Fault], rng: random.Random, interval: float) -> None:
-        if not faults:
-            raise ValueError("a schedule needs at least one fault")
-        self.faults = list(faults)
-        self.rng = rng
-        self.interval_ns = int(interval * 1e9)
-        self.due: int | None = None
-        self.busy = False
-        self.heal: Op | None = None
-        self._bag: list[Fault] = []
-
-    def _delay(self) -> int:
-        return int(self.interval_ns * self.rng.uniform(0.5, 1.5))
-
-    def op(self, ctx: Any) -> Op | Any:
-        if self.busy or NEMESIS not in ctx.free_processes:
-            return PENDING
-        if self.due is None:
-            self.due = ctx.time + self._delay()
-        if ctx.time < self.due:
-            return PENDING
-        if self.heal is not None:
-            next_op, self.heal = self.heal, None
-        else:
-            if not self._bag:
-                self._bag = list(self.faults)
-                self.rng.shuffle(self._bag)
-            fault = self._bag.pop()
-            # The fault's name rides on the op (``"fault"`` in the history), so evidence can tell
-            # kill from kill-leader: both start with the same f.
-            named = {"fault": fault.name}
-            next_op = replace(op(fault.start, self.rng.choice(fault.values)), extra=named)
-            self.heal = replace(op(fault.stop), extra=named)
-        self.busy = True
-        return replace(next_op, time=ctx.time)
-
-    def update(self, ctx: Any, event: Op) -> None:
-        if event.process == NEMESIS and event.type != OpType.INVOKE:
-            self.busy = False
-            self.due = ctx.time + self._delay()
-
-
-class Sequential:
-    """The given ops, one after another, each once the previous one has completed."""
-
-    def __init__(self, ops: Sequence[Op]) -> None:
-        self.ops = list(ops)
-        self.busy = False
-
-    def op(self, ctx: Any) -> Op | Any | None:
-        if not self.ops:
-            return None if not self.busy else PENDING
-        if self.busy or NEMESIS not in ctx.free_processes:
-            return PENDING
-        self.busy = True
-        return replace(self.ops.pop(0), time=ctx.time)
-
-    def update(self, ctx: Any, event: Op) -> None:
-        if event.process == NEMESIS and event.type != OpType.INVOKE:
-            self.busy = False
-
-
-def healing(faults: Sequence[Fault]) -> Sequential:
-    stops = {f.stop for f in faults}
-    return Sequential([op(f) for f in HEAL_ORDER if f in stops])
-
-
-def perf(faults: Sequence[Fault]) -> tuple[dict[str, Any], ...]:
-    return tuple({"name": f.name, "start": [f.start], "stop": [f.stop], "color": f.color} for f in faults)

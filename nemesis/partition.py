@@ -22,7 +22,8 @@ import random
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
-from raftlab.nemesis.process import TargetError, completion, current_leader, failure
+from raftlab.nemesis.package import Family, Fault
+from raftlab.nemesis.targets import TargetError, completion, current_leader, failure
 
 from raftlab.history import Op
 from raftlab.protocols import Grudge, Host, Lab
@@ -218,3 +219,18 @@ class PartitionNemesis:
         if self.lab is not None and self.active is not None:
             await self.lab.net.heal()
             self.active = None
+
+
+FAMILY = Family(
+    name="partition",
+    needs="the lab's Net (every lab has one); -leader shapes also a DB with primaries()",
+    heal_ranks={"stop-partition": 40},
+    build=lambda ctx: PartitionNemesis(ctx.db, ctx.rng),
+    faults=(
+        Fault(name="partition", start="start-partition", stop="stop-partition", values=tuple(SHAPES),
+              color="#E9DCA0", doc="cut the network in one of Jepsen's shapes, then heal"),
+        Fault(name="partition-leader", start="start-partition", stop="stop-partition",
+              values=("leader", "leader-minority"), color="#E9DCA0",
+              doc="isolate the leader, or put it in the minority, then heal"),
+    ),
+)

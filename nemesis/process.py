@@ -1,92 +1,23 @@
 """Process faults: kill (SIGKILL, healed by start) and pause (SIGSTOP, healed by SIGCONT).
 
-The nemesis decides *whom* to hit (``Targets``: one, the leader, a minority, a majority, all)
-and asks the DB to do it (``Killable.kill/start``, ``Pausable.pause/resume``), because only the DB
-knows how its processes run. ``signal_pid_file`` and ``process_state`` are the shell pieces a DB
-uses for that on any ``Remote``. A completion says which hosts were really hit; a host whose
-action raised is listed under ``failed`` with the reason, and the op's ``error`` is set.
+The nemesis decides *whom* to hit (``raftlab.nemesis.targets``: one, the leader, a minority, a
+majority, all) and asks the DB to do it (``Killable.kill/start``, ``Pausable.pause/resume``),
+because only the DB knows how its processes run. ``signal_pid_file`` and ``process_state`` are
+the shell pieces a DB uses for that on any ``Remote``. Heal ranks: ``resume`` early (a paused
+process holds up nothing else, but must run before the cluster can recover), ``start`` last (a
+node restarts once its disk, network and host are back).
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
 import shlex
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
-from typing import Any
 
-from raftlab.history import NEMESIS, Op, OpType
-from raftlab.protocols import HasPrimaries, Host, Killable, Lab, Pausable, Remote
+from raftlab.nemesis.package import Family, Fault
+from raftlab.nemesis.targets import TargetError, choose, completion, failure, on_each
 
-TARGETS = ("one", "leader", "minority", "majority", "all")
-
-
-class TargetError(ValueError):
-    """No host can be chosen for a target (unknown target, or no leader known)."""
-
-
-async def choose(target: Any, hosts: Sequence[Host], rng: random.Random, db: object) -> list[Host]:
-    """The hosts a target names; ``leader`` asks the DB's ``primaries()``."""
-    if isinstance(target, list):
-        unknown = [h for h in target if h not in hosts]
-        if unknown:
-            raise TargetError(f"unknown hosts {', '.join(map(str, unknown))}")
-        return list(target)
-    shuffled = list(hosts)
-    rng.shuffle(shuffled)
-    if target == "one":
-        return shuffled[:1]
-    if target == "minority":
-        return sorted(shuffled[: (len(hosts) - 1) // 2] or shuffled[:1])
-    if target == "majority":
-        return sorted(shuffled[: len(hosts) // 2 + 1])
-    if target == "all":
-        return list(hosts)
-    if target == "leader":
-        leader = await current_leader(db)
-        if leader is None:
-            raise TargetError("no leader known")
-        return [leader]
-    raise TargetError(f"unknown target {target!r} (known: {', '.join(TARGETS)}, or a list of hosts)")
-
-
-async def current_leader(db: object) -> Host | None:
-    if not isinstance(db, HasPrimaries):
-        raise TargetError("the DB cannot name its leader (it has no primaries())")
-    primaries = await db.primaries()
-    return primaries[0] if primaries else None
-
-
-def completion(op: Op, value: dict[str, Any], failed: dict[Host, str] | None = None) -> Op:
-    """The info completion of a nemesis op; ``error`` says what did not take effect."""
-    error = None
-    if failed:
-        value = {**value, "failed": failed}
-        error = "; ".join(f"{h}: {why}" for h, why in sorted(failed.items()))
-    return replace(op, type=OpType.INFO, value=value, error=error, index=-1)
-
-
-def failure(op: Op, reason: str) -> Op:
-    return replace(op, type=OpType.INFO, value={"applied": False}, error=reason, index=-1)
-
-
-async def on_each(hosts: Sequence[Host], action: Callable[[Host], Awaitable[None]]) -> tuple[list[Host], dict[Host, str]]:
-    """Run ``action`` on every host at once; which succeeded, and why the others failed."""
-    done: list[Host] = []
-    failed: dict[Host, str] = {}
-
-    async def one(host: Host) -> None:
-        try:
-            await action(host)
-            done.append(host)
-        except Exception as e:  # recorded in the history, never assumed to have worked
-            failed[host] = f"{e.__class__.__name__}: {e}"
-
-    async with asyncio.TaskGroup() as tg:
-        for h in hosts:
-            tg.create_task(one(h))
-    return sorted(done), failed
+from raftlab.history import Op
+from raftlab.protocols import Host, Killable, Lab, Pausable, Remote
 
 
 class ProcessNemesis:
@@ -132,11 +63,6 @@ class ProcessNemesis:
             self.paused.clear()
 
 
-def op(f: str, value: Any = None) -> Op:
-    """A nemesis invocation."""
-    return Op(type=OpType.INVOKE, process=NEMESIS, f=f, value=value)
-
-
 # --- shell pieces for DB implementations -----------------------------------------------------
 
 
@@ -165,3 +91,24 @@ async def process_state(remote: Remote, pid: int) -> str | None:
     """The one-letter state of ``pid`` from /proc (R, S, D, T, Z, ...), or None if it is gone."""
     r = await remote.run(f"sed 's/.*) //;s/ .*//' /proc/{int(pid)}/stat", check=False)
     return r.stdout.strip() or None if r.exit_status == 0 else None
+
+
+_KILL, _PAUSE = "#E9A4A0", "#C5A0E9"
+FAMILY = Family(
+    name="process",
+    needs="a DB that is Killable (kill) or Pausable (pause); -leader faults also HasPrimaries",
+    heal_ranks={"resume": 30, "start": 70},
+    build=lambda ctx: ProcessNemesis(ctx.db, ctx.rng),
+    faults=(
+        Fault(name="kill", start="kill", stop="start", values=("one", "minority", "leader"), color=_KILL,
+              doc="SIGKILL node processes, then start them again"),
+        Fault(name="kill-leader", start="kill", stop="start", values=("leader",), color=_KILL,
+              doc="SIGKILL the current leader, then start it again"),
+        Fault(name="kill-majority", start="kill", stop="start", values=("majority",), color=_KILL,
+              doc="SIGKILL a majority at once (the cluster stops until they restart)"),
+        Fault(name="pause", start="pause", stop="resume", values=("one", "minority", "leader"), color=_PAUSE,
+              doc="SIGSTOP node processes, then SIGCONT"),
+        Fault(name="pause-leader", start="pause", stop="resume", values=("leader",), color=_PAUSE,
+              doc="SIGSTOP the current leader, then SIGCONT"),
+    ),
+)

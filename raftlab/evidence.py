@@ -68,6 +68,17 @@ def _took_effect(done: Op) -> bool:
     return not (isinstance(done.value, dict) and done.value.get("applied") is False)
 
 
+def refused_to_start(history: History) -> list[str]:
+    """``host: reason`` for every node a fault left refusing to start (the file faults say so in
+    their completions): an answer the node gave, reported as such and never as a silent loss."""
+    out = []
+    for op in history:
+        if op.process == NEMESIS and op.type is OpType.INFO and isinstance(op.value, dict) \
+                and isinstance(op.value.get("refused"), dict):
+            out += [f"{h}: {why}" for h, why in sorted(op.value["refused"].items())]
+    return out
+
+
 def faults(history: History, perf: Sequence[dict[str, Any]]) -> Finding:
     """``perf``: the nemesis package's report hints (``name``, ``start`` fs, ``stop`` fs).
 
@@ -89,7 +100,10 @@ def faults(history: History, perf: Sequence[dict[str, Any]]) -> Finding:
             entry["took_effect"] += 1
         elif op.error and len(entry["errors"]) < 5:
             entry["errors"].append(op.error)
-    data = {"by_fault": by_name}
+    refused = refused_to_start(history)
+    data: dict[str, Any] = {"by_fault": by_name}
+    if refused:
+        data["refused_to_start"] = refused
     if not by_name:
         return True, "", data
     if not any(e["took_effect"] for e in by_name.values()):

@@ -60,23 +60,29 @@ def answered(done: Op | None) -> bool:
 
 
 def fault_intervals(history: Sequence[Op], perf: Sequence[dict[str, Any]], end: int) -> list[Interval]:
-    """(fault name, colour, start ns, stop ns) for every fault that took effect."""
+    """(fault name, colour, start ns, stop ns) for every fault that took effect.
+
+    Faults may share their fs (``kill`` and ``kill-leader``; ``link`` and ``link-slow``): an op is
+    counted for the fault its ``fault`` field names (the nemesis lanes set it), and only an op
+    without one falls back to the fault that owns its f; a heal without one (the final healer)
+    ends every active fault it heals.
+    """
+    by_name = {p["name"]: p for p in perf}
     starts = {f: p for p in perf for f in p.get("start", ())}
-    stops = {f: p for p in perf for f in p.get("stop", ())}
     active: dict[str, int] = {}
     out: list[Interval] = []
     for op in history:
         if op.process != NEMESIS or op.type is OpType.INVOKE:
             continue
+        named = (op.extra or {}).get("fault")
         if op.f in starts and not op.error:
-            active.setdefault(starts[op.f]["name"], op.time)
-        elif op.f in stops:
-            name = stops[op.f]["name"]
-            if name in active:
-                out.append((name, stops[op.f].get("color", "#ccc"), active.pop(name), op.time))
+            active.setdefault(named if named in by_name else starts[op.f]["name"], op.time)
+            continue
+        ended = [named] if named in active else [n for n in active if op.f in by_name[n].get("stop", ())]
+        for name in ended:
+            out.append((name, by_name[name].get("color", "#ccc"), active.pop(name), op.time))
     for name, t in active.items():
-        color = next((p.get("color", "#ccc") for p in perf if p["name"] == name), "#ccc")
-        out.append((name, color, t, end))
+        out.append((name, by_name[name].get("color", "#ccc"), t, end))
     return out
 
 

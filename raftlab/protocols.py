@@ -11,7 +11,7 @@ file without depending on each other.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
@@ -166,6 +166,44 @@ class Net(Protocol):
     async def heal(self) -> None: ...
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LinkShape:
+    """What happens to the traffic of one direction of a link (from ``src`` to ``dst``).
+
+    ``delay`` and ``jitter`` in seconds (each chunk or packet waits delay + uniform(0, jitter),
+    order kept), ``rate`` in bytes per second (0: unlimited), ``drop``: the direction carries
+    nothing (a one-way blackhole). ``seed`` seeds the jitter."""
+
+    delay: float = 0.0
+    jitter: float = 0.0
+    rate: float = 0.0
+    drop: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("delay", "jitter", "rate"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"link {name} must be >= 0, not {getattr(self, name)}")
+
+
+Link = tuple[Host, Host]
+"""A direction of a link: traffic from the first host to the second."""
+
+
+@runtime_checkable
+class ShapesLinks(Protocol):
+    """A ``Net`` that can slow, throttle, cut one way and reset links, per direction (link faults).
+
+    ``shape`` replaces every earlier shape; ``unshape`` removes them all (partitions untouched);
+    ``reset`` breaks the TCP connections of the given directions once (peers see a reset)."""
+
+    async def shape(self, links: Mapping[Link, LinkShape]) -> None: ...
+
+    async def unshape(self) -> None: ...
+
+    async def reset(self, links: Sequence[Link]) -> None: ...
+
+
 class Lab(Protocol):
     """Where the nodes run: a set of hosts, a way to reach each, and control of their network."""
 
@@ -250,6 +288,22 @@ class Killable(Protocol):
     async def kill(self, host: Host) -> None: ...
 
     async def start(self, host: Host) -> None: ...
+
+
+@runtime_checkable
+class HasStartEnv(Protocol):
+    """A DB that starts its nodes with extra environment variables, from the next ``start`` on
+    (the clock faults preload libfaketime this way). ``env`` replaces what was set before."""
+
+    def set_start_env(self, host: Host, env: Mapping[str, str]) -> None: ...
+
+
+@runtime_checkable
+class HasDataFiles(Protocol):
+    """A DB that says which of a host's files are which, for the file faults: kind (``wal``,
+    ``snapshot``) -> an absolute shell glob. A kind it does not have is simply absent."""
+
+    def data_files(self, host: Host) -> Mapping[str, str]: ...
 
 
 @runtime_checkable

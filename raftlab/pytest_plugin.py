@@ -100,8 +100,8 @@ class Cluster:
 @pytest.fixture
 def raftlab_cluster(raftlab_lab: LabSpec, raftlab_system: str) -> Iterator[Cluster]:
     from raftlab import systems
+    from raftlab.health import probe_health
     from raftlab.lab import open_lab
-    from raftlab.runner import probe_health
 
     runner = asyncio.Runner()
     lab = runner.run(open_lab("local", name=raftlab_lab.name, nodes=raftlab_lab.nodes, seed=0))

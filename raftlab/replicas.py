@@ -114,14 +114,27 @@ def scan_text(text: str) -> list[tuple[str, str]]:
     return hits
 
 
-def logs(nodes_dir: Path) -> Finding:
-    """Invalid when any collected node log contains an error pattern (names host, file and line)."""
+def _expected(line: str, refusals: Sequence[str]) -> bool:
+    """Whether ``line`` is a node's refusal that a fault already reported (its text, timestamp aside)."""
+    message = line.split(" ", 1)[-1][:120]
+    return any(message in r for r in refusals)
+
+
+def logs(nodes_dir: Path, refusals: Sequence[str] = ()) -> Finding:
+    """Invalid when any collected node log contains an error pattern (names host, file and line).
+
+    ``refusals`` are the reasons of nodes a file fault left refusing to start (their own last
+    output): those lines are the node answering correctly, counted under ``expected``."""
     hits: list[dict[str, str]] = []
+    expected = 0
     files = sorted(p for p in nodes_dir.rglob("*") if p.is_file()) if nodes_dir.is_dir() else []
     for path in files:
         for name, line in scan_text(path.read_text(encoding="utf-8", errors="replace")):
+            if _expected(line, refusals):
+                expected += 1
+                continue
             hits.append({"file": str(path.relative_to(nodes_dir)), "pattern": name, "line": line})
-    data = {"files": len(files), "hits": hits[:20], "total": len(hits)}
+    data = {"files": len(files), "hits": hits[:20], "total": len(hits), "expected": expected}
     if not files:
         return True, "", data
     if hits:
@@ -130,9 +143,9 @@ def logs(nodes_dir: Path) -> Finding:
     return True, "", data
 
 
-def checks(run_dir: Path) -> dict[str, Finding]:
+def checks(run_dir: Path, refusals: Sequence[str] = ()) -> dict[str, Finding]:
     """The runner's replica checkers for one stored run: ``replicas`` (when collected) and ``logs``."""
-    out: dict[str, Finding] = {"logs": logs(run_dir / NODES_DIR)}
+    out: dict[str, Finding] = {"logs": logs(run_dir / NODES_DIR, refusals)}
     stored = run_dir / REPLICAS_FILE
     if stored.exists():
         try:

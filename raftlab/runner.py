@@ -37,7 +37,9 @@ from typing import Any, cast
 
 from raftlab import __version__, evidence, progress, replicas, store
 from raftlab import generator as gen
-from raftlab.history import History, HistoryError, HistoryWriter, Op, OpType
+from raftlab.checker import merge_valid
+from raftlab.health import HealthGate, probe_health
+from raftlab.history import History, HistoryError, HistoryWriter, Op
 from raftlab.interpreter import ContractError, Interpreter
 from raftlab.lab import LabError
 from raftlab.lab.lock import LabLock
@@ -45,22 +47,16 @@ from raftlab.lab.ports import PortBlock
 from raftlab.lifecycle import (
     Deferred,
     Incomplete,
-    UserCall,
-    format_traceback,
     leaves,
     on_all,
-    user_call,
-    where,
 )
 from raftlab.protocols import (
     ClusterSetup,
     ClusterTeardown,
     HasLogFiles,
-    HasPrimaries,
     Host,
     HostLab,
     Lab,
-    Nemesis,
     StopsLeftovers,
 )
 from raftlab.rng import RunRandom
@@ -102,6 +98,7 @@ class Campaign:
     workload_opts: dict[str, Any] = field(default_factory=dict)
     system_opts: dict[str, Any] = field(default_factory=dict)
     lab_opts: dict[str, Any] = field(default_factory=dict)
+    nemesis_opts: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         positive = ("time_limit", "interval", "op_timeout", "recovery_timeout", "final_timeout", "check_time_limit")
@@ -153,81 +150,6 @@ class Outcome:
 
 
 Progress = Callable[[Op], None]
-
-
-def merge(verdicts: Sequence[bool | str]) -> bool | str:
-    """false > unknown > true (Jepsen's valid-priorities)."""
-    if any(v is False for v in verdicts):
-        return False
-    if any(v == "unknown" for v in verdicts):
-        return "unknown"
-    return True
-
-
-# --- health ---------------------------------------------------------------------------------
-
-
-async def probe_health(system: System, hosts: Sequence[Host], probe: dict[str, Any], timeout: float,
-                       ) -> tuple[bool, float, str]:
-    """Poll until the DB names a leader (if it can) and a probe read succeeds: (healthy, seconds, problem)."""
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    problem = "not probed yet"
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            problem = await _probe_once(system, hosts[attempt % len(hosts)], probe)
-        except (OSError, TimeoutError) as e:  # an unreachable cluster is what we are waiting out
-            problem = f"{type(e).__name__}: {e}"
-        except Exception as e:  # a bug in the system's code: waiting will not fix it
-            inner = e.error if isinstance(e, UserCall) else e
-            raise Incomplete("startup", f"{where(e)} raised {type(inner).__name__}: {inner}",
-                             detail=format_traceback(e)) from None
-        if not problem:
-            return True, loop.time() - start, ""
-        if loop.time() - start > timeout:
-            return False, loop.time() - start, problem
-        await asyncio.sleep(0.2)
-
-
-async def _probe_once(system: System, host: Host, probe: dict[str, Any]) -> str:
-    if isinstance(system.db, HasPrimaries) and not await user_call("the DB's primaries()", system.db.primaries()):
-        return "no leader"
-    client = await user_call(f"the client's open({host!r})", system.client.open(host))
-    try:
-        op = Op(type=OpType.INVOKE, process="probe", f=probe["f"], key=probe.get("key"), value=probe.get("value"))
-        done = await user_call(f"the client's invoke({op.describe()})", client.invoke(op))
-    finally:
-        await user_call("the client's close()", client.close())
-    return "" if done.type is OpType.OK else f"probe {op.f} via {host}: {done.type.value} {done.error or ''}".strip()
-
-
-class HealthGate:
-    """The package's nemesis plus the harness's own ``wait-healthy`` step (a nemesis-thread op)."""
-
-    def __init__(self, inner: Nemesis, wait: Callable[[], Any], timeout: float) -> None:
-        self.inner = inner
-        self.wait = wait
-        self.timeout = timeout
-
-    def fs(self) -> frozenset[str]:
-        return self.inner.fs() | {evidence.WAIT_HEALTHY}
-
-    async def setup(self, lab: Lab) -> None:
-        await self.inner.setup(lab)
-
-    async def invoke(self, op: Op) -> Op:
-        if op.f != evidence.WAIT_HEALTHY:
-            return await self.inner.invoke(op)
-        healthy, seconds, problem = await self.wait()
-        value = {"healthy": healthy, "seconds": round(seconds, 3), "timeout": self.timeout}
-        if not healthy:
-            value["last_problem"] = problem
-        return replace(op, type=OpType.INFO, value=value, error=None if healthy else problem, index=-1)
-
-    async def teardown(self) -> None:
-        await self.inner.teardown()
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -310,8 +232,8 @@ class Runner:
                 system = systems.load(c.system, cast(HostLab, lab), options)
             except systems.SystemLoadError as e:
                 raise Incomplete("system", str(e)) from None
-            pkg = nemesis_pkg.package(list(c.nemesis), db=system.db, lab=lab, rng=self.rr.stream("nemesis"),
-                                      interval=c.interval)
+            pkg = nemesis_pkg.package(list(c.nemesis), db=system.db, rng=self.rr.stream("nemesis"),
+                                      interval=c.interval, opts=c.nemesis_opts)
             self.perf = pkg.perf
             with HistoryWriter(self.run_dir.history) as writer:
                 await self._run(lab, hosts, system, pkg, writer)
@@ -362,7 +284,7 @@ class Runner:
         final = self.workload.final_generator
         return gen.phases(
             gen.time_limit(c.time_limit, gen.any_of(gen.on_clients(clients), gen.on_nemesis(pkg.generator))),
-            gen.on_nemesis(pkg.final_generator),
+            gen.on_nemesis(pkg.healer()),
             gen.on_nemesis(gen.once({"f": evidence.WAIT_HEALTHY})),
             gen.on_clients(gen.time_limit(c.final_timeout, final) if final is not None else None),
         )
@@ -423,15 +345,11 @@ class Runner:
 
     async def _heal(self, lab: Lab, hosts: list[Host], db: Any, pkg: Any, writer: HistoryWriter,
                     interp: Interpreter) -> None:
-        from raftlab import nemesis as nemesis_pkg
-
         self.stage("healing every fault")
-        healer = nemesis_pkg.package(list(self.c.nemesis), db=db, lab=lab, rng=random.Random(0),
-                                     interval=self.c.interval).final_generator
         heal = Interpreter(client=_NoClient(), nemesis=pkg.nemesis, hosts=hosts, concurrency=1, writer=writer,
                            rng=random.Random(0), origin=interp.origin, on_event=self.on_event)
         try:
-            await heal.run(gen.on_nemesis(healer))
+            await heal.run(gen.on_nemesis(pkg.healer()))
             self.cleanup.append("ran every healer")
         except Exception as e:
             self.cleanup.append(f"healing failed ({type(e).__name__}: {e})")
@@ -473,10 +391,10 @@ def judge(run: store.RunDir, campaign: Campaign, workload: Any, perf: Sequence[d
         "faults": evidence.faults(history, perf),
         "final": evidence.final(history, workload.final_fs),
         "recovery": evidence.recovery(history),
-        **replicas.checks(run.path),
+        **replicas.checks(run.path, evidence.refused_to_start(history)),
     }.items():
         checkers[name] = {"valid": valid, "explanation": explanation, **data}
-    valid = merge([v["valid"] for v in checkers.values()])
+    valid = merge_valid(v["valid"] for v in checkers.values())
     reasons = [f"{name}: {v['explanation']}" for name, v in checkers.items() if v["valid"] is not True]
     if result is not None:  # a timeline for every run, not only violations
         with contextlib.suppress(Exception):
@@ -506,7 +424,8 @@ async def run_campaign(campaign: Campaign, *, on_event: Progress | None = None,
     try:
         workload = workloads.make(campaign.workload, **campaign.workload_opts,
                                   check_time_limit=campaign.check_time_limit)
-        nemesis.parse_faults(list(campaign.nemesis))
+        nemesis.package(list(campaign.nemesis), db=None, rng=random.Random(0), interval=campaign.interval,
+                        opts=campaign.nemesis_opts)  # unknown faults and bad options, before anything runs
     except (ValueError, TypeError) as e:
         raise CampaignError(str(e)) from None
     run = store.new_run(campaign.store, campaign.workload, campaign.to_dict())
@@ -552,7 +471,7 @@ async def run_campaign(campaign: Campaign, *, on_event: Progress | None = None,
         **judged,
     }
     if interrupted:
-        results["valid"] = merge([results["valid"], "unknown"])
+        results["valid"] = merge_valid(results["valid"], "unknown")
         results["reasons"] = ["interrupted before the campaign finished", *results["reasons"]]
     if error is not None:  # the checks of a run that never ran are noise: the error is the reason
         results["error"] = {"stage": error.stage, "host": error.host, "message": str(error)}
@@ -581,4 +500,4 @@ def load_campaign(run_dir: str | Path) -> Campaign:
     return Campaign.from_dict(store.open_run(run_dir).read_campaign())
 
 
-__all__ = ["EXIT", "Campaign", "CampaignError", "Incomplete", "Outcome", "load_campaign", "merge", "run_campaign"]
+__all__ = ["EXIT", "Campaign", "CampaignError", "Incomplete", "Outcome", "load_campaign", "run_campaign"]

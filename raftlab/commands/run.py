@@ -14,11 +14,13 @@ import contextlib
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 import click
+from click.core import ParameterSource
 
 from raftlab.history import Op
 from raftlab.interpreter import Stats
@@ -146,7 +148,8 @@ def write_junit(path: Path, outcome: Outcome) -> None:
     path.write_text(xml, encoding="utf-8")
 
 
-def _execute(campaign: Campaign, junit: Path | None, quiet: bool) -> None:
+def _execute(campaign: Campaign, junit: Path | None, quiet: bool) -> Outcome:
+    """Run one campaign with live progress and print its verdict; exits only on errors and Ctrl-C."""
     click.echo(f"seed {campaign.seed}  (same choices again: --seed {campaign.seed}, or raftlab replay RUN_DIR)")
     progress = _Progress(campaign.time_limit, enabled=not quiet)
     try:
@@ -179,14 +182,16 @@ def _execute(campaign: Campaign, junit: Path | None, quiet: bool) -> None:
     if junit is not None:
         write_junit(junit, outcome)
         click.echo(f"junit: {junit}")
-    sys.exit(outcome.exit_code)
+    return outcome
 
 
 @click.command()
 @click.option("--workload", default="register", show_default=True, help="register, set or tree.")
 @click.option("--nemesis", default="none", show_default=True,
               help="Comma-separated faults: kill,pause,partition,kill-leader,pause-leader,partition-leader,"
-                   "disk-pause,lose-unfsynced (or none).")
+                   "kill-majority,disk-pause,lose-unfsynced,host-pause,power-cut,clock[-bump|-strobe|-fast|-slow],"
+                   "clock-slow-leader,link[-slow|-bandwidth|-oneway|-flap|-reset],file,bitflip-wal,bitflip-snap,"
+                   "truncate-wal (or none); docs/campaigns.md lists each with what it needs.")
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
               help="Seconds of workload while faults run.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=10, show_default=True, help="Client workers.")
@@ -222,39 +227,87 @@ def _execute(campaign: Campaign, junit: Path | None, quiet: bool) -> None:
 @click.option("--lab-opt", "lab_opt", multiple=True,
               help="KEY=VALUE for a lab being created (netns: prefix, subnet, bridge).")
 @click.option("--system-opt", "system_opt", multiple=True, help="KEY=VALUE passed to the system (options.extra).")
+@click.option("--nemesis-opt", "nemesis_opt", multiple=True,
+              help="KEY=VALUE for the fault families (clock-slow=0.1, link-latency=0.05; docs/campaigns.md).")
 @click.option("--swarm", is_flag=True,
               help="Draw this run's fault mix (a subset of --nemesis) and interval from the seed (raftlab/swarm.py).")
+@click.option("--campaign", "campaign_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A campaign file (TOML): every flag as a key, an optional [matrix]; flags given here override it.")
+@click.option("--repeat", type=click.IntRange(min=1), default=None,
+              help="Run N times (seeds SEED, SEED+1, ...), then print a summary of the verdicts.")
+@click.option("--until-fail", is_flag=True,
+              help="Repeat (up to --repeat, default 100) until a run finds a violation; stop there.")
 @click.option("--quiet", is_flag=True, help="No live progress line.")
 def run(workload: str, nemesis: str, time_limit: float, concurrency: int, lab: str, lab_name: str | None,
         nodes: int, nodes_file: str | None, seed: str | None, interval: float, rate: float, store_dir: str,
         leave_running: bool, junit: Path | None, system: str, node_args: tuple[str, ...], base_port: int | None,
         op_timeout: float, recovery_timeout: float, final_timeout: float, min_ok: int, check_time_limit: float,
-        workload_opt: tuple[str, ...], lab_opt: tuple[str, ...], system_opt: tuple[str, ...], swarm: bool,
+        workload_opt: tuple[str, ...], lab_opt: tuple[str, ...], system_opt: tuple[str, ...],
+        nemesis_opt: tuple[str, ...], swarm: bool, campaign_file: str | None, repeat: int | None, until_fail: bool,
         quiet: bool) -> None:
-    """Run a workload against a cluster while faults are injected, then check the history."""
-    try:
-        chosen_seed = new_seed() if seed is None else parse_seed(seed)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--seed") from None
-    faults = tuple(f.strip() for f in nemesis.split(",") if f.strip() and f.strip() != "none")
-    if swarm:
-        from raftlab.swarm import draw
+    """Run a workload against a cluster while faults are injected, then check the history.
 
-        drawn = draw(chosen_seed, faults, interval)
-        click.echo(drawn.describe())
-        faults, interval = drawn.faults, drawn.interval
+    With --campaign FILE.toml the flags come from the file (a flag given here overrides it); with
+    --repeat N or --until-fail, or a file with a [matrix], several runs and one summary.
+    """
+    from raftlab import campaignfile
+
+    given = {name for name in click.get_current_context().params
+             if click.get_current_context().get_parameter_source(name) is ParameterSource.COMMANDLINE}
+    flags: dict[str, Any] = {
+        "workload": workload, "time_limit": time_limit, "concurrency": concurrency, "lab": lab,
+        "lab_name": lab_name, "nodes": nodes, "nodes_file": str(Path(nodes_file).resolve()) if nodes_file else None,
+        "interval": interval, "rate": rate, "store": store_dir, "leave_running": leave_running, "system": system,
+        "node_args": node_args, "base_port": base_port, "op_timeout": op_timeout,
+        "recovery_timeout": recovery_timeout, "final_timeout": final_timeout, "min_ok": min_ok,
+        "check_time_limit": check_time_limit,
+        "nemesis": tuple(f.strip() for f in nemesis.split(",") if f.strip() and f.strip() != "none"),
+        "workload_opts": _key_values(workload_opt, "--workload-opt"), "system_opts": _key_values(system_opt, "--system-opt"),
+        "lab_opts": _key_values(lab_opt, "--lab-opt"), "nemesis_opts": _key_values(nemesis_opt, "--nemesis-opt")}
+    param_of = {"store": "store_dir", "workload_opts": "workload_opt", "system_opts": "system_opt",
+                "lab_opts": "lab_opt", "nemesis_opts": "nemesis_opt"}
     try:
-        campaign = Campaign(
-            seed=chosen_seed, workload=workload, nemesis=faults, time_limit=time_limit, concurrency=concurrency,
-            lab=lab, lab_name=lab_name, nodes=nodes, nodes_file=str(Path(nodes_file).resolve()) if nodes_file else None,
-            interval=interval, rate=rate, store=store_dir, leave_running=leave_running, system=system,
-            node_args=node_args, base_port=base_port, op_timeout=op_timeout, recovery_timeout=recovery_timeout,
-            final_timeout=final_timeout, min_ok=min_ok, check_time_limit=check_time_limit,
-            workload_opts=_key_values(workload_opt, "--workload-opt"),
-            system_opts=_key_values(system_opt, "--system-opt"), lab_opts=_key_values(lab_opt, "--lab-opt"))
-    except CampaignError as e:
+        plan = campaignfile.load(campaign_file) if campaign_file else campaignfile.Plan(fields={})
+        fields = {**(flags if not campaign_file else {}), **dict(plan.fields)}
+        for name, value in flags.items():
+            if param_of.get(name, name) in given:
+                fields[name] = {**fields.get(name, {}), **value} if name in param_of and name != "store" else value
+        file_seed = fields.pop("seed", None)
+        chosen_seed = parse_seed(seed) if seed is not None else (parse_seed(str(file_seed)) if file_seed is not None
+                                                                 else new_seed())
+        plan = campaignfile.Plan(
+            fields=fields, matrix=plan.matrix, source=plan.source,
+            repeat=repeat if repeat is not None else (plan.repeat if plan.repeat > 1 or not until_fail else 100),
+            until_fail=until_fail or plan.until_fail, swarm=swarm or plan.swarm, quiet=quiet or plan.quiet,
+            junit=str(junit) if junit else plan.junit)
+        campaigns = campaignfile.expand(plan, chosen_seed)
+    except ValueError as e:  # CampaignError, and a bad seed
         raise click.UsageError(str(e)) from None
-    _execute(campaign, junit, quiet)
+    records = []
+    for campaign in campaigns:
+        if plan.swarm:
+            from raftlab.swarm import draw
+
+            drawn = draw(campaign.seed, campaign.nemesis, campaign.interval)
+            click.echo(drawn.describe())
+            campaign = replace(campaign, nemesis=drawn.faults, interval=drawn.interval)
+        if len(campaigns) > 1:
+            click.echo(f"--- run {len(records) + 1} of {len(campaigns)}: {campaignfile.combination(campaign)}")
+        outcome = _execute(campaign, Path(plan.junit) if plan.junit and len(campaigns) == 1 else None, plan.quiet)
+        if plan.source:
+            (outcome.run.path / "campaign-file.toml").write_text(plan.source, encoding="utf-8")
+        records.append(campaignfile.RunRecord(campaign=campaign, verdict=outcome.verdict, exit_code=outcome.exit_code,
+                                              run_dir=str(outcome.run.path)))
+        if plan.until_fail and outcome.verdict is False:
+            click.echo(f"until-fail: seed {campaign.seed} found a violation; stopping")
+            break
+    if len(campaigns) == 1:
+        sys.exit(records[0].exit_code)
+    summary = campaignfile.summarize(records)
+    click.echo(campaignfile.describe(summary))
+    where = campaignfile.write_summary(plan.fields.get("store", "store"), summary)
+    click.echo(f"summary: {where}")
+    sys.exit(summary["exit_code"])
 
 
 @click.command()
@@ -272,4 +325,4 @@ def replay(run_dir: str, store_dir: str | None, leave_running: bool, junit: Path
     overrides: dict[str, Any] = {"leave_running": leave_running or campaign.leave_running}
     if store_dir is not None:
         overrides["store"] = store_dir
-    _execute(Campaign.from_dict({**campaign.to_dict(), **overrides}), junit, quiet)
+    sys.exit(_execute(Campaign.from_dict({**campaign.to_dict(), **overrides}), junit, quiet).exit_code)

@@ -8,8 +8,8 @@
   again from its disk (overlay), mount the disk-fault layer (labfs) again when the campaign has
 one, and, when the DB is ``Killable``, start its node again.
 
-Registered in ``raftlab.nemesis.FAULTS`` as ``host-pause`` and ``power-cut``; targets are those of
-the process faults (``one``, ``leader``, ``minority``, ``majority``, ``all``).
+Declared as a fault family in ``nemesis/host.py`` (``host-pause``, ``power-cut``); targets are
+those of the process faults (``one``, ``leader``, ``minority``, ``majority``, ``all``).
 Heal order: ``host-resume`` must run before anything else (a frozen host blocks every other
 heal on it), ``power-on`` before ``start``. A host that could not be hit is listed under
 ``failed`` with the reason, never assumed hit.
@@ -23,7 +23,7 @@ from raftlab.history import Op
 from raftlab.lab import LabError
 from raftlab.lab.containers import ContainersLab
 from raftlab.nemesis.disk import DiskNemesis
-from raftlab.nemesis.process import TargetError, choose, completion, failure, on_each
+from raftlab.nemesis.targets import TargetError, choose, completion, failure, on_each
 from raftlab.protocols import Host, Killable, Lab
 
 

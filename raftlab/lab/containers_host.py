@@ -203,7 +203,11 @@ class ContainerHost:
             if state == value or (value == "1" and "frozen 1" in (control.parent / "cgroup.events").read_text()):
                 return
             await asyncio.sleep(0.01)
-        raise LabError(f"host {self.name}: cgroup {self.cgroup} did not freeze within 2 s ({state})")
+        # A freeze that did not complete is undone: a cgroup left FREEZING stops some of the host's
+        # processes (sshd among them) while the nemesis records the fault as not applied, so no
+        # healer would ever thaw it and every later command on the host would hang.
+        control.write_text(self._freezer()[2])
+        raise LabError(f"host {self.name}: cgroup {self.cgroup} did not freeze within 2 s ({state}); thawed again")
 
     async def thaw(self) -> None:
         try:

@@ -11,16 +11,17 @@ Commands go through each host's ``Remote``, so the same code works over SSH and 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
-from raftlab.lab import LabError
-from raftlab.protocols import Grudge, Host, Remote
+from raftlab.lab import LabError, linkshape
+from raftlab.protocols import Grudge, Host, Link, LinkShape, Remote
 
 CHAIN = "RAFTLAB"
 
 
 class IptablesNet:
-    """Partitions with iptables rules in raftlab's own chain on each host."""
+    """Partitions with iptables rules in raftlab's own chain on each host; link faults (ShapesLinks)
+    with tc and iptables (``raftlab.lab.linkshape``)."""
 
     def __init__(self, remotes: Mapping[Host, Remote], addresses: Mapping[Host, str], *,
                  iptables: str = "iptables -w") -> None:
@@ -57,8 +58,36 @@ class IptablesNet:
         await self._on_all({h: f"{self._iptables} -F {CHAIN} 2>/dev/null || true" for h in self._remotes})
 
     async def remove(self) -> None:
-        """Remove the chain and its jump (for ``lab down``)."""
+        """Remove the chains and their jumps (for ``lab down``)."""
         ipt = self._iptables
-        await self._on_all({h: f"while {ipt} -D INPUT -j {CHAIN} 2>/dev/null; do :; done; "
-                               f"{ipt} -F {CHAIN} 2>/dev/null; {ipt} -X {CHAIN} 2>/dev/null; true"
+        await self._on_all({h: "; ".join(f"while {ipt} -D INPUT -j {c} 2>/dev/null; do :; done; "
+                                         f"{ipt} -F {c} 2>/dev/null; {ipt} -X {c} 2>/dev/null"
+                                         for c in (CHAIN, linkshape.CHAIN)) + "; true"
                             for h in self._remotes})
+
+    # -- ShapesLinks (raftlab/lab/linkshape.py) -------------------------------------------------
+
+    def _known(self, hosts: Iterable[Host]) -> None:
+        unknown = sorted({h for h in hosts if h not in self._addresses})
+        if unknown:
+            raise LabError(f"link fault names unknown hosts: {', '.join(unknown)}")
+
+    async def shape(self, links: Mapping[Link, LinkShape]) -> None:
+        self._known(h for pair in links for h in pair)
+        sends, deaf = linkshape.split(links)
+        commands = {h: linkshape.tc_commands(sends.get(h, {}), self._addresses) + " && " +
+                    linkshape.drop_commands(deaf.get(h, []), self._addresses, self._iptables)
+                    for h in self._remotes}
+        await self._on_all(commands)
+
+    async def unshape(self) -> None:
+        await self.shape({})
+
+    async def reset(self, links: Sequence[Link]) -> None:
+        self._known(h for pair in links for h in pair)
+        # One end of each pair answers the other with RSTs: a rule on both ends would drop the RSTs too.
+        peers: dict[Host, set[Host]] = {}
+        for a, b in {tuple(sorted(pair)) for pair in links}:
+            peers.setdefault(b, set()).add(a)
+        await self._on_all({h: linkshape.reset_command(sorted(p), self._addresses, self._iptables)
+                            for h, p in peers.items()})

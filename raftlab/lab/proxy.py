@@ -19,6 +19,13 @@ Guarantees:
   middle of a stream instead would corrupt the framing in a way no packet loss can.
 * A link is cut when either end holds a grudge against the other: a TCP connection cannot work
   in only one direction, as with iptables dropping on INPUT.
+* Link faults (``ShapesLinks``): each direction of a connection (``i`` = 0 carries the link's
+  src to dst, 1 the way back) may have a ``LinkShape``. Delay, jitter and rate hold each chunk
+  read until its due time (``_Shaper``: due = max(previous due, now + delay + jitter draw),
+  then + len / rate), so order is kept and nothing is lost, as TCP keeps them over a slow path;
+  ``drop`` stops reading that direction only (a one-way blackhole: bytes wait in the kernel as
+  for a cut link); ``reset`` closes the link's connections with SO_LINGER 0, so both peers get
+  an RST. More than ``SHAPED_MAX`` bytes waiting in a shaper stops reading (back-pressure).
 * No tasks: forwarding is done with non-blocking sockets and ``loop.add_reader``/``add_writer``
   callbacks owned by the mesh (``close()`` removes every one), which is also the fastest way to
   move bytes in asyncio (no stream or transport layers on the hot path).
@@ -28,13 +35,17 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import random
 import socket
-from collections.abc import Iterable
+import struct
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from raftlab.protocols import Grudge, Host
+from raftlab.protocols import Grudge, Host, Link, LinkShape
 
 CHUNK = 256 * 1024
+SHAPED_MAX = 4 * 1024 * 1024
 _RETRY = (BlockingIOError, InterruptedError)
 
 
@@ -50,10 +61,56 @@ def cut(grudge: Grudge, a: Host, b: Host) -> bool:
     return b in grudge.get(a, frozenset()) or a in grudge.get(b, frozenset())
 
 
+class _Shaper:
+    """Holds one direction's chunks until their due time (delay, jitter, rate), in order."""
+
+    __slots__ = ("due", "queued", "release", "rng", "shape", "timer")
+
+    def __init__(self, shape: LinkShape, release: Callable[[bytes], None]) -> None:
+        self.shape = shape
+        self.rng = random.Random(shape.seed)
+        self.queued: deque[tuple[float, bytes]] = deque()
+        self.due = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.release = release
+
+    def size(self) -> int:
+        return sum(len(b) for _, b in self.queued)
+
+    def push(self, loop: asyncio.AbstractEventLoop, data: bytes) -> None:
+        s = self.shape
+        due = max(self.due, loop.time() + s.delay + (self.rng.uniform(0, s.jitter) if s.jitter else 0.0))
+        if s.rate:
+            due += len(data) / s.rate
+        self.due = due
+        self.queued.append((due, data))
+        if self.timer is None:
+            self.timer = loop.call_at(due, self._fire, loop)
+
+    def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.timer = None
+        out = bytearray()
+        while self.queued and self.queued[0][0] <= loop.time() + 0.0005:
+            out += self.queued.popleft()[1]
+        if out:
+            self.release(bytes(out))
+        if self.queued:
+            self.timer = loop.call_at(self.queued[0][0], self._fire, loop)
+
+    def cancel(self) -> bytes:
+        """Stop; what was still held (delivered at once when a shape is lifted)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        held = b"".join(b for _, b in self.queued)
+        self.queued.clear()
+        return held
+
+
 class _Pipe:
     """One proxied connection: two non-blocking sockets and a pending buffer per direction."""
 
-    __slots__ = ("closed", "eof", "link", "loop", "pending", "reading", "socks")
+    __slots__ = ("closed", "eof", "link", "loop", "pending", "reading", "shapers", "socks")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, link: _Link, client: socket.socket,
                  upstream: socket.socket) -> None:
@@ -64,14 +121,48 @@ class _Pipe:
         self.reading = [False, False]
         self.eof = [False, False]  # socks[i] sent FIN
         self.closed = False
+        self.shapers: list[_Shaper | None] = [None, None]  # shapers[i] holds what socks[i] sent
+        self._make_shapers()
 
     def start(self) -> None:
         if not self.link.blocked:
             self.resume()
 
+    def _may_read(self, i: int) -> bool:
+        shape = self.link.shapes[i]
+        shaper = self.shapers[i]
+        return not (shape is not None and shape.drop) and not (shaper is not None and shaper.size() > SHAPED_MAX)
+
+    def reshape(self) -> None:
+        """Apply the link's current shapes; bytes a lifted shape still held go on at once."""
+        self._make_shapers()
+        if not self.link.blocked and not self.closed:
+            self.resume()
+
+    def _make_shapers(self) -> None:
+        for i in (0, 1):
+            shape, old = self.link.shapes[i], self.shapers[i]
+            if old is not None and old.shape == shape:
+                continue
+            if old is not None:
+                self._deliver(i, old.cancel())
+            self.shapers[i] = None
+            if shape is not None and not shape.drop and (shape.delay or shape.jitter or shape.rate):
+                self.shapers[i] = _Shaper(shape, lambda data, i=i: self._deliver(i, data))
+
+    def _deliver(self, i: int, data: bytes) -> None:
+        """Queue ``data`` (read from socks[i]) for socks[1 - i] and let the writer send it."""
+        if self.closed or not data:
+            return
+        self.pending[1 - i] += data
+        if not self.link.blocked:  # a cut link sends nothing; resume() sends it after the heal
+            self.loop.add_writer(self.socks[1 - i], self._on_writable, 1 - i)
+
     def resume(self) -> None:
         for i in (0, 1):
-            if not self.pending[1 - i]:
+            if not self._may_read(i):
+                self._read(i, False)
+            elif not self.pending[1 - i]:
                 self._read(i, True)
             else:
                 self.loop.add_writer(self.socks[1 - i], self._on_writable, 1 - i)
@@ -105,6 +196,12 @@ class _Pipe:
             if not self.pending[1 - i]:
                 self._finish(1 - i)
             return
+        shaper = self.shapers[i]
+        if shaper is not None:
+            shaper.push(self.loop, data)
+            if not self._may_read(i):
+                self._read(i, False)
+            return
         try:
             sent = dst.send(data)
         except _RETRY:
@@ -131,7 +228,7 @@ class _Pipe:
             self.loop.remove_writer(self.socks[j])
             if self.eof[1 - j]:
                 self._finish(j)
-            elif not self.link.blocked:
+            elif not self.link.blocked and self._may_read(1 - j):
                 self._read(1 - j, True)
 
     def _finish(self, j: int) -> None:
@@ -144,12 +241,18 @@ class _Pipe:
         if all(self.eof) and not any(self.pending):
             self.close()
 
-    def close(self) -> None:
+    def close(self, *, reset: bool = False) -> None:
+        """Close both sides; with ``reset``, with an RST (SO_LINGER 0), as a broken link does."""
         if self.closed:
             return
         self.freeze()
         self.closed = True
+        for shaper in self.shapers:
+            if shaper is not None:
+                shaper.cancel()
         for s in self.socks:
+            if reset:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             s.close()
         self.link.pipes.discard(self)
 
@@ -170,6 +273,7 @@ class _Link:
         self.address: tuple[str, int] = self.listener.getsockname()[:2]
         self.pipes: set[_Pipe] = set()
         self.blocked = False
+        self.shapes: tuple[LinkShape | None, LinkShape | None] = (None, None)  # src->dst, dst->src
         loop.add_reader(self.listener, self._on_accept)
 
     def _on_accept(self) -> None:
@@ -229,6 +333,13 @@ class _Link:
             self.loop.add_reader(self.listener, self._on_accept)
             self._on_accept()  # what queued in the backlog meanwhile
 
+    def set_shapes(self, shapes: tuple[LinkShape | None, LinkShape | None]) -> None:
+        if shapes == self.shapes:
+            return
+        self.shapes = shapes
+        for pipe in list(self.pipes):
+            pipe.reshape()
+
     def close(self) -> None:
         self.loop.remove_reader(self.listener)
         self.listener.close()
@@ -270,6 +381,7 @@ class ProxyMesh:
         self._host = host
         self._links: dict[LinkKey, _Link] = {}
         self._grudge: Grudge = {}
+        self._shapes: dict[Link, LinkShape] = {}
 
     def endpoint(self, src: Host, dst: Host, port: int) -> tuple[str, int]:
         key = LinkKey(src=src, dst=dst, port=port)
@@ -277,8 +389,29 @@ class ProxyMesh:
         if link is None:
             link = _Link(self._loop, key, self._host)
             link.set_blocked(cut(self._grudge, src, dst))
+            link.set_shapes(self._shapes_of(key))
             self._links[key] = link
         return link.address
+
+    def _shapes_of(self, key: LinkKey) -> tuple[LinkShape | None, LinkShape | None]:
+        return self._shapes.get((key.src, key.dst)), self._shapes.get((key.dst, key.src))
+
+    async def shape(self, links: Mapping[Link, LinkShape]) -> None:
+        """ShapesLinks: shape exactly these directions (replacing any earlier shapes)."""
+        self._shapes = dict(links)
+        for key, link in self._links.items():
+            link.set_shapes(self._shapes_of(key))
+
+    async def unshape(self) -> None:
+        await self.shape({})
+
+    async def reset(self, links: Sequence[Link]) -> None:
+        """ShapesLinks: RST every connection carrying one of these directions."""
+        hit = {frozenset(pair) for pair in links}
+        for key, link in self._links.items():
+            if frozenset((key.src, key.dst)) in hit:
+                for pipe in list(link.pipes):
+                    pipe.close(reset=True)
 
     def links(self) -> Iterable[LinkKey]:
         return list(self._links)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shlex
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -72,13 +73,19 @@ async def _answers(address: str, port: int) -> bool:
 
 
 class DtkvDB:
-    """``raftlab node`` on every host of ``lab``; Killable, Pausable, HasPrimaries, HasLogFiles."""
+    """``raftlab node`` on every host of ``lab``; Killable, Pausable, HasPrimaries, HasLogFiles, HasStartEnv,
+    HasDataFiles."""
 
     def __init__(self, lab: HostLab, options: SystemOptions, *, seed: int = 0) -> None:
         self.lab = lab
         self.options = options
         self.seed = seed
         self.hosts = list(lab.hosts)
+        self.start_env: dict[Host, dict[str, str]] = {}
+
+    def set_start_env(self, host: Host, env: Mapping[str, str]) -> None:
+        """HasStartEnv: the node's next starts run with ``env`` (the clock faults' libfaketime)."""
+        self.start_env[host] = dict(env)
 
     # -- layout --------------------------------------------------------------------------------
 
@@ -103,6 +110,11 @@ class DtkvDB:
     def data_dir(self, host: Host) -> str:
         return f"{self.node_dir(host)}/data"
 
+    def data_files(self, host: Host) -> dict[str, str]:
+        """HasDataFiles: the WAL segments (impl/storage/wal.py) and snapshot files, for the file faults."""
+        data = self.data_dir(host)
+        return {"wal": f"{data}/wal/*.seg", "snapshot": f"{data}/snapshot-*.snap"}
+
     def pid_file(self, host: Host) -> str:
         return f"{self.node_dir(host)}/node.pid"
 
@@ -126,7 +138,8 @@ class DtkvDB:
                 "--client-port", str(self.client_port(host)), "--client-host", "0.0.0.0",
                 "--log-file", f"{nd}/node.log", "--pid-file", f"{nd}/node.pid",
                 "--seed", str((self.seed * 1000 + me) % 2**32), *self.options.node_args]
-        run = " ".join(shlex.quote(a) for a in [python, "-c", _ENTRY, *args])
+        env = [f"{k}={v}" for k, v in sorted(self.start_env.get(host, {}).items())]
+        run = " ".join(shlex.quote(a) for a in [*(["env", *env] if env else []), python, "-c", _ENTRY, *args])
         # sh without job control: setsid and nohup exec in place, so $! is the node's own pid
         # `&` must apply to the node alone: a backgrounded `cd && ...` list would be a subshell
         # that holds the remote command's output open (an SSH run would never end) and whose

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from raftlab.checker import merge_valid as merge
 
 from raftlab import evidence, store
 from raftlab.history import NEMESIS, History, Op, OpType
 from raftlab.rng import RunRandom, parse_seed
-from raftlab.runner import Campaign, CampaignError, merge
+from raftlab.runner import Campaign, CampaignError
 
 
 def test_new_run_writes_the_campaign_first_and_latest_follows(tmp_path: Path) -> None:
@@ -109,31 +109,21 @@ def test_faults_with_a_shared_start_f_are_counted_for_the_fault_the_schedule_cho
     start the schedule emits is counted for the fault it drew, so neither is reported as idle."""
     import random
 
-    from raftlab.nemesis import parse_faults, perf
-    from raftlab.nemesis.package import Schedule
+    from raftlab.nemesis import package
+
+    from raftlab import generator as gen
 
     names = ["partition", "partition-leader", "kill", "kill-leader", "pause", "pause-leader"]
-    schedule = Schedule(parse_faults(names), random.Random(7), interval=1.0)
-    events: list[Op] = []
-    drawn: list[str] = []
+    pkg = package(names, db=None, rng=random.Random(7), interval=1.0)
 
-    class Ctx:
-        time = 0
-        free_processes = (NEMESIS,)
+    def complete(o: Op, rng: random.Random) -> tuple[OpType, object, int]:
+        return OpType.INFO, {"hosts": ["n1"]}, 10**7
 
-    ctx = Ctx()
-    while len(drawn) < 2 * len(names):
-        ctx.time += 10**10
-        invoke = schedule.op(ctx)
-        if not isinstance(invoke, Op):  # the first call only sets the delay
-            continue
-        done = replace(invoke, type=OpType.INFO, value={"hosts": ["n1"]})
-        events += [replace(invoke, index=len(events)), replace(done, index=len(events) + 1)]
-        schedule.update(ctx, done)
-        if invoke.f in {"kill", "pause", "start-partition"}:
-            drawn.append(invoke.extra["fault"])
+    events = [o for o in gen.simulate(gen.on_nemesis(gen.limit(4 * len(names), pkg.generator)), concurrency=1,
+                                      complete=complete)]
+    drawn = [o.extra["fault"] for o in events if o.type is OpType.INVOKE and o.f in {"kill", "pause", "start-partition"}]
     history = History.parse(json.dumps(e.to_dict()) for e in events)  # the field survives the JSON form
-    valid, _, data = evidence.faults(history, perf(parse_faults(names)))
+    valid, _, data = evidence.faults(history, pkg.perf)
     assert valid is True and "never_took_effect" not in data
     for name in names:
         assert data["by_fault"][name]["took_effect"] == drawn.count(name) == 2  # the bag draws each twice

@@ -175,14 +175,14 @@ def test_pending_carries_the_earliest_wake_up() -> None:
 def test_the_nemesis_package_schedule_runs_under_simulate(seed: int) -> None:
     from raftlab.nemesis import package
 
-    pkg = package("kill,partition", db=None, lab=None, rng=random.Random(seed), interval=1.0)
+    pkg = package("kill,partition", db=None, rng=random.Random(seed), interval=1.0)
 
     def complete(op: Op, rng: random.Random) -> tuple[OpType, object, int]:
         return OpType.INFO if op.process == NEMESIS else OpType.OK, None, NS // 100
 
     g = gen.phases(gen.time_limit(10, gen.any_of(gen.on_clients(gen.stagger(0.01, gen.repeat({"f": "read"}))),
                                                  gen.on_nemesis(pkg.generator))),
-                   gen.on_nemesis(pkg.final_generator))
+                   gen.on_nemesis(pkg.healer()))
     h = simulate(g, concurrency=3, complete=complete, seed=seed)
     faults = [o.f for o in invokes(h) if o.process == NEMESIS]
     assert len(faults) >= 6

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from raftlab.nemesis import package
 from raftlab.nemesis.disk import FuseDisk
-from raftlab.nemesis.process import op, process_state
+from raftlab.nemesis.process import process_state
+from raftlab.nemesis.targets import op
 
 from raftlab.lab import lab_down, open_lab
 from raftlab.lab.local import LocalRemote, sweep
@@ -108,7 +109,7 @@ def test_lose_unfsynced_nemesis_kills_drops_and_restarts(tmp_path: Path, monkeyp
             db = SleepDB(lab)
             for h in lab.hosts:
                 await db.start(h)
-            nem = package("lose-unfsynced", db=db, lab=lab, rng=random.Random(0), interval=1).nemesis
+            nem = package("lose-unfsynced", db=db, rng=random.Random(0), interval=1).nemesis
             await nem.setup(lab)  # restarts each node around its new mount
             data = Path(lab.node_dir("n1")) / "data"
             with open(data / "wal", "wb") as f:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from raftlab.nemesis import package
-from raftlab.nemesis.process import op
+from raftlab.nemesis.targets import op
 
 from raftlab.lab import lab_down, open_lab
 from tests.conftest import need_binary, need_root
@@ -31,7 +31,7 @@ def test_disk_pause_over_ssh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, se
             db = SleepDB(lab, leader="n2")
             for h in lab.hosts:
                 await db.start(h)
-            pkg = package("disk-pause", db=db, lab=lab, rng=random.Random(seed), interval=1)
+            pkg = package("disk-pause", db=db, rng=random.Random(seed), interval=1)
             await pkg.nemesis.setup(lab)
             r = lab.remote("n2")
             data = f"{lab.node_dir('n2')}/data"

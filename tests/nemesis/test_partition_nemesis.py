@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from raftlab.nemesis import package
-from raftlab.nemesis.process import op
+from raftlab.nemesis.targets import op
 
 from raftlab.history import OpType
 from raftlab.lab import lab_down, open_lab
@@ -45,7 +45,7 @@ def test_isolate_the_leader_then_heal(tmp_path: Path, seed: int) -> None:
         try:
             ports = {h: s.sockets[0].getsockname()[1] for h, s in servers.items()}
             links = {(a, b): lab.endpoint(a, b, ports[b]) for a in lab.hosts for b in lab.hosts if a != b}
-            nem = package("partition-leader", db=SleepDB(lab, leader="n3"), lab=lab, rng=random.Random(seed),
+            nem = package("partition-leader", db=SleepDB(lab, leader="n3"), rng=random.Random(seed),
                           interval=1).nemesis
             await nem.setup(lab)
             done = await nem.invoke(op("start-partition", "leader"))

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from raftlab.nemesis import package
 from raftlab.nemesis.package import NemesisContractError
-from raftlab.nemesis.process import op, process_state
+from raftlab.nemesis.process import process_state
+from raftlab.nemesis.targets import op
 
 from raftlab.history import NEMESIS, OpType
 from raftlab.lab import lab_down, open_lab
@@ -32,7 +33,7 @@ def test_kill_pause_and_heal_on_the_local_lab(tmp_path: Path, seed: int) -> None
         try:
             for h in lab.hosts:
                 await db.start(h)
-            pkg = package("kill-leader,pause", db=db, lab=lab, rng=random.Random(seed), interval=1)
+            pkg = package("kill-leader,pause", db=db, rng=random.Random(seed), interval=1)
             nem = pkg.nemesis
             await nem.setup(lab)
             old = pid(lab, "n2")
