@@ -13,9 +13,10 @@ silently turning a mutant into the original program. This module is pure: it rea
 strings; the shell that copies trees and starts processes is raftlab/mutate.py.
 
 ``layer`` groups the catalogue (raft, dtkv, client, storage, codec, node); ``sim`` says whether
-``raftlab mutate --method sim`` hunts the mutant: the raft layer (RaftCore and its log, quorum
-and read helpers). The node layer patches ``impl/machine.py``, the sans-I/O node machine the
-simulator also drives, but its mutants are judged by campaigns only for now.
+``raftlab mutate --method sim`` hunts the mutant: it patches code the simulator runs (RaftCore
+and its log, quorum and read helpers; ``impl/machine.py``, the sans-I/O node machine every
+simulated node is; and the meta file's codec, through which every simulated restart reads its
+hard state back). The other layers are judged by campaigns.
 """
 
 from __future__ import annotations
@@ -59,8 +60,9 @@ class Mutant:
 
     @property
     def sim(self) -> bool:
-        """Whether ``--method sim`` hunts this mutant (the raft layer: RaftCore and its helpers)."""
-        return self.layer == "raft"
+        """Whether ``--method sim`` hunts this mutant: it patches code the simulator runs (RaftCore
+        and its helpers, the node machine, and the meta codec every simulated restart reads)."""
+        return self.layer in ("raft", "node") or self.module == META
 
     def describe(self) -> str:
         return f"{self.id} [{self.layer}] {self.description} (breaks: {self.rule})"

@@ -261,6 +261,9 @@ class RaftCore(ReadPath):
         if term != self.term:
             self.term = term
             self.vote = NONE
+            # an append acknowledged in the old term waits for the next persist, which may no
+            # longer hold it (this term's leader can truncate it in the same Ready): drop the ack
+            self._msgs_after = [m for m in self._msgs_after if m.type is not MsgType.APP_RESP]
         self.lead = NONE
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0

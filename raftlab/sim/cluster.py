@@ -38,9 +38,11 @@ from raftlab.impl.machine import MachineConfig, NodeMachine, Persist, Reply
 from raftlab.impl.net.codec import Request
 from raftlab.impl.raft import EntryType, RaftConfig, RaftCore, Role
 from raftlab.impl.storage.memory import MemoryStorage
+from raftlab.impl.storage.meta import decode_meta, encode_meta
 
 from .invariants import Invariants
 from .network import SimNetwork
+from .scenarios import fire
 
 
 @dataclass(slots=True, kw_only=True)
@@ -67,6 +69,8 @@ class SimConfig:
     target_leader: bool = False  # crashes and partitions hit the current leader 70% of the time
     max_size_per_msg: int = 1 << 20  # bytes of entries per MsgApp (small: appends carry a prefix only)
     max_inflight_msgs: int = 256
+    scenarios: tuple[str, ...] = ()  # raftlab/sim/scenarios.py: targeted faults fired inside risky windows
+    scenario_rate: float = 0.02  # chance per step that the scenario engine looks for an open window
 
     def drift(self) -> float:
         return self.clock_drift if self.clock_drift is not None else (0.5 if self.read_only == "safe" else 0.2)
@@ -130,7 +134,7 @@ class SimCluster:
         self.generations: dict[int, int] = {}
         self.request_ids = 0
         self.stats = {"elections": 0, "commits": 0, "crashes": 0, "partitions": 0, "ops": 0, "pauses": 0,
-                      "disk_stalls": 0, "clock_jumps": 0}
+                      "disk_stalls": 0, "clock_jumps": 0, "scenarios": 0}
         self.leaders_seen: set[tuple[int, int]] = set()
         self.coverage = SimCoverage()  # only looks: which risky situations this run reached
 
@@ -198,6 +202,8 @@ class SimCluster:
             node.jumped += jump
             self.stats["clock_jumps"] += 1
             self.trace.append(f"clock of {node.id} jumps {jump} ticks")
+        if cfg.scenarios and self.rng.random() < cfg.scenario_rate:
+            fire(self)
         for node in self.nodes.values():
             if node.up and node.paused_until <= self.step_no:
                 self._work(node)
@@ -221,22 +227,32 @@ class SimCluster:
     def _crash_or_restart(self) -> None:
         down = [n for n in self.nodes.values() if not n.up]
         if down and (self.rng.random() < 0.7 or len(down) * 2 >= len(self.ids)):
-            node = self.rng.choice(down)
-            self.nodes[node.id] = self._boot(node.id, node.storage)
-            self.trace.append(f"restart {node.id}")
+            self.restart(self.rng.choice(down).id)
             return
         leader = self._leader() if self.config.target_leader and self.rng.random() < 0.7 else None
-        node = self.nodes[leader or self.rng.choice(self.ids)]
-        if node.up:
-            node.up = False
-            before = node.storage.last_index()
-            node.storage = node.storage.crash()
-            self.coverage.on_crash(node.id, before, node.storage.last_index())
-            self.stats["crashes"] += 1
-            self.net.drop_for(node.id)
-            for p in [p for p in self.pending.values() if p.node == node.id]:
-                self._complete(p, OpType.INFO, error="node crashed")
-            self.trace.append(f"crash {node.id}")
+        self.crash(leader or self.rng.choice(self.ids))
+
+    def crash(self, node_id: int) -> None:
+        """The node stops: it keeps what it synced (its hard state through the meta file's codec)."""
+        node = self.nodes[node_id]
+        if not node.up:
+            return
+        node.up = False
+        node.persisting = None  # a write still in flight never completes
+        before = node.storage.last_index()
+        node.storage = durable(node.storage)
+        self.coverage.on_crash(node.id, before, node.storage.last_index())
+        self.stats["crashes"] += 1
+        self.net.drop_for(node.id)
+        for p in [p for p in self.pending.values() if p.node == node.id]:
+            self._complete(p, OpType.INFO, error="node crashed")
+        self.trace.append(f"crash {node.id}")
+
+    def restart(self, node_id: int) -> None:
+        node = self.nodes[node_id]
+        if not node.up:
+            self.nodes[node_id] = self._boot(node_id, node.storage)
+            self.trace.append(f"restart {node_id}")
 
     def _leader(self) -> int | None:
         """The up node that leads the highest term (None: no leader)."""
@@ -258,13 +274,13 @@ class SimCluster:
                     break
                 self.coverage.on_ready(node, node.persisting.ready, self.nodes)
                 self._released(node, node.persisting)
+                if node.persisting.entries:  # written at once (the page cache), synced below
+                    node.storage.append(node.persisting.entries)
+                if node.persisting.hard_state is not None:
+                    node.storage.set_hard_state(node.persisting.hard_state)
             if node.disk_until > self.step_no:
-                break  # the disk is stalled: this persist completes later
+                break  # the disk is stalled: the sync completes later; a crash now loses the writes
             persist, node.persisting = node.persisting, None
-            if persist.entries:
-                node.storage.append(persist.entries)
-            if persist.hard_state is not None:
-                node.storage.set_hard_state(persist.hard_state)
             if persist.must_sync:
                 node.storage.sync()
             machine.persisted(persist)
@@ -383,6 +399,15 @@ class SimCluster:
         flags += "" if c.clock_drift is None else f" --clock-drift {c.clock_drift}"
         flags += "" if c.clock_jumps is None else (" --clock-jumps" if c.clock_jumps else " --no-clock-jumps")
         return f"raftlab sim --seed {self.seed} --steps {steps} --nodes {c.nodes} --loss {c.loss}{flags}"
+
+
+def durable(storage: MemoryStorage) -> MemoryStorage:
+    """What a restarted node finds: the synced entries, and the synced hard state read back
+    through the meta file's codec (so a mistake in impl/storage/meta.py shows here too)."""
+    after = storage.crash()
+    after.set_hard_state(decode_meta(encode_meta(after.initial_state())))
+    after.sync()
+    return after
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

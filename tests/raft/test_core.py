@@ -269,3 +269,19 @@ def test_forwarded_reads_are_answered_once_or_dropped_on_a_term_change() -> None
     assert rd.dropped_reads == (DroppedRead(context=b"f2", reason="term changed"),)
     follower.step(Message(type=MsgType.READ_INDEX_RESP, to=2, from_=1, term=5, index=1, context=b"f2"))
     assert not follower.ready().read_states
+
+
+def test_an_ack_waiting_for_a_persist_is_dropped_when_a_newer_leader_truncates_its_entry() -> None:
+    """§5.3 and Figure 2: an append is acknowledged only once durable. A follower that accepts an
+    entry from the term-2 leader and, before persisting, takes a term-3 append truncating it must not
+    send the term-2 ack (the simulator found this: the old leader could count an entry that never
+    reached the follower's disk)."""
+    core = core_with_log(2, [(1, 1)], term=2)
+    core.step(Message(type=MsgType.APP, to=2, from_=1, term=2, index=1, log_term=1, commit=1,
+                      entries=(Entry(term=2, index=2, data=b"old"),)))
+    core.step(Message(type=MsgType.APP, to=2, from_=3, term=3, index=1, log_term=1, commit=1,
+                      entries=(Entry(term=3, index=2, data=b"new"),)))
+    rd = core.ready()
+    assert [(e.term, e.index) for e in rd.entries] == [(3, 2)]
+    acks = [m for m in rd.send_after_persist if m.type is MsgType.APP_RESP and not m.reject]
+    assert [(m.to, m.term, m.index) for m in acks] == [(3, 3, 2)]
