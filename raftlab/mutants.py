@@ -124,12 +124,16 @@ CATALOGUE: tuple[Mutant, ...] = (
        "self.commit_to(min(commit, last_new))", "self.commit_to(min(commit, self.last_index()))",
        "a follower commits past the entries this append verified",
        "commit only the verified prefix (Raft §5.3, etcd log.maybeAppend)"),
-    _m("leader-self-ack-early", "raft", CORE,
-       "        self.log.append((Entry(term=self.term, index=index, data=data),))\n        self._bcast_pending = True\n",
-       "        self.log.append((Entry(term=self.term, index=index, data=data),))\n"
-       "        self.prs[self.id].maybe_update(index)\n        self._bcast_pending = True\n",
-       "the leader counts its own new entry before persisting it",
-       "a committed entry is durable on a majority (thesis §10.2.1)"),
+    # (``leader-self-ack-early``, the leader counting its own entry before persisting it, was
+    # dropped: NodeMachine steps no message while a Persist is out, so no acknowledgement can be
+    # counted before the leader's own write completes; that mutant equals the original program.)
+    _m("append-ack-before-persist", "raft", CORE,
+       "self._send_after(Message(type=MsgType.APP_RESP, to=m.from_, from_=self.id, term=self.term,\n"
+       "                                     index=last_new))",
+       "self._send(Message(type=MsgType.APP_RESP, to=m.from_, from_=self.id, term=self.term,\n"
+       "                                     index=last_new))",
+       "a follower acknowledges an append when it accepts it, before the entries are persisted",
+       "a committed entry is durable on a majority (Raft Figure 2; etcd's msgsAfterAppend)"),
     # --- raft core: log matching and truncation ----------------------------------------------
     _m("append-no-prev-check", "raft", LOG,
        "        if not self.match_term(prev_index, prev_term):\n            return None\n",

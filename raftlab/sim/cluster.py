@@ -302,10 +302,8 @@ class SimCluster:
         self._send(node)
 
     def _send(self, node: SimNode) -> None:
-        after = set(map(id, node.persisting.ready.send_after_persist)) if node.persisting else set()
         for m in node.machine.take_messages():
-            if node.persisting is None or id(m) in after:
-                self.invariants.on_send_after_persist(node, m)
+            self.invariants.on_send(node, m)  # an ack or vote sent before its persist is a violation
             self.net.send(m)
         for reply in node.machine.take_replies():
             self._on_reply(node, reply)

@@ -8,8 +8,9 @@
   term that has not yet heard of the commit is rightly not required to have it.
 * State-machine safety: no two nodes apply different entries at the same index.
 * Nothing acknowledged before persisted: an append or vote response leaves a node only after
-  what it promises is synced (the Ready contract). A vote in term T is kept once term T and the
-  vote are synced, or any later term is (a node never votes in a term below its own).
+  what it promises is synced (the Ready contract), whichever list of the Ready it left in. A
+  vote in term T is kept once term T and the vote are synced, or any later term is (a node never
+  votes in a term below its own).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Invariants:
         if node_term < seen[2]:
             self.applied[e.index] = (e.term, e.data, node_term)
 
-    def on_send_after_persist(self, node: Any, m: Message) -> None:
+    def on_send(self, node: Any, m: Message) -> None:
         storage = node.storage
         hs = storage.synced_hard_state()
         if m.type is MsgType.APP_RESP and not m.reject and m.index > storage.synced_last_index():

@@ -18,8 +18,9 @@ condition on the cluster's state and the action that opens the window when it ho
   so two candidates ask for votes in the same term;
 * ``isolate-leader``: the leader and one follower (the leader alone in a 3-node cluster) are cut
   off from the rest: a minority leader that can still get one heartbeat answer;
-* ``heal-stale-leader``: the network heals while two nodes lead (the deposed one's messages now
-  reach the new term's nodes) or while a cut-off node has a higher term (a vote during a heal);
+* ``heal-stale-leader``: the network heals while two nodes lead, once the newer one committed
+  past the deposed one (whose messages now reach the new term's nodes), or while a cut-off node
+  has a higher term (a vote during a heal);
 * ``restart-down``: a crashed node comes back, so the crash scenarios do not empty the cluster.
 
 Which scenarios a run uses and how eagerly (``SimConfig.scenarios``, ``scenario_rate``: the chance
@@ -141,8 +142,11 @@ def _isolate_leader(c: SimCluster) -> bool:
 def _heal_stale_leader(c: SimCluster) -> bool:
     if not c.net.partitioned():
         return False
+    leaders = _leaders(c)
+    # wait until the newer leader committed past the deposed one: both sides then hold values
+    stale = len(leaders) > 1 and leaders[-1].core.log.committed > leaders[0].core.log.committed + 1
     terms = sorted(n.core.term for n in _up(c))
-    if len(_leaders(c)) > 1 or (terms and terms[-1] > terms[len(terms) // 2]):
+    if stale or (len(leaders) < 2 and terms and terms[-1] > terms[len(terms) // 2]):
         c.net.heal()
         c.trace.append("heal (a stale leader or a higher term waits on the other side)")
         return True
