@@ -103,6 +103,7 @@ class SimNode:
     paused_until: int = 0  # step: takes no events before it
     disk_until: int = 0  # step: a persist does not complete before it
     persisting: Persist | None = None
+    busy: bool = True  # has input, time or a persist to handle: an idle node is not worked (speed)
 
     @property
     def core(self) -> RaftCore:
@@ -167,6 +168,8 @@ class SimCluster:
         cfg = self.config
         if r < 0.15:
             self.now += 1 / len(self.ids)  # each node ticks as often as when one random node ticked
+            for n in self.nodes.values():
+                n.busy = True
             if cfg.slow_leader and cfg.read_only != "lease":
                 # ReadIndex assumes nothing about clocks: a leader's clock runs at a quarter of its rate
                 for n in self.nodes.values():
@@ -180,6 +183,7 @@ class SimCluster:
                     self.trace.append(f"deliver {msg.describe()}")
                     self.coverage.on_deliver(target, msg)
                     target.machine.receive(msg)
+                    target.busy = True
         elif r < 0.955:
             self._client_op()
         elif r < 0.959 and cfg.partitions:
@@ -200,15 +204,19 @@ class SimCluster:
             node = self.nodes[self.rng.choice(self.ids)]
             jump = self.rng.randrange(1, 2 * cfg.election_tick)
             node.jumped += jump
+            node.busy = True
             self.stats["clock_jumps"] += 1
             self.trace.append(f"clock of {node.id} jumps {jump} ticks")
         if cfg.scenarios and self.rng.random() < cfg.scenario_rate:
             fire(self)
+        worked = []  # the nodes whose log changed: the invariants check the pairs with one of them
         for node in self.nodes.values():
-            if node.up and node.paused_until <= self.step_no:
-                self._work(node)
+            if node.up and node.busy and node.paused_until <= self.step_no:
+                if self._work(node):
+                    worked.append(node.id)
+                node.busy = node.persisting is not None
         self._expire_clients()
-        self.invariants.check(self.nodes, self.step_no)
+        self.invariants.check(self.nodes, self.step_no, worked)
 
     def _partition_or_heal(self) -> None:
         if self.net.partitioned():
@@ -261,9 +269,11 @@ class SimCluster:
 
     # --- the shell, as impl/node.py does it ---------------------------------------------------
 
-    def _work(self, node: SimNode) -> None:
+    def _work(self, node: SimNode) -> bool:
+        """Handle the node's inputs as the shell does; True when its log changed."""
         machine = node.machine
         machine.tick(node.clock(self.now))
+        changed = False
         while True:
             if node.persisting is None:
                 asked = machine.read_context
@@ -276,6 +286,7 @@ class SimCluster:
                 self._released(node, node.persisting)
                 if node.persisting.entries:  # written at once (the page cache), synced below
                     node.storage.append(node.persisting.entries)
+                    changed = True
                 if node.persisting.hard_state is not None:
                     node.storage.set_hard_state(node.persisting.hard_state)
             if node.disk_until > self.step_no:
@@ -289,6 +300,7 @@ class SimCluster:
                 if e.type is EntryType.NORMAL and e.data:
                     self.stats["commits"] += 1
             self._send(node)
+        return changed
 
     def _released(self, node: SimNode, persist: Persist) -> None:
         """A Ready was taken: note a new leader, send what may leave before the persist."""
@@ -342,7 +354,9 @@ class SimCluster:
         else:
             command = Cas(key=p.key, expected=str(p.value[0]).encode(), new=str(p.value[1]).encode())
         self.request_ids += 1
-        self.nodes[p.node].machine.submit(Request(id=self.request_ids, op=command.op, command=command), p.process)
+        node = self.nodes[p.node]
+        node.machine.submit(Request(id=self.request_ids, op=command.op, command=command), p.process)
+        node.busy = True
 
     def _on_reply(self, node: SimNode, reply: Reply[int]) -> None:
         p = self.pending.get(reply.handle)

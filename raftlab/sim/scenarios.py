@@ -121,6 +121,7 @@ def _split_campaign(c: SimCluster) -> bool:
     pair = c.rng.sample(up, 2)
     for n in pair:
         n.jumped += 2 * c.config.election_tick
+        n.busy = True
     c.trace.append(f"clocks of {pair[0].id} and {pair[1].id} pass the election timeout together")
     return True
 
