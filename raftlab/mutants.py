@@ -15,7 +15,8 @@ strings; the shell that copies trees and starts processes is raftlab/mutate.py.
 ``layer`` groups the catalogue (raft, dtkv, client, storage, codec, node); ``sim`` says whether
 ``raftlab mutate --method sim`` hunts the mutant: it patches code the simulator runs (RaftCore
 and its log, quorum and read helpers; ``impl/machine.py``, the sans-I/O node machine every
-simulated node is; and the meta file's codec, through which every simulated restart reads its
+simulated node is; the DtKV tree, which a third of the swarm's seeds drive with the tree
+workload's ops; and the meta file's codec, through which every simulated restart reads its
 hard state back). The other layers are judged by campaigns.
 """
 
@@ -61,8 +62,8 @@ class Mutant:
     @property
     def sim(self) -> bool:
         """Whether ``--method sim`` hunts this mutant: it patches code the simulator runs (RaftCore
-        and its helpers, the node machine, and the meta codec every simulated restart reads)."""
-        return self.layer in ("raft", "node") or self.module == META
+        and its helpers, the node machine, the DtKV tree, the meta codec every restart reads)."""
+        return self.layer in ("raft", "node", "dtkv") or self.module == META
 
     def describe(self) -> str:
         return f"{self.id} [{self.layer}] {self.description} (breaks: {self.rule})"

@@ -67,6 +67,7 @@ def swarm_config(seed: int, nodes: int | None = None) -> SimConfig:
         check_quorum=rng.random() < 0.5,  # off (etcd's default): a deposed leader in a minority leads on
         scenarios=tuple(n for n in SCENARIOS if rng.random() < 0.5) if rng.random() < 0.85 else (),
         scenario_rate=rng.choice((0.01, 0.03, 0.1)),
+        workload=rng.choice(("register", "register", "tree")),
     )
 
 
@@ -78,4 +79,5 @@ def describe_config(c: SimConfig) -> str:
             + (f" max_size_per_msg={c.max_size_per_msg}" if c.max_size_per_msg < 1 << 20 else "")
             + (f" max_inflight={c.max_inflight_msgs}" if c.max_inflight_msgs < 256 else "")
             + ("" if c.pre_vote else " no-pre-vote") + ("" if c.check_quorum else " no-check-quorum")
-            + (f" scenarios={','.join(c.scenarios)}@{c.scenario_rate:g}" if c.scenarios else ""))
+            + (f" scenarios={','.join(c.scenarios)}@{c.scenario_rate:g}" if c.scenarios else "")
+            + (f" workload={c.workload}" if c.workload != "register" else ""))

@@ -31,7 +31,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from raftlab.coverage import SimCoverage
+from raftlab.coverage import READ_FS, SimCoverage
 from raftlab.history import History, Op, OpType
 from raftlab.impl.dtkv.commands import Cas, Command, ErrorKind, Get, Put
 from raftlab.impl.machine import MachineConfig, NodeMachine, Persist, Reply
@@ -39,7 +39,9 @@ from raftlab.impl.net.codec import Request
 from raftlab.impl.raft import EntryType, RaftConfig, RaftCore, Role
 from raftlab.impl.storage.memory import MemoryStorage
 from raftlab.impl.storage.meta import decode_meta, encode_meta
+from raftlab.workloads.tree import TreeSpace
 
+from . import treeops
 from .invariants import Invariants
 from .network import SimNetwork
 from .scenarios import fire
@@ -71,6 +73,7 @@ class SimConfig:
     max_inflight_msgs: int = 256
     scenarios: tuple[str, ...] = ()  # raftlab/sim/scenarios.py: targeted faults fired inside risky windows
     scenario_rate: float = 0.02  # chance per step that the scenario engine looks for an open window
+    workload: str = "register"  # or "tree": the tree workload's ops (raftlab/sim/treeops.py), dtkv-dir model
 
     def drift(self) -> float:
         return self.clock_drift if self.clock_drift is not None else (0.5 if self.read_only == "safe" else 0.2)
@@ -138,6 +141,7 @@ class SimCluster:
                       "disk_stalls": 0, "clock_jumps": 0, "scenarios": 0}
         self.leaders_seen: set[tuple[int, int]] = set()
         self.coverage = SimCoverage()  # only looks: which risky situations this run reached
+        self.tree = TreeSpace(max(1, self.config.keys), 40) if self.config.workload == "tree" else None
 
     def _boot(self, node_id: int, storage: MemoryStorage) -> SimNode:
         c = self.config
@@ -327,13 +331,17 @@ class SimCluster:
             return
         client = self.free_clients.pop(self.rng.randrange(len(self.free_clients)))
         process = client + self.config.clients * self.generations.get(client, 0)
-        f = self.rng.choice(("read", "write", "cas"))
-        key = f"k{self.rng.randrange(self.config.keys)}"
         value: Any = None
-        if f == "write":
-            value = self.rng.randrange(5)
-        elif f == "cas":
-            value = [self.rng.randrange(5), self.rng.randrange(5)]
+        if self.tree is not None:
+            op = self.tree.next_op(self.rng)
+            f, key, value = op["f"], op["key"], op.get("value")
+        else:
+            f = self.rng.choice(("read", "write", "cas"))
+            key = f"k{self.rng.randrange(self.config.keys)}"
+            if f == "write":
+                value = self.rng.randrange(5)
+            elif f == "cas":
+                value = [self.rng.randrange(5), self.rng.randrange(5)]
         up = [n for n in self.nodes.values() if n.up]
         if not up:
             self.free_clients.append(client)
@@ -347,7 +355,9 @@ class SimCluster:
 
     def _submit(self, p: Pending) -> None:
         command: Command
-        if p.f == "read":
+        if self.tree is not None:
+            command = treeops.command(p.f, p.key, p.value)
+        elif p.f == "read":
             command = Get(key=p.key)
         elif p.f == "write":
             command = Put(key=p.key, value=str(p.value).encode())
@@ -364,6 +374,9 @@ class SimCluster:
             return
         error = reply.error
         if error is None:
+            if self.tree is not None:
+                self._complete(p, OpType.OK, value=treeops.output(p.f, p.value, reply.body))
+                return
             value = reply.body.get("value")
             self._complete(p, OpType.OK, value=int(value) if value is not None else None)
         elif error == ErrorKind.NOT_LEADER:
@@ -383,7 +396,7 @@ class SimCluster:
                 self._complete(p, OpType.INFO, error="timeout")
 
     def _complete(self, p: Pending, type_: OpType, *, value: Any = None, error: str | None = None) -> None:
-        out = value if p.f == "read" else p.value
+        out = value if p.f in READ_FS else p.value
         self._record(type_, p, out, error=error)
         del self.pending[p.process]
         client = p.process % self.config.clients
@@ -410,6 +423,7 @@ class SimCluster:
         flags += "" if c.disk_stalls else " --no-disk-stalls"
         flags += "" if c.clock_drift is None else f" --clock-drift {c.clock_drift}"
         flags += "" if c.clock_jumps is None else (" --clock-jumps" if c.clock_jumps else " --no-clock-jumps")
+        flags += "" if c.workload == "register" else f" --workload {c.workload}"
         return f"raftlab sim --seed {self.seed} --steps {steps} --nodes {c.nodes} --loss {c.loss}{flags}"
 
 
@@ -467,7 +481,12 @@ def simulate(seed: int, steps: int, config: SimConfig | None = None, *, time_lim
         except ImportError:  # the checker is a separate part; without it only invariants are judged
             pass
         else:
-            result = check(cluster.history(), "kv", time_limit=time_limit)
+            if cluster.config.workload == "tree":
+                from raftlab.checker.tree import DtkvDirs
+
+                result = check(cluster.history(), DtkvDirs(), time_limit=time_limit, workers=1)
+            else:
+                result = check(cluster.history(), "kv", time_limit=time_limit)
             valid, explanation = result.valid, result.explanation
     return SimOutcome(seed=seed, steps=done, valid=valid, explanation=explanation,
                       replay=cluster.replay_command(done), stats=dict(cluster.stats),
