@@ -18,6 +18,8 @@ and is never assumed to have worked.
 | lose-unfsynced | crash one/minority | restart | FUSE + Killable |
 | host-pause | host-pause one/minority/leader | host-resume | containers lab |
 | power-cut | power-cut one/minority/leader | power-on | containers lab (+ Killable to restart the node) |
+| kill-leader-elected, kill-leader-uncommitted, kill-leader-lagging | timed-kill {when} | start | Killable + a DB status() |
+| partition-leader-uncommitted | timed-partition {when} | stop-partition | lab.net + a DB status() |
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from raftlab.nemesis.package import (
 )
 from raftlab.nemesis.partition import SHAPES, PartitionNemesis
 from raftlab.nemesis.process import ProcessNemesis
+from raftlab.nemesis.timed import TimedNemesis
 
 _SHAPES = tuple(SHAPES)
 
@@ -62,6 +65,16 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           color="#A0C8E9", doc="stall every operation on a node's data directory, then resume"),
     Fault(name="lose-unfsynced", start="crash", stop="restart", values=("one", "minority"), component="disk",
           color="#A0E9B8", doc="kill a node and drop the writes it had not fsynced, then restart it"),
+    # State-timed faults (nemesis/timed.py): fire when the status shows the window (nemesis/windows.py).
+    Fault(name="kill-leader-elected", start="timed-kill", stop="start", values=({"when": "just-elected"},),
+          component="timed", color="#E9A4A0", doc="SIGKILL a leader within half a second of its election"),
+    Fault(name="kill-leader-uncommitted", start="timed-kill", stop="start", values=({"when": "uncommitted"},),
+          component="timed", color="#E9A4A0", doc="SIGKILL the leader while it holds uncommitted entries"),
+    Fault(name="kill-leader-lagging", start="timed-kill", stop="start", values=({"when": "lagging"},),
+          component="timed", color="#E9A4A0", doc="SIGKILL the leader while a follower lags 20+ entries behind"),
+    Fault(name="partition-leader-uncommitted", start="timed-partition", stop="stop-partition",
+          values=({"when": "uncommitted"},), component="timed", color="#E9DCA0",
+          doc="isolate the leader while it holds uncommitted entries"),
     # Controller-side host faults of the containers lab (raftlab/lab/containers_faults.py).
     Fault(name="host-pause", start="host-pause", stop="host-resume", values=("one", "minority", "leader"),
           component="host", color="#8E7CC3", doc="freeze every process of a host (cgroup freezer), like pausing its VM"),
@@ -93,10 +106,11 @@ def package(faults: str | Sequence[str], *, db: object, lab: object, rng: random
         raise ValueError(f"interval must be positive, not {interval}")
     components: list[Any] = []
     kinds = {f.component for f in chosen}
-    if "process" in kinds:
-        components.append(ProcessNemesis(db, rng))
-    if "partition" in kinds:
-        components.append(PartitionNemesis(db, rng))
+    process = ProcessNemesis(db, rng) if kinds & {"process", "timed"} else None
+    partition = PartitionNemesis(db, rng) if kinds & {"partition", "timed"} else None
+    components.extend(c for c in (process, partition) if c is not None)
+    if process is not None and partition is not None and "timed" in kinds:
+        components.append(TimedNemesis(db, process, partition))
     disk = None
     if "disk" in kinds:
         names = {f.name for f in chosen}
