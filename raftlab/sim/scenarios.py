@@ -145,7 +145,7 @@ def _heal_stale_leader(c: SimCluster) -> bool:
         return False
     leaders = _leaders(c)
     # wait until the newer leader committed past the deposed one: both sides then hold values
-    stale = len(leaders) > 1 and leaders[-1].core.log.committed > leaders[0].core.log.committed + 1
+    stale = len(leaders) > 1 and leaders[-1].core.log.committed > leaders[0].core.log.committed + 5
     terms = sorted(n.core.term for n in _up(c))
     if stale or (len(leaders) < 2 and terms and terms[-1] > terms[len(terms) // 2]):
         c.net.heal()
