@@ -32,8 +32,7 @@ SIM_SITUATIONS: dict[str, str] = {
     "read-at-deposed-leader": "a ReadIndex confirmed by a leader after a newer-term leader was elected",
     "two-leaders": "two nodes leading at once (in different terms)",
     "leader-with-shorter-log": "a new leader whose log is shorter than some follower's",
-    "crash-lost-unsynced": "a crash that lost entries written but not synced (the shell syncs every Ready "
-                           "before the next event, so only a shell that acks early reaches it)",
+    "crash-lost-unsynced": "a crash that lost entries written but not synced (a crash while a sync stalls)",
     "leader-stepped-down": "a leader that stepped down without a crash",
 }
 

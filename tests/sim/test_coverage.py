@@ -30,6 +30,7 @@ def test_a_quiet_network_without_faults_reaches_almost_nothing() -> None:
     cfg = swarm_config(1)
     cfg.loss = cfg.duplicate = cfg.reorder = 0.0
     cfg.partitions = cfg.crashes = cfg.pauses = cfg.disk_stalls = cfg.clock_jumps = False
+    cfg.scenarios = ()  # the targeted scenarios are faults too
     cov = simulate(7, 3000, cfg).coverage
     assert cov["counts"]["conflicting-suffix-truncated"] == 0 and cov["counts"]["two-leaders"] == 0
 
