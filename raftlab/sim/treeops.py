@@ -27,19 +27,10 @@ from raftlab.impl.dtkv.commands import (
     Put,
     Remove,
 )
+from raftlab.systems.dtkv import _decode as _dec  # the campaign client's value encoding, shared
+from raftlab.systems.dtkv import _encode as _enc
 
 TREE_READS = frozenset({"get", "batch-get", "list"})
-
-
-def _enc(value: Any) -> bytes:
-    return str(value).encode()
-
-
-def _dec(raw: bytes | None) -> int | str | None:
-    if raw is None:
-        return None
-    text = raw.decode(errors="replace")
-    return int(text) if text.lstrip("-").isdigit() else text
 
 
 def command(f: str, d: str, arg: Any) -> Command:
