@@ -454,7 +454,8 @@ class SimOutcome:
         s = self.stats
         return (f"seed {self.seed}: {self.steps} steps, {s['elections']} elections, {s['commits']} entries applied, "
                 f"{s['ops']} client ops, {s['crashes']} crashes, {s['partitions']} partitions, {s['pauses']} pauses, "
-                f"{s['disk_stalls']} disk stalls, {s['clock_jumps']} clock jumps: {word}")
+                f"{s['disk_stalls']} disk stalls, {s['clock_jumps']} clock jumps"
+                + (f", {s['scenarios']} scenarios" if s.get("scenarios") else "") + f": {word}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"seed": self.seed, "steps": self.steps, "valid": self.valid, "explanation": self.explanation,
