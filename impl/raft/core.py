@@ -270,6 +270,9 @@ class RaftCore(ReadPath):
         self._reset_randomized_timeout()
         self.votes = {}
         self.lead_transferee = NONE
+        # a broadcast owed by the role this node is leaving is void: sent after a step-down in the
+        # same batch of inputs, it would go out under the new term as if this node led it
+        self._bcast_pending = False
         self._drop_pending_reads()
 
     def _become_follower(self, term: int, lead: int) -> None:

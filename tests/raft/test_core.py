@@ -285,3 +285,21 @@ def test_an_ack_waiting_for_a_persist_is_dropped_when_a_newer_leader_truncates_i
     assert [(e.term, e.index) for e in rd.entries] == [(3, 2)]
     acks = [m for m in rd.send_after_persist if m.type is MsgType.APP_RESP and not m.reject]
     assert [(m.to, m.term, m.index) for m in acks] == [(3, 3, 2)]
+
+
+def test_a_leader_that_steps_down_in_the_same_batch_sends_no_append_under_the_new_term() -> None:
+    """§5.1: only a leader sends appends. A candidate that wins (its noop's broadcast is owed until
+    the next Ready) and, in the same batch, steps down for a higher term must not send that
+    broadcast stamped with the new term: followers would take it for a leader of that term (the
+    simulator found this after a pause delivered a whole election's messages at once)."""
+    core = core_with_log(1, [(1, 1)], term=1, pre_vote=False, check_quorum=False)
+    for _ in range(core.randomized_timeout):
+        core.tick()
+    assert core.role is Role.CANDIDATE
+    core.ready()  # the vote requests leave
+    core.step(Message(type=MsgType.VOTE_RESP, to=1, from_=2, term=core.term))
+    assert core.role is Role.LEADER
+    core.step(Message(type=MsgType.VOTE, to=1, from_=3, term=core.term + 1, index=2, log_term=core.term))
+    assert core.role is Role.FOLLOWER
+    rd = core.ready()
+    assert not [m for m in (*rd.send_now, *rd.send_after_persist) if m.type is MsgType.APP]
