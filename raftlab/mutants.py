@@ -13,9 +13,11 @@ silently turning a mutant into the original program. This module is pure: it rea
 strings; the shell that copies trees and starts processes is raftlab/mutate.py.
 
 ``layer`` groups the catalogue (raft, dtkv, client, storage, codec, node); ``sim`` says whether
-``raftlab mutate --method sim`` hunts the mutant: the raft layer (RaftCore and its log, quorum
-and read helpers). The node layer patches ``impl/machine.py``, the sans-I/O node machine the
-simulator also drives, but its mutants are judged by campaigns only for now.
+``raftlab mutate --method sim`` hunts the mutant: it patches code the simulator runs (RaftCore
+and its log, quorum and read helpers; ``impl/machine.py``, the sans-I/O node machine every
+simulated node is; the DtKV tree, which a third of the swarm's seeds drive with the tree
+workload's ops; and the meta file's codec, through which every simulated restart reads its
+hard state back). The other layers are judged by campaigns.
 """
 
 from __future__ import annotations
@@ -59,8 +61,9 @@ class Mutant:
 
     @property
     def sim(self) -> bool:
-        """Whether ``--method sim`` hunts this mutant (the raft layer: RaftCore and its helpers)."""
-        return self.layer == "raft"
+        """Whether ``--method sim`` hunts this mutant: it patches code the simulator runs (RaftCore
+        and its helpers, the node machine, the DtKV tree, the meta codec every restart reads)."""
+        return self.layer in ("raft", "node", "dtkv") or self.module == META
 
     def describe(self) -> str:
         return f"{self.id} [{self.layer}] {self.description} (breaks: {self.rule})"
@@ -122,12 +125,16 @@ CATALOGUE: tuple[Mutant, ...] = (
        "self.commit_to(min(commit, last_new))", "self.commit_to(min(commit, self.last_index()))",
        "a follower commits past the entries this append verified",
        "commit only the verified prefix (Raft §5.3, etcd log.maybeAppend)"),
-    _m("leader-self-ack-early", "raft", CORE,
-       "        self.log.append((Entry(term=self.term, index=index, data=data),))\n        self._bcast_pending = True\n",
-       "        self.log.append((Entry(term=self.term, index=index, data=data),))\n"
-       "        self.prs[self.id].maybe_update(index)\n        self._bcast_pending = True\n",
-       "the leader counts its own new entry before persisting it",
-       "a committed entry is durable on a majority (thesis §10.2.1)"),
+    # (``leader-self-ack-early``, the leader counting its own entry before persisting it, was
+    # dropped: NodeMachine steps no message while a Persist is out, so no acknowledgement can be
+    # counted before the leader's own write completes; that mutant equals the original program.)
+    _m("append-ack-before-persist", "raft", CORE,
+       "self._send_after(Message(type=MsgType.APP_RESP, to=m.from_, from_=self.id, term=self.term,\n"
+       "                                     index=last_new))",
+       "self._send(Message(type=MsgType.APP_RESP, to=m.from_, from_=self.id, term=self.term,\n"
+       "                                     index=last_new))",
+       "a follower acknowledges an append when it accepts it, before the entries are persisted",
+       "a committed entry is durable on a majority (Raft Figure 2; etcd's msgsAfterAppend)"),
     # --- raft core: log matching and truncation ----------------------------------------------
     _m("append-no-prev-check", "raft", LOG,
        "        if not self.match_term(prev_index, prev_term):\n            return None\n",

@@ -236,7 +236,7 @@ def mutate_one(mutant: Mutant | None, plan: Plan, *, tmp_parent: str | None = No
             if method == "sim":
                 if mutant is not None and not mutant.sim:
                     attempts.append(Attempt(method="sim", outcome="skipped", seconds=0.0, seed=plan.seed,
-                                            detail=f"--method sim hunts only the raft layer, not {mutant.module}"))
+                                            detail=f"the simulator does not run {mutant.module}"))
                 else:
                     attempts.append(run_sim(root, plan))
             else:

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from raftlab.sim.cluster import SimConfig
+from raftlab.sim.scenarios import SCENARIOS
 
 KEEP = 0.6  # chance that each allowed fault is in a run's mix (at least one always is)
 INTERVALS = (0.5, 1.0, 2.0, 3.0)  # multiples of the campaign's --interval
@@ -60,8 +61,13 @@ def swarm_config(seed: int, nodes: int | None = None) -> SimConfig:
         client_timeout=rng.choice((200, 400, 800)),
         slow_leader=rng.random() < 0.3,
         target_leader=rng.random() < 0.4,
-        max_size_per_msg=rng.choice((1 << 20, 1 << 20, 64)),  # 64 bytes: one or two entries per append
+        max_size_per_msg=rng.choice((1 << 20, 1 << 20, 64, 1)),  # 64 bytes: one or two entries; 1: one
         max_inflight_msgs=rng.choice((256, 256, 2)),
+        pre_vote=rng.random() < 0.75,
+        check_quorum=rng.random() < 0.5,  # off (etcd's default): a deposed leader in a minority leads on
+        scenarios=tuple(n for n in SCENARIOS if rng.random() < 0.5) if rng.random() < 0.85 else (),
+        scenario_rate=rng.choice((0.01, 0.03, 0.1)),
+        workload=rng.choice(("register", "register", "tree")),
     )
 
 
@@ -71,4 +77,7 @@ def describe_config(c: SimConfig) -> str:
             f"keys={c.keys} clients={c.clients} election_tick={c.election_tick}"
             + (" slow-leader" if c.slow_leader else "") + (" target-leader" if c.target_leader else "")
             + (f" max_size_per_msg={c.max_size_per_msg}" if c.max_size_per_msg < 1 << 20 else "")
-            + (f" max_inflight={c.max_inflight_msgs}" if c.max_inflight_msgs < 256 else ""))
+            + (f" max_inflight={c.max_inflight_msgs}" if c.max_inflight_msgs < 256 else "")
+            + ("" if c.pre_vote else " no-pre-vote") + ("" if c.check_quorum else " no-check-quorum")
+            + (f" scenarios={','.join(c.scenarios)}@{c.scenario_rate:g}" if c.scenarios else "")
+            + (f" workload={c.workload}" if c.workload != "register" else ""))

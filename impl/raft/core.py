@@ -261,12 +261,18 @@ class RaftCore(ReadPath):
         if term != self.term:
             self.term = term
             self.vote = NONE
+            # an append acknowledged in the old term waits for the next persist, which may no
+            # longer hold it (this term's leader can truncate it in the same Ready): drop the ack
+            self._msgs_after = [m for m in self._msgs_after if m.type is not MsgType.APP_RESP]
         self.lead = NONE
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
         self._reset_randomized_timeout()
         self.votes = {}
         self.lead_transferee = NONE
+        # a broadcast owed by the role this node is leaving is void: sent after a step-down in the
+        # same batch of inputs, it would go out under the new term as if this node led it
+        self._bcast_pending = False
         self._drop_pending_reads()
 
     def _become_follower(self, term: int, lead: int) -> None:

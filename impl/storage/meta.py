@@ -58,12 +58,18 @@ def load_meta(path: Path) -> HardState:
         raw = path.read_bytes()
     except FileNotFoundError:
         return HardState()
+    return decode_meta(raw, str(path))
+
+
+def decode_meta(raw: bytes, name: str = "meta") -> HardState:
+    """The hard state in a meta file's bytes (pure: the simulator restarts nodes through it too);
+    StorageError naming ``name`` for a bad magic, size or CRC."""
     if len(raw) != SIZE or not raw.startswith(MAGIC):
-        raise StorageError(f"{path}: not a raftlab meta file ({len(raw)} bytes, expected {SIZE} starting {MAGIC!r})")
+        raise StorageError(f"{name}: not a raftlab meta file ({len(raw)} bytes, expected {SIZE} starting {MAGIC!r})")
     head = raw[: len(MAGIC) + BODY.size]
     (crc,) = struct.unpack_from(">I", raw, len(head))
     if zlib.crc32(head) != crc:
-        raise StorageError(f"{path}: checksum mismatch (the file is corrupt)")
+        raise StorageError(f"{name}: checksum mismatch (the file is corrupt)")
     term, vote, commit = BODY.unpack_from(raw, len(MAGIC))
     return HardState(term=term, vote=vote, commit=commit)
 

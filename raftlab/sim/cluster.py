@@ -31,16 +31,20 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from raftlab.coverage import SimCoverage
+from raftlab.coverage import READ_FS, SimCoverage
 from raftlab.history import History, Op, OpType
 from raftlab.impl.dtkv.commands import Cas, Command, ErrorKind, Get, Put
 from raftlab.impl.machine import MachineConfig, NodeMachine, Persist, Reply
 from raftlab.impl.net.codec import Request
 from raftlab.impl.raft import EntryType, RaftConfig, RaftCore, Role
 from raftlab.impl.storage.memory import MemoryStorage
+from raftlab.impl.storage.meta import decode_meta, encode_meta
+from raftlab.workloads.tree import TreeSpace
 
+from . import treeops
 from .invariants import Invariants
 from .network import SimNetwork
+from .scenarios import fire
 
 
 @dataclass(slots=True, kw_only=True)
@@ -67,6 +71,9 @@ class SimConfig:
     target_leader: bool = False  # crashes and partitions hit the current leader 70% of the time
     max_size_per_msg: int = 1 << 20  # bytes of entries per MsgApp (small: appends carry a prefix only)
     max_inflight_msgs: int = 256
+    scenarios: tuple[str, ...] = ()  # raftlab/sim/scenarios.py: targeted faults fired inside risky windows
+    scenario_rate: float = 0.02  # chance per step that the scenario engine looks for an open window
+    workload: str = "register"  # or "tree": the tree workload's ops (raftlab/sim/treeops.py), dtkv-dir model
 
     def drift(self) -> float:
         return self.clock_drift if self.clock_drift is not None else (0.5 if self.read_only == "safe" else 0.2)
@@ -99,6 +106,7 @@ class SimNode:
     paused_until: int = 0  # step: takes no events before it
     disk_until: int = 0  # step: a persist does not complete before it
     persisting: Persist | None = None
+    busy: bool = True  # has input, time or a persist to handle: an idle node is not worked (speed)
 
     @property
     def core(self) -> RaftCore:
@@ -130,9 +138,10 @@ class SimCluster:
         self.generations: dict[int, int] = {}
         self.request_ids = 0
         self.stats = {"elections": 0, "commits": 0, "crashes": 0, "partitions": 0, "ops": 0, "pauses": 0,
-                      "disk_stalls": 0, "clock_jumps": 0}
+                      "disk_stalls": 0, "clock_jumps": 0, "scenarios": 0}
         self.leaders_seen: set[tuple[int, int]] = set()
         self.coverage = SimCoverage()  # only looks: which risky situations this run reached
+        self.tree = TreeSpace(max(1, self.config.keys), 40) if self.config.workload == "tree" else None
 
     def _boot(self, node_id: int, storage: MemoryStorage) -> SimNode:
         c = self.config
@@ -163,6 +172,8 @@ class SimCluster:
         cfg = self.config
         if r < 0.15:
             self.now += 1 / len(self.ids)  # each node ticks as often as when one random node ticked
+            for n in self.nodes.values():
+                n.busy = True
             if cfg.slow_leader and cfg.read_only != "lease":
                 # ReadIndex assumes nothing about clocks: a leader's clock runs at a quarter of its rate
                 for n in self.nodes.values():
@@ -176,6 +187,7 @@ class SimCluster:
                     self.trace.append(f"deliver {msg.describe()}")
                     self.coverage.on_deliver(target, msg)
                     target.machine.receive(msg)
+                    target.busy = True
         elif r < 0.955:
             self._client_op()
         elif r < 0.959 and cfg.partitions:
@@ -196,13 +208,19 @@ class SimCluster:
             node = self.nodes[self.rng.choice(self.ids)]
             jump = self.rng.randrange(1, 2 * cfg.election_tick)
             node.jumped += jump
+            node.busy = True
             self.stats["clock_jumps"] += 1
             self.trace.append(f"clock of {node.id} jumps {jump} ticks")
+        if cfg.scenarios and self.rng.random() < cfg.scenario_rate:
+            fire(self)
+        worked = []  # the nodes whose log changed: the invariants check the pairs with one of them
         for node in self.nodes.values():
-            if node.up and node.paused_until <= self.step_no:
-                self._work(node)
+            if node.up and node.busy and node.paused_until <= self.step_no:
+                if self._work(node):
+                    worked.append(node.id)
+                node.busy = node.persisting is not None
         self._expire_clients()
-        self.invariants.check(self.nodes, self.step_no)
+        self.invariants.check(self.nodes, self.step_no, worked)
 
     def _partition_or_heal(self) -> None:
         if self.net.partitioned():
@@ -221,22 +239,32 @@ class SimCluster:
     def _crash_or_restart(self) -> None:
         down = [n for n in self.nodes.values() if not n.up]
         if down and (self.rng.random() < 0.7 or len(down) * 2 >= len(self.ids)):
-            node = self.rng.choice(down)
-            self.nodes[node.id] = self._boot(node.id, node.storage)
-            self.trace.append(f"restart {node.id}")
+            self.restart(self.rng.choice(down).id)
             return
         leader = self._leader() if self.config.target_leader and self.rng.random() < 0.7 else None
-        node = self.nodes[leader or self.rng.choice(self.ids)]
-        if node.up:
-            node.up = False
-            before = node.storage.last_index()
-            node.storage = node.storage.crash()
-            self.coverage.on_crash(node.id, before, node.storage.last_index())
-            self.stats["crashes"] += 1
-            self.net.drop_for(node.id)
-            for p in [p for p in self.pending.values() if p.node == node.id]:
-                self._complete(p, OpType.INFO, error="node crashed")
-            self.trace.append(f"crash {node.id}")
+        self.crash(leader or self.rng.choice(self.ids))
+
+    def crash(self, node_id: int) -> None:
+        """The node stops: it keeps what it synced (its hard state through the meta file's codec)."""
+        node = self.nodes[node_id]
+        if not node.up:
+            return
+        node.up = False
+        node.persisting = None  # a write still in flight never completes
+        before = node.storage.last_index()
+        node.storage = durable(node.storage)
+        self.coverage.on_crash(node.id, before, node.storage.last_index())
+        self.stats["crashes"] += 1
+        self.net.drop_for(node.id)
+        for p in [p for p in self.pending.values() if p.node == node.id]:
+            self._complete(p, OpType.INFO, error="node crashed")
+        self.trace.append(f"crash {node.id}")
+
+    def restart(self, node_id: int) -> None:
+        node = self.nodes[node_id]
+        if not node.up:
+            self.nodes[node_id] = self._boot(node_id, node.storage)
+            self.trace.append(f"restart {node_id}")
 
     def _leader(self) -> int | None:
         """The up node that leads the highest term (None: no leader)."""
@@ -245,9 +273,11 @@ class SimCluster:
 
     # --- the shell, as impl/node.py does it ---------------------------------------------------
 
-    def _work(self, node: SimNode) -> None:
+    def _work(self, node: SimNode) -> bool:
+        """Handle the node's inputs as the shell does; True when its log changed."""
         machine = node.machine
         machine.tick(node.clock(self.now))
+        changed = False
         while True:
             if node.persisting is None:
                 asked = machine.read_context
@@ -258,13 +288,14 @@ class SimCluster:
                     break
                 self.coverage.on_ready(node, node.persisting.ready, self.nodes)
                 self._released(node, node.persisting)
+                if node.persisting.entries:  # written at once (the page cache), synced below
+                    node.storage.append(node.persisting.entries)
+                    changed = True
+                if node.persisting.hard_state is not None:
+                    node.storage.set_hard_state(node.persisting.hard_state)
             if node.disk_until > self.step_no:
-                break  # the disk is stalled: this persist completes later
+                break  # the disk is stalled: the sync completes later; a crash now loses the writes
             persist, node.persisting = node.persisting, None
-            if persist.entries:
-                node.storage.append(persist.entries)
-            if persist.hard_state is not None:
-                node.storage.set_hard_state(persist.hard_state)
             if persist.must_sync:
                 node.storage.sync()
             machine.persisted(persist)
@@ -273,6 +304,7 @@ class SimCluster:
                 if e.type is EntryType.NORMAL and e.data:
                     self.stats["commits"] += 1
             self._send(node)
+        return changed
 
     def _released(self, node: SimNode, persist: Persist) -> None:
         """A Ready was taken: note a new leader, send what may leave before the persist."""
@@ -286,10 +318,8 @@ class SimCluster:
         self._send(node)
 
     def _send(self, node: SimNode) -> None:
-        after = set(map(id, node.persisting.ready.send_after_persist)) if node.persisting else set()
         for m in node.machine.take_messages():
-            if node.persisting is None or id(m) in after:
-                self.invariants.on_send_after_persist(node, m)
+            self.invariants.on_send(node, m)  # an ack or vote sent before its persist is a violation
             self.net.send(m)
         for reply in node.machine.take_replies():
             self._on_reply(node, reply)
@@ -301,13 +331,17 @@ class SimCluster:
             return
         client = self.free_clients.pop(self.rng.randrange(len(self.free_clients)))
         process = client + self.config.clients * self.generations.get(client, 0)
-        f = self.rng.choice(("read", "write", "cas"))
-        key = f"k{self.rng.randrange(self.config.keys)}"
         value: Any = None
-        if f == "write":
-            value = self.rng.randrange(5)
-        elif f == "cas":
-            value = [self.rng.randrange(5), self.rng.randrange(5)]
+        if self.tree is not None:
+            op = self.tree.next_op(self.rng)
+            f, key, value = op["f"], op["key"], op.get("value")
+        else:
+            f = self.rng.choice(("read", "write", "cas"))
+            key = f"k{self.rng.randrange(self.config.keys)}"
+            if f == "write":
+                value = self.rng.randrange(5)
+            elif f == "cas":
+                value = [self.rng.randrange(5), self.rng.randrange(5)]
         up = [n for n in self.nodes.values() if n.up]
         if not up:
             self.free_clients.append(client)
@@ -321,14 +355,18 @@ class SimCluster:
 
     def _submit(self, p: Pending) -> None:
         command: Command
-        if p.f == "read":
+        if self.tree is not None:
+            command = treeops.command(p.f, p.key, p.value)
+        elif p.f == "read":
             command = Get(key=p.key)
         elif p.f == "write":
             command = Put(key=p.key, value=str(p.value).encode())
         else:
             command = Cas(key=p.key, expected=str(p.value[0]).encode(), new=str(p.value[1]).encode())
         self.request_ids += 1
-        self.nodes[p.node].machine.submit(Request(id=self.request_ids, op=command.op, command=command), p.process)
+        node = self.nodes[p.node]
+        node.machine.submit(Request(id=self.request_ids, op=command.op, command=command), p.process)
+        node.busy = True
 
     def _on_reply(self, node: SimNode, reply: Reply[int]) -> None:
         p = self.pending.get(reply.handle)
@@ -336,6 +374,9 @@ class SimCluster:
             return
         error = reply.error
         if error is None:
+            if self.tree is not None:
+                self._complete(p, OpType.OK, value=treeops.output(p.f, p.value, reply.body))
+                return
             value = reply.body.get("value")
             self._complete(p, OpType.OK, value=int(value) if value is not None else None)
         elif error == ErrorKind.NOT_LEADER:
@@ -355,7 +396,7 @@ class SimCluster:
                 self._complete(p, OpType.INFO, error="timeout")
 
     def _complete(self, p: Pending, type_: OpType, *, value: Any = None, error: str | None = None) -> None:
-        out = value if p.f == "read" else p.value
+        out = value if p.f in READ_FS else p.value
         self._record(type_, p, out, error=error)
         del self.pending[p.process]
         client = p.process % self.config.clients
@@ -382,7 +423,17 @@ class SimCluster:
         flags += "" if c.disk_stalls else " --no-disk-stalls"
         flags += "" if c.clock_drift is None else f" --clock-drift {c.clock_drift}"
         flags += "" if c.clock_jumps is None else (" --clock-jumps" if c.clock_jumps else " --no-clock-jumps")
+        flags += "" if c.workload == "register" else f" --workload {c.workload}"
         return f"raftlab sim --seed {self.seed} --steps {steps} --nodes {c.nodes} --loss {c.loss}{flags}"
+
+
+def durable(storage: MemoryStorage) -> MemoryStorage:
+    """What a restarted node finds: the synced entries, and the synced hard state read back
+    through the meta file's codec (so a mistake in impl/storage/meta.py shows here too)."""
+    after = storage.crash()
+    after.set_hard_state(decode_meta(encode_meta(after.initial_state())))
+    after.sync()
+    return after
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -403,7 +454,8 @@ class SimOutcome:
         s = self.stats
         return (f"seed {self.seed}: {self.steps} steps, {s['elections']} elections, {s['commits']} entries applied, "
                 f"{s['ops']} client ops, {s['crashes']} crashes, {s['partitions']} partitions, {s['pauses']} pauses, "
-                f"{s['disk_stalls']} disk stalls, {s['clock_jumps']} clock jumps: {word}")
+                f"{s['disk_stalls']} disk stalls, {s['clock_jumps']} clock jumps"
+                + (f", {s['scenarios']} scenarios" if s.get("scenarios") else "") + f": {word}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"seed": self.seed, "steps": self.steps, "valid": self.valid, "explanation": self.explanation,
@@ -430,7 +482,12 @@ def simulate(seed: int, steps: int, config: SimConfig | None = None, *, time_lim
         except ImportError:  # the checker is a separate part; without it only invariants are judged
             pass
         else:
-            result = check(cluster.history(), "kv", time_limit=time_limit)
+            if cluster.config.workload == "tree":
+                from raftlab.checker.tree import DtkvDirs
+
+                result = check(cluster.history(), DtkvDirs(), time_limit=time_limit, workers=1)
+            else:
+                result = check(cluster.history(), "kv", time_limit=time_limit)
             valid, explanation = result.valid, result.explanation
     return SimOutcome(seed=seed, steps=done, valid=valid, explanation=explanation,
                       replay=cluster.replay_command(done), stats=dict(cluster.stats),

@@ -128,3 +128,19 @@ def test_a_campaign_over_ssh_in_network_namespaces(tmp_path: Path, lab_name: str
             and not o.error]
     assert cuts and all(o.value["grudge"] for o in cuts)
     assert (out.run.path / "nodes" / "n3" / "node.log").stat().st_size > 0
+
+
+def test_state_timed_faults_hit_the_leader_inside_their_window(tmp_path: Path, lab_name: str, base_port: int) -> None:
+    """A timed kill fires only once the status shows the window, and kills the leader it named."""
+    out = campaign(tmp_path, lab_name, base_port, nemesis=("kill-leader-uncommitted", "kill-leader-elected"),
+                   interval=1.0, rate=150.0)
+    assert out.exit_code == 0, out.reasons
+    history = History.read(out.run.history)
+    timed = [o for o in history if o.process == NEMESIS and o.type is OpType.INFO and o.f == "timed-kill"]
+    assert timed, "no timed fault completed"
+    hit = [o for o in timed if not o.error]
+    assert hit, [o.error for o in timed]
+    for o in hit:
+        assert o.value["when"] in ("uncommitted", "just-elected") and o.value["polls"] >= 1
+        assert o.value["done"] == o.value["targets"] and len(o.value["targets"]) == 1
+    assert any(o.value["when"] == "uncommitted" for o in hit)

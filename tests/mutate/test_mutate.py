@@ -133,6 +133,6 @@ def test_list_prints_the_catalogue_and_an_unknown_id_is_bad_usage() -> None:
     assert listed.returncode == 0 and f"{len(CATALOGUE)} mutants" in listed.stdout
     assert all(m.id in listed.stdout for m in CATALOGUE)
     raft = subprocess.run([*cli, "--list", "--layer", "raft"], capture_output=True, text=True, timeout=60)
-    assert f"{sum(m.sim for m in CATALOGUE)} mutants" in raft.stdout and "wal-" not in raft.stdout
+    assert f"{sum(m.layer == 'raft' for m in CATALOGUE)} mutants" in raft.stdout and "wal-" not in raft.stdout
     bad = subprocess.run([*cli, "--only", "no-such-bug"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "unknown mutant no-such-bug" in bad.stderr

@@ -269,3 +269,37 @@ def test_forwarded_reads_are_answered_once_or_dropped_on_a_term_change() -> None
     assert rd.dropped_reads == (DroppedRead(context=b"f2", reason="term changed"),)
     follower.step(Message(type=MsgType.READ_INDEX_RESP, to=2, from_=1, term=5, index=1, context=b"f2"))
     assert not follower.ready().read_states
+
+
+def test_an_ack_waiting_for_a_persist_is_dropped_when_a_newer_leader_truncates_its_entry() -> None:
+    """§5.3 and Figure 2: an append is acknowledged only once durable. A follower that accepts an
+    entry from the term-2 leader and, before persisting, takes a term-3 append truncating it must not
+    send the term-2 ack (the simulator found this: the old leader could count an entry that never
+    reached the follower's disk)."""
+    core = core_with_log(2, [(1, 1)], term=2)
+    core.step(Message(type=MsgType.APP, to=2, from_=1, term=2, index=1, log_term=1, commit=1,
+                      entries=(Entry(term=2, index=2, data=b"old"),)))
+    core.step(Message(type=MsgType.APP, to=2, from_=3, term=3, index=1, log_term=1, commit=1,
+                      entries=(Entry(term=3, index=2, data=b"new"),)))
+    rd = core.ready()
+    assert [(e.term, e.index) for e in rd.entries] == [(3, 2)]
+    acks = [m for m in rd.send_after_persist if m.type is MsgType.APP_RESP and not m.reject]
+    assert [(m.to, m.term, m.index) for m in acks] == [(3, 3, 2)]
+
+
+def test_a_leader_that_steps_down_in_the_same_batch_sends_no_append_under_the_new_term() -> None:
+    """§5.1: only a leader sends appends. A candidate that wins (its noop's broadcast is owed until
+    the next Ready) and, in the same batch, steps down for a higher term must not send that
+    broadcast stamped with the new term: followers would take it for a leader of that term (the
+    simulator found this after a pause delivered a whole election's messages at once)."""
+    core = core_with_log(1, [(1, 1)], term=1, pre_vote=False, check_quorum=False)
+    for _ in range(core.randomized_timeout):
+        core.tick()
+    assert core.role is Role.CANDIDATE
+    core.ready()  # the vote requests leave
+    core.step(Message(type=MsgType.VOTE_RESP, to=1, from_=2, term=core.term))
+    assert core.role is Role.LEADER
+    core.step(Message(type=MsgType.VOTE, to=1, from_=3, term=core.term + 1, index=2, log_term=core.term))
+    assert core.role is Role.FOLLOWER
+    rd = core.ready()
+    assert not [m for m in (*rd.send_now, *rd.send_after_persist) if m.type is MsgType.APP]

@@ -30,6 +30,7 @@ def test_a_quiet_network_without_faults_reaches_almost_nothing() -> None:
     cfg = swarm_config(1)
     cfg.loss = cfg.duplicate = cfg.reorder = 0.0
     cfg.partitions = cfg.crashes = cfg.pauses = cfg.disk_stalls = cfg.clock_jumps = False
+    cfg.scenarios = ()  # the targeted scenarios are faults too
     cov = simulate(7, 3000, cfg).coverage
     assert cov["counts"]["conflicting-suffix-truncated"] == 0 and cov["counts"]["two-leaders"] == 0
 
@@ -64,3 +65,14 @@ def test_campaign_coverage_reads_leader_faults_absent_cas_and_elections(tmp_path
     assert set(cov["reached"]) == {"leader-killed", "read-during-fault", "cas-absent-ok", "cas-absent-refused",
                                    "indeterminate-write", "elections", "check-quorum-step-down"}
     assert "majority-down" in cov["missed"] and "leader-isolated" in cov["missed"]
+
+
+def test_campaign_coverage_counts_a_state_timed_kill_as_a_leader_kill_in_its_window(tmp_path: Path) -> None:
+    events = [
+        op("invoke", NEMESIS, "timed-kill", {"when": "uncommitted"}, i=0),
+        op("info", NEMESIS, "timed-kill", {"targets": ["n2"], "done": ["n2"], "when": "uncommitted"}, i=1),
+        op("invoke", NEMESIS, "timed-kill", {"when": "lagging"}, i=2),
+        op("info", NEMESIS, "timed-kill", {"applied": False}, error="window lagging not seen in 10s", i=3),
+    ]
+    cov = coverage.campaign(History(events), tmp_path)
+    assert cov["counts"]["leader-killed"] == 1 and cov["counts"]["fault-in-window"] == 1

@@ -1,0 +1,41 @@
+"""The risky windows of state-timed faults, driven by transcripts of status snapshots (pure)."""
+
+from __future__ import annotations
+
+import pytest
+from raftlab.nemesis import FAULTS, parse_faults
+from raftlab.nemesis.windows import UnknownWindow, Watch
+
+
+def st(role: str, term: int, commit: int = 10, last: int = 10, applied: int = 10) -> dict[str, object]:
+    return {"role": role, "term": term, "commit": commit, "last_index": last, "applied": applied}
+
+
+def test_just_elected_fires_only_for_a_leader_new_since_the_watch_began_and_only_briefly() -> None:
+    w = Watch("just-elected")
+    assert w.observe({"n1": st("leader", 2), "n2": st("follower", 2)}, 0.0) is None  # already leading
+    assert w.observe({"n1": {"error": "timeout"}, "n2": st("candidate", 3)}, 1.0) is None  # no leader
+    assert w.observe({"n2": st("leader", 3), "n1": {"error": "down"}}, 1.2) == "n2"
+    assert w.observe({"n2": st("leader", 3)}, 1.8) is None  # no longer fresh (0.6 s later)
+
+
+def test_uncommitted_names_the_leader_of_the_highest_term_holding_uncommitted_entries() -> None:
+    w = Watch("uncommitted")
+    assert w.observe({"n1": st("leader", 2, commit=10, last=10)}, 0.0) is None
+    # a deposed leader of term 2 still answers as leader: the term-3 one is the target
+    snap = {"n1": st("leader", 2, commit=10, last=14), "n2": st("leader", 3, commit=12, last=13)}
+    assert w.observe(snap, 0.1) == "n2"
+
+
+def test_lagging_needs_a_follower_twenty_entries_behind_the_leaders_commit() -> None:
+    w = Watch("lagging")
+    assert w.observe({"n1": st("leader", 4, commit=50), "n2": st("follower", 4, applied=31)}, 0.0) is None
+    assert w.observe({"n1": st("leader", 4, commit=50), "n2": st("follower", 4, applied=30)}, 0.1) == "n1"
+
+
+def test_unknown_windows_are_refused_and_the_timed_faults_are_registered() -> None:
+    with pytest.raises(UnknownWindow, match="unknown window 'soon'"):
+        Watch("soon")
+    timed = parse_faults("kill-leader-uncommitted,partition-leader-uncommitted")
+    assert [f.start for f in timed] == ["timed-kill", "timed-partition"]
+    assert all(isinstance(f.values[0], dict) for f in FAULTS.values() if f.component == "timed")
