@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
-from raftlab.nemesis import FAULTS, parse_faults
+from raftlab.nemesis import FAMILIES, package, parse_faults
 from raftlab.nemesis.windows import UnknownWindow, Watch
 
 
@@ -38,4 +40,13 @@ def test_unknown_windows_are_refused_and_the_timed_faults_are_registered() -> No
         Watch("soon")
     timed = parse_faults("kill-leader-uncommitted,partition-leader-uncommitted")
     assert [f.start for f in timed] == ["timed-kill", "timed-partition"]
-    assert all(isinstance(f.values[0], dict) for f in FAULTS.values() if f.component == "timed")
+    assert all(isinstance(f.values[0], dict) for f in FAMILIES["timed"].faults)
+
+
+def test_a_timed_fault_alone_brings_the_components_for_its_fault_and_its_heal() -> None:
+    alone = package("kill-leader-uncommitted,partition-leader-uncommitted", db=object(), rng=random.Random(1))
+    assert {"timed-kill", "timed-partition", "start", "stop-partition"} <= alone.nemesis.fs()
+    assert set(alone.heal_fs) == {"start", "stop-partition"}
+    # with the plain faults chosen too, each f still has exactly one component (ComposedNemesis checks)
+    both = package("kill,partition,kill-leader-uncommitted", db=object(), rng=random.Random(1))
+    assert {"timed-kill", "kill", "start", "start-partition"} <= both.nemesis.fs()
