@@ -30,6 +30,13 @@ from raftlab.impl.client import (
     Unavailable,
     ValidationError,
 )
+from raftlab.impl.storage.compaction import (
+    DEFAULT_MARGIN,
+    DEFAULT_SNAPSHOT_ENTRIES,
+    DEFAULT_WAL_BYTES,
+    SnapshotPolicy,
+)
+from raftlab.impl.storage.wal import SEGMENT_BYTES
 
 
 def parse_endpoint(text: str, what: str) -> tuple[str, int]:
@@ -98,6 +105,14 @@ def run_async(main: Awaitable[Any]) -> Any:
 @click.option("--seed", type=int, default=None, help="Seed for election jitter (drawn and logged if absent).")
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), help="Also log here.")
 @click.option("--pid-file", type=click.Path(dir_okay=False, path_type=Path), help="Write our pid here.")
+@click.option("--snapshot-entries", type=click.IntRange(min=0), default=DEFAULT_SNAPSHOT_ENTRIES, show_default=True,
+              help="Snapshot the tree every N applied entries (0: off), then compact the WAL.")
+@click.option("--snapshot-wal-bytes", type=click.IntRange(min=0), default=DEFAULT_WAL_BYTES, show_default=True,
+              help="Also snapshot once the WAL holds more than this many bytes (0: off).")
+@click.option("--snapshot-margin", type=click.IntRange(min=0), default=DEFAULT_MARGIN, show_default=True,
+              help="Entries kept in the WAL below a snapshot, for followers that lag a little.")
+@click.option("--wal-segment-bytes", type=click.IntRange(min=4096), default=SEGMENT_BYTES, show_default=True,
+              help="Start a new WAL segment past this size (compaction deletes whole segments).")
 @click.option("--unsafe-local-reads", is_flag=True, help="BROKEN ON PURPOSE: serve reads from local state.")
 @click.option("--unsafe-ack-before-fsync", is_flag=True,
               help="BROKEN ON PURPOSE: acknowledge appends and votes before the WAL fsync.")
@@ -105,7 +120,8 @@ def run_async(main: Awaitable[Any]) -> Any:
 def node(ctx: click.Context, node_id: int | None, data_dir: Path | None,
          peers: tuple[tuple[int, str, int], ...] | None, client_port: int | None, client_host: str, fsync: str,
          read_mode: str, tick_ms: int, election_ticks: int, seed: int | None, log_file: Path | None,
-         pid_file: Path | None, unsafe_local_reads: bool, unsafe_ack_before_fsync: bool) -> None:
+         pid_file: Path | None, snapshot_entries: int, snapshot_wal_bytes: int, snapshot_margin: int,
+         wal_segment_bytes: int, unsafe_local_reads: bool, unsafe_ack_before_fsync: bool) -> None:
     """Run one Raft + DtKV member until SIGTERM (or use `node status`)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -123,7 +139,10 @@ def node(ctx: click.Context, node_id: int | None, data_dir: Path | None,
         config = NodeConfig(id=node_id, data_dir=data_dir, peers=peers, client_port=client_port,
                             client_host=client_host, fsync=fsync, read_mode=read_mode, tick_ms=tick_ms,
                             election_ticks=election_ticks, seed=seed, unsafe_local_reads=unsafe_local_reads,
-                            unsafe_ack_before_fsync=unsafe_ack_before_fsync)
+                            unsafe_ack_before_fsync=unsafe_ack_before_fsync,
+                            snapshots=SnapshotPolicy(entries=snapshot_entries, wal_bytes=snapshot_wal_bytes,
+                                                     margin=snapshot_margin),
+                            wal_segment_bytes=wal_segment_bytes)
         data_dir.mkdir(parents=True, exist_ok=True)
         log = make_logger(node_id, log_file)
     except (ValueError, OSError) as e:
@@ -353,3 +372,21 @@ def mkdir(ctx: click.Context, key: str) -> None:
 def kv_status(ctx: click.Context, as_json: bool) -> None:
     """Every member's role, term, commit and apply index, and the leader."""
     _run(ctx, lambda c: _status(c, as_json))
+
+
+@kv.command("snapshot")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def kv_snapshot(ctx: click.Context, as_json: bool) -> None:
+    """Make every member snapshot its tree now and compact its WAL (answers once durable)."""
+    async def action(c: KvClient) -> int:
+        rows = await c.snapshot()
+        if as_json:
+            click.echo(json.dumps(rows, indent=2))
+        for row in [] if as_json else rows:
+            if "error" in row:
+                click.echo(f"{row['endpoint']:<22} failed: {row['error']}")
+            else:
+                click.echo(f"{row['endpoint']:<22} snapshot index={row['index']} bytes={row['bytes']}")
+        return 0 if all("error" not in r for r in rows) else 3
+    _run(ctx, action)

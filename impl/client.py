@@ -233,7 +233,12 @@ class KvClient:
 
     async def status(self) -> list[dict[str, Any]]:
         """Every endpoint's status, or ``{"endpoint", "error"}`` for one that did not answer."""
-        return list(await asyncio.gather(*(self._status_of(ep) for ep in self.endpoints)))
+        return list(await asyncio.gather(*(self._node_request(ep, "status") for ep in self.endpoints)))
+
+    async def snapshot(self) -> list[dict[str, Any]]:
+        """Ask every endpoint to take a snapshot now (each member snapshots its own state); each
+        answers once it is durable: ``{"endpoint", "index", "bytes"}`` or ``{"endpoint", "error"}``."""
+        return list(await asyncio.gather(*(self._node_request(ep, "snapshot") for ep in self.endpoints)))
 
     async def close(self) -> None:
         for conn in self._conns.values():
@@ -242,15 +247,19 @@ class KvClient:
 
     # -- machinery ---------------------------------------------------------------------------
 
-    async def _status_of(self, ep: Endpoint) -> dict[str, Any]:
+    async def _node_request(self, ep: Endpoint, op: str) -> dict[str, Any]:
+        """One node-level request (``status``, ``snapshot``) to one endpoint, never raising."""
+        name = f"{ep[0]}:{ep[1]}"
         try:
             async with asyncio.timeout(self.timeout):
                 conn = await self._connection(ep)
                 rid = next(self._ids)
-                _, body = await conn.send(rid, encode_frame(encode_request(rid, "status")))
-            return {"endpoint": f"{ep[0]}:{ep[1]}", **body["status"]}
+                error, body = await conn.send(rid, encode_frame(encode_request(rid, op)))
+            if error is not None:
+                return {"endpoint": name, "error": f"{error}: {body.get('message', '')}"}
+            return {"endpoint": name, **(body["status"] if op == "status" else body)}
         except (OSError, TimeoutError, _ConnectionLost, KeyError) as e:
-            return {"endpoint": f"{ep[0]}:{ep[1]}", "error": str(e) or type(e).__name__}
+            return {"endpoint": name, "error": str(e) or type(e).__name__}
 
     async def _connection(self, ep: Endpoint) -> _Connection:
         conn = self._conns.get(ep)

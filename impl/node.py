@@ -10,6 +10,13 @@ acknowledgements). Everything that arrives meanwhile waits in the machine for th
 (group commit). A timer wakes the loop at ``machine.next_tick_at()``; the machine turns the
 elapsed time into ticks, so a stalled process catches up in one step.
 
+Snapshots: the machine hands out a frozen tree image (``take_snapshot``); a background task
+writes it (encode, CRC, fsync, rename: snapshot.py) in a worker thread while the loop keeps
+serving, and once it is durable the loop (between two Readys, so no WAL write is in flight)
+tells the machine and compacts the log (compaction.py). The WAL-size trigger is checked here.
+A follower's Persist may carry snapshot chunks (written to the partial file) and an install
+(verified, made current, the WAL reset after it), all in the same worker-thread step.
+
 With ``--fsync async`` writes are not fsynced per Ready; about every ``ASYNC_FLUSH_SECONDS`` the
 WAL segments and the meta file (term, vote) are fsynced, so that is the loss window on an OS crash.
 """
@@ -22,16 +29,18 @@ import random
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from raftlab.impl.machine import MachineConfig, NodeMachine, Persist
 from raftlab.impl.net.codec import Request
 from raftlab.impl.net.peers import PeerLink, serve_peer_connection
 from raftlab.impl.raft import RaftConfig
-from raftlab.impl.raft.messages import Message
+from raftlab.impl.raft.messages import Message, SnapshotMeta
 from raftlab.impl.server import ClientConnection, serve_client_connection
-from raftlab.impl.storage.wal import WalStorage
+from raftlab.impl.storage.compaction import SnapshotPolicy, compact, recover, should_snapshot
+from raftlab.impl.storage.snapshot import SnapshotFiles, SnapshotImage
+from raftlab.impl.storage.wal import SEGMENT_BYTES, WalStorage
 
 ASYNC_FLUSH_SECONDS = 1.0  # --fsync async: the loss window on an OS crash
 
@@ -50,6 +59,8 @@ class NodeConfig:
     seed: int = 0
     unsafe_local_reads: bool = False
     unsafe_ack_before_fsync: bool = False
+    snapshots: SnapshotPolicy = field(default_factory=SnapshotPolicy)
+    wal_segment_bytes: int = SEGMENT_BYTES
 
     def __post_init__(self) -> None:
         ids = [p[0] for p in self.peers]
@@ -80,6 +91,10 @@ class Node:
         self._links: dict[int, PeerLink] = {
             pid: PeerLink(pid, host, port, logger=logger) for pid, host, port in config.peers if pid != config.id}
         self.storage: WalStorage | None = None
+        self.snapshots: SnapshotFiles | None = None
+        self._saved: list[SnapshotMeta | None] = []  # written by the background task, not yet compacted
+        self._writer: asyncio.Task[None] | None = None
+        self._tg: asyncio.TaskGroup | None = None  # run()'s task group, which owns the snapshot writer
         self.machine: NodeMachine[ClientConnection] | None = None
         self.ready_event = asyncio.Event()  # set once both ports listen
 
@@ -105,10 +120,13 @@ class Node:
 
     async def run(self) -> None:
         cfg = self.config
-        self.storage = storage = await asyncio.to_thread(
-            WalStorage, cfg.data_dir, durable=cfg.fsync == "sync", logger=self.log)
+        recovered = await asyncio.to_thread(recover, cfg.data_dir, durable=cfg.fsync == "sync", logger=self.log,
+                                            segment_bytes=cfg.wal_segment_bytes)
+        self.storage = storage = recovered.storage
+        self.snapshots = recovered.snapshots
         incarnation = time.time_ns()  # differs on every start: read ids of a past run never match
-        self.log(f"node {cfg.id}: recovered {storage.last_index()} log entries, "
+        snap = recovered.image.meta.describe() if recovered.image else "no snapshot"
+        self.log(f"node {cfg.id}: recovered {snap} and log entries {storage.first_index()}..{storage.last_index()}, "
                  f"{storage.initial_state().describe()}; seed {cfg.seed}, incarnation {incarnation}")
         raft = RaftConfig(id=cfg.id, voters=tuple(sorted(p[0] for p in cfg.peers)),
                           election_tick=cfg.election_ticks, heartbeat_tick=1,
@@ -116,8 +134,9 @@ class Node:
         self.machine = NodeMachine(
             MachineConfig(raft=raft, tick_seconds=cfg.tick_ms / 1000, incarnation=incarnation,
                           unsafe_local_reads=cfg.unsafe_local_reads,
-                          unsafe_ack_before_fsync=cfg.unsafe_ack_before_fsync),
-            storage, now=time.monotonic(), rng=random.Random(cfg.seed), logger=self.log)
+                          unsafe_ack_before_fsync=cfg.unsafe_ack_before_fsync,
+                          snapshot_entries=cfg.snapshots.entries),
+            storage, now=time.monotonic(), rng=random.Random(cfg.seed), logger=self.log, snapshot=recovered.image)
         host, port = cfg.peer_address(cfg.id)
         peer_server = await asyncio.start_server(
             lambda r, w: serve_peer_connection(r, w, self.deliver, self.log), host, port)
@@ -129,10 +148,13 @@ class Node:
             async with asyncio.TaskGroup() as tg:
                 helpers = [tg.create_task(link.run()) for link in self._links.values()]
                 helpers.append(tg.create_task(self._ticker()))
+                self._tg = tg
                 await self._ready_loop()  # returns once stop() was called, between two Readys
                 self.log(f"node {cfg.id}: stopping")
                 for task in helpers:
                     task.cancel()
+                if self._writer is not None:
+                    await self._writer  # a snapshot being written is finished, not torn
         finally:
             peer_server.close()
             client_server.close()
@@ -151,9 +173,16 @@ class Node:
         machine, storage = self.machine, self.storage
         assert machine is not None and storage is not None
         last_flush = time.monotonic()
+        last_wal_check = time.monotonic()
         while not self._stop.is_set():
             await self._wake.wait()
             self._wake.clear()
+            self._after_snapshots()
+            if time.monotonic() - last_wal_check > 1.0:
+                last_wal_check = time.monotonic()
+                if should_snapshot(self.config.snapshots, machine.tree.applied, machine.snapshot_index,
+                                   storage.wal_bytes()):
+                    machine.request_snapshot()
             machine.tick(time.monotonic())
             if machine.due_ticks() > 1:  # we stalled: let peer readers woken with us deliver first
                 await asyncio.sleep(0)
@@ -166,24 +195,71 @@ class Node:
                 if persist.ready.soft_state is not None:
                     self.log(f"node {self.config.id}: {persist.ready.soft_state.describe()}")
                 if persist.must_sync:
-                    await asyncio.to_thread(self._write, persist)
+                    installed = await asyncio.to_thread(self._write, persist)
                 else:
-                    self._write(persist)  # only the commit index changed: no I/O
-                machine.persisted(persist)
+                    installed = self._write(persist)  # only the commit index changed: no I/O
+                machine.persisted(persist, installed)
                 self._flush()
+                self._start_snapshot_write()
             if self.config.fsync == "async" and time.monotonic() - last_flush > ASYNC_FLUSH_SECONDS:
                 await asyncio.to_thread(storage.flush)  # WAL segments and the meta file (term, vote)
                 last_flush = time.monotonic()
 
-    def _write(self, persist: Persist) -> None:
-        storage = self.storage
-        assert storage is not None
+    def _write(self, persist: Persist) -> SnapshotImage | None:
+        storage, snapshots = self.storage, self.snapshots
+        assert storage is not None and snapshots is not None
         if persist.entries:
             storage.append(persist.entries)
         if persist.hard_state is not None:
             storage.set_hard_state(persist.hard_state)
+        for chunk in persist.snapshot_chunks:
+            snapshots.receive(chunk)
+        installed = None
+        if persist.install is not None:
+            installed = snapshots.finish(persist.install)
+            if installed is not None:
+                storage.reset_to(installed.meta)  # the snapshot file is durable first
+                snapshots.set_current(installed.meta)
+                snapshots.prune(installed.meta.index)
         if persist.must_sync:
             storage.sync()
+        return installed
+
+    # -- snapshots in the background ---------------------------------------------------------
+
+    def _start_snapshot_write(self) -> None:
+        machine = self.machine
+        assert machine is not None
+        if self._writer is not None:
+            return
+        image = machine.take_snapshot()
+        if image is not None:
+            assert self._tg is not None
+            self._writer = self._tg.create_task(self._write_snapshot(image))
+
+    async def _write_snapshot(self, image: SnapshotImage) -> None:
+        snapshots = self.snapshots
+        assert snapshots is not None
+        meta: SnapshotMeta | None = None
+        try:
+            meta = await asyncio.to_thread(snapshots.write, image)
+        except OSError as e:  # a full disk: keep serving from the log, try again later
+            self.log(f"node {self.config.id}: writing snapshot {image.meta.index} failed: {e}")
+        self._saved.append(meta)
+        self._writer = None
+        self._wake.set()
+
+    def _after_snapshots(self) -> None:
+        """Between two Readys: report written snapshots and compact the log after them."""
+        machine, storage, snapshots = self.machine, self.storage, self.snapshots
+        assert machine is not None and storage is not None and snapshots is not None
+        while self._saved:
+            meta = self._saved.pop(0)
+            machine.snapshot_saved(meta)
+            if meta is not None:
+                compact(storage, snapshots, meta, self.config.snapshots.margin, self.log)
+            self._flush()
+        self._start_snapshot_write()
 
     def _flush(self) -> None:
         machine = self.machine

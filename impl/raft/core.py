@@ -22,6 +22,8 @@ Rules (with paper/thesis sections):
 * Commit: only an entry of the leader's current term is committed by counting (§5.4.2); a no-op
   is appended on election so that happens promptly (§8).
 * Reads: ReadIndex (thesis §6.4) and lease reads (thesis §6.4.1), in reads.py.
+* Snapshots: a follower that needs compacted entries gets the snapshot in chunks (thesis §5.3,
+  etcd's StateSnapshot), in snapshots.py.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from .progress import Inflights, Progress, ProgressState
 from .quorum import MajorityConfig, VoteResult
 from .readonly import ReadOnly, decode_seq, encode_seq
 from .reads import NotLeader, ReadPath
+from .snapshots import SnapshotPath
 
 if TYPE_CHECKING:
     import random  # the core only calls the Random it is given; it never uses the global one
@@ -75,7 +78,7 @@ class Status:
                 f"applied={self.applied} last={self.last_index}")
 
 
-class RaftCore(ReadPath):
+class RaftCore(ReadPath, SnapshotPath):
     def __init__(self, config: RaftConfig, storage: Storage, *, rng: random.Random,
                  logger: Callable[[str], None] | None = None) -> None:
         self.config = config
@@ -110,6 +113,7 @@ class RaftCore(ReadPath):
         self.lease_void = False  # set once a TIMEOUT_NOW went out: the transferee ignores our lease
         # lease mode: a booted node grants no vote for election_tick ticks, as if it had heard a leader
         self.boot_lease = config.read_only == "lease"
+        self._init_snapshots()
         self._prev_hs = HardState(term=hs.term, vote=hs.vote, commit=self.log.committed)
         self._prev_ss = SoftState()
         self._reset_randomized_timeout()
@@ -196,6 +200,10 @@ class RaftCore(ReadPath):
                 self._send_after(Message(type=MsgType.PRE_VOTE_RESP, to=m.from_, from_=self.id, term=self.term,
                                          reject=True))
             return
+        if self.installing() and m.type in (MsgType.APP, MsgType.SNAP, MsgType.VOTE, MsgType.PRE_VOTE):
+            # the log is about to be replaced: nothing may be appended to it or vouched for by it
+            self.log_line(f"{self.id} drops {m.type.name} from {m.from_}: installing a snapshot")
+            return
         if m.type in (MsgType.VOTE, MsgType.PRE_VOTE):
             self._handle_vote_request(m)
         elif self.role is Role.LEADER:
@@ -211,6 +219,7 @@ class RaftCore(ReadPath):
         return bool(
             self._bcast_pending or self._msgs or self._msgs_after or self.log.unstable
             or self.log.has_next_committed() or self._read_states or self._dropped_reads
+            or self._chunks or self._install_out is not None
             or self._hard_state() != self._prev_hs or self._soft_state() != self._prev_ss
         )
 
@@ -221,16 +230,19 @@ class RaftCore(ReadPath):
         hs = self._hard_state()
         ss = self._soft_state()
         entries = tuple(self.log.unstable)
+        chunks, install = self._take_snapshot_work()
         rd = Ready(
             entries=entries,
             hard_state=hs if hs != self._prev_hs else None,
-            must_sync=bool(entries) or hs.term != self._prev_hs.term or hs.vote != self._prev_hs.vote,
+            must_sync=bool(entries) or bool(chunks) or hs.term != self._prev_hs.term or hs.vote != self._prev_hs.vote,
             send_now=tuple(self._msgs),
             send_after_persist=tuple(self._msgs_after),
             committed=tuple(self.log.next_committed(self.config.max_committed_per_ready)),
             read_states=tuple(self._read_states),
             soft_state=ss if ss != self._prev_ss else None,
             dropped_reads=tuple(self._dropped_reads),
+            snapshot_chunks=chunks,
+            install=install,
         )
         self._msgs, self._msgs_after, self._read_states, self._dropped_reads = [], [], [], []
         return rd
@@ -242,6 +254,8 @@ class RaftCore(ReadPath):
             self._prev_ss = rd.soft_state
         if rd.committed:
             self.log.applied_to(rd.committed[-1].index)
+        if rd.install is not None:
+            self._advance_install(rd.install)
         if rd.entries:
             last = rd.entries[-1]
             self.log.stable_to(last.index, last.term)
@@ -411,6 +425,8 @@ class RaftCore(ReadPath):
             self.election_elapsed = 0
             self.lead = m.from_
             self._handle_append(m)
+        elif t is MsgType.SNAP:
+            self._handle_snapshot(m)
         elif t is MsgType.HEARTBEAT:
             self.election_elapsed = 0
             self.lead = m.from_
@@ -464,7 +480,11 @@ class RaftCore(ReadPath):
                     self._send_append(m.from_)
                 return
             if pr.maybe_update(m.index):
-                if pr.state is ProgressState.PROBE:
+                if pr.state is ProgressState.SNAPSHOT and pr.match + 1 >= self.log.first_index():
+                    self.log_line(f"{self.id} resumes appends to {m.from_} after its snapshot (match {pr.match})")
+                    pr.become_probe()
+                    pr.become_replicate()
+                elif pr.state is ProgressState.PROBE:
                     pr.become_replicate()
                 else:
                     pr.inflights.free_le(m.index)
@@ -474,13 +494,17 @@ class RaftCore(ReadPath):
                     self._send_append(m.from_)
                 if m.from_ == self.lead_transferee and pr.match == self.log.last_index():
                     self._send_timeout_now(m.from_)
+        elif t is MsgType.SNAP_RESP:
+            self._handle_snap_resp(m, pr)
         elif t is MsgType.HEARTBEAT_RESP:
             pr.recent_active = True
             if m.index > pr.lease_stamp:
                 pr.lease_stamp = m.index
             pr.probe_sent = False
             if pr.new_heartbeat_round(m.index):
-                if pr.stalled():
+                if pr.state is ProgressState.SNAPSHOT:
+                    self._snapshot_heartbeat(m.from_, pr)
+                elif pr.stalled():
                     self.log_line(f"{self.id} re-probes {m.from_}: no progress with {len(pr.inflights)} "
                                   "appends in flight")
                     pr.become_probe()
@@ -497,6 +521,9 @@ class RaftCore(ReadPath):
     def _send_append(self, to: int) -> None:
         pr = self.prs[to]
         if pr.is_paused():
+            return
+        if pr.next < self.log.first_index():
+            self._send_snapshot(to)  # the entries it needs were compacted
             return
         prev = pr.next - 1
         entries = self.log.entries(pr.next, self.log.last_index() + 1, self.config.max_size_per_msg)

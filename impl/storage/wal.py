@@ -28,7 +28,15 @@ Guarantees:
   second by the node) fsyncs the segments and the meta file (term, vote). The loss window is what was written since the last flush, and only
   on an OS crash or power loss: a killed process loses nothing that reached ``write()``.
 
-Every entry is also kept in memory (there is no compaction yet), so reads never touch disk.
+Compaction (compaction.py decides, ``drop_through`` carries it out) deletes whole leading
+segments once a durable snapshot covers them; the log then starts above index 1, and
+``first_index() - 1`` is the entry just below it, whose term is still known (``term``). With a
+snapshot, recovery accepts a first segment at or below ``snapshot.index + 1`` and, if the log
+does not continue the snapshot (it ends before it, or holds another term at its index: a
+follower that crashed while installing one), starts the log afresh after it
+(``compaction.plan_recovery``). ``reset_to`` is that fresh start, used by an install.
+
+Every entry of the remaining segments is kept in memory, so reads never touch disk.
 """
 
 from __future__ import annotations
@@ -39,13 +47,15 @@ import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from raftlab.impl.raft.messages import Entry, EntryType, HardState
+from raftlab.impl.raft.messages import Entry, EntryType, HardState, SnapshotMeta
+from raftlab.impl.storage.compaction import plan_recovery
 from raftlab.impl.storage.meta import StorageError, fsync_dir, load_meta, save_meta, sync_file
+from raftlab.impl.storage.snapshot import SnapshotFiles
 
 MAGIC = b"RLWAL01\n"
 RECORD = struct.Struct(">IIQQB")  # length, crc, term, index, type
 CRC_PART = struct.Struct(">QQB")
-SEGMENT_BYTES = 64 * 1024 * 1024
+SEGMENT_BYTES = 4 * 1024 * 1024  # small enough that compaction frees space in steps
 MAX_ENTRY_BYTES = 64 * 1024 * 1024
 _ENTRY_TYPES = {int(t): t for t in EntryType}
 
@@ -64,7 +74,7 @@ class WalStorage:
     """Durable ``Storage`` (impl/storage protocol): reads from memory, writes to segments."""
 
     def __init__(self, data_dir: str | Path, *, durable: bool = True, segment_bytes: int = SEGMENT_BYTES,
-                 logger: Callable[[str], None] | None = None) -> None:
+                 logger: Callable[[str], None] | None = None, snapshots: SnapshotFiles | None = None) -> None:
         self.dir = Path(data_dir)
         self.wal_dir = self.dir / "wal"
         self.meta_path = self.dir / "meta"
@@ -74,10 +84,17 @@ class WalStorage:
         self.wal_dir.mkdir(parents=True, exist_ok=True)
         self._hard = load_meta(self.meta_path)
         self._saved_hard = self._hard
-        # in-memory log: _entries[i] has index i + 1; _where[i] = (segment position, byte offset)
+        # the snapshot files (compaction.recover opens them first; None: a log without snapshots)
+        self.snapshots = snapshots
+        self._snapshot = snapshots.meta if snapshots is not None else SnapshotMeta()
+        # in-memory log: _entries[i] has index _base + 1 + i; _where[i] = (segment number, byte
+        # offset) where segment number n is _segments[n - _seg0]; _base_term is the term of _base
+        self._base = 0
+        self._base_term = 0
         self._entries: list[Entry] = []
         self._where: list[tuple[int, int]] = []
         self._segments: list[Path] = []
+        self._seg0 = 0
         self._fd = -1  # the active (last) segment, open for append
         self._size = 0  # bytes in the active segment
         self._dirty_fds: set[int] = set()
@@ -92,6 +109,7 @@ class WalStorage:
         paths = sorted(p for p in self.wal_dir.iterdir() if p.suffix == ".seg")
         for stray in self.wal_dir.glob("*.tmp"):
             stray.unlink()
+        snap = self._snapshot
         expected = 1
         for pos, path in enumerate(paths):
             last = pos == len(paths) - 1
@@ -99,24 +117,50 @@ class WalStorage:
                 first = int(path.stem)
             except ValueError:
                 raise StorageError(f"{path}: segment name is not a first index") from None
+            if pos == 0 and 1 < first <= snap.index + 1:  # compacted: the snapshot holds what came before
+                expected = first
+                self._base = first - 1
+                self._base_term = snap.term if first - 1 == snap.index else 0
             if first != expected:
-                raise StorageError(f"{path}: segment starts at index {first}, expected {expected} (a segment is missing)")
+                raise StorageError(f"{path}: segment starts at index {first}, expected {expected} (a segment is missing"
+                                   + (f"; the newest snapshot holds only through {snap.index})" if pos == 0 else ")"))
             self._segments.append(path)
             expected = self._read_segment(pos, path, expected, last)
-        if self._hard.commit > len(self._entries):
+        if snap.index:
+            self._continue_snapshot(snap)
+        if self._hard.commit > self.last_index():
             if not self.durable:  # --fsync async: the documented loss window after an OS crash
-                self._log(f"wal: commit {self._hard.commit} beyond the log's {len(self._entries)} entries "
+                self._log(f"wal: commit {self._hard.commit} beyond the log's last entry {self.last_index()} "
                           "(unflushed writes lost); lowering it")
-                self._hard = HardState(term=self._hard.term, vote=self._hard.vote, commit=len(self._entries))
+                self._hard = HardState(term=self._hard.term, vote=self._hard.vote, commit=self.last_index())
                 return self._open_active()
             raise StorageError(
                 f"{self.meta_path}: commit index {self._hard.commit} is beyond the last log entry "
-                f"{len(self._entries)} (log files were lost)")
+                f"{self.last_index()} (log files were lost)")
         self._open_active()
+
+    def _continue_snapshot(self, snap: SnapshotMeta) -> None:
+        """Make the recovered log continue the snapshot (see compaction.plan_recovery)."""
+        plan = plan_recovery(snap.index, snap.term, self._base + 1, self.last_index(), self.term(snap.index))
+        if plan == "reset":
+            self._log(f"wal: the log ({self._base + 1}..{self.last_index()}) does not continue snapshot "
+                      f"{snap.term}/{snap.index}; starting it afresh after the snapshot")
+            for path in self._segments:
+                path.unlink()
+            self._segments.clear()
+            self._entries.clear()
+            self._where.clear()
+            fsync_dir(self.wal_dir)
+            self._base, self._base_term = snap.index, snap.term
+        elif plan == "drop-first":  # the term below the first kept entry is unknown: keep that entry as the base
+            self._base_term = self._entries[0].term
+            self._base += 1
+            del self._entries[0]
+            del self._where[0]
 
     def _open_active(self) -> None:
         if not self._segments:
-            self._new_segment(1)
+            self._new_segment(self._base + 1)
         else:
             self._fd = os.open(self._segments[-1], os.O_WRONLY | os.O_APPEND)
             self._size = os.fstat(self._fd).st_size
@@ -161,7 +205,7 @@ class WalStorage:
                 self._truncate_file(path, off, problem)
                 break
             entries.append(Entry(term=term, index=index, type=_ENTRY_TYPES[etype], data=data))
-            where.append((pos, off))
+            where.append((self._seg0 + pos, off))
             expected += 1
             off = rec_end
         return expected
@@ -179,20 +223,29 @@ class WalStorage:
         return self._hard
 
     def first_index(self) -> int:
-        return 1
+        return self._base + 1
 
     def last_index(self) -> int:
-        return len(self._entries)
+        return self._base + len(self._entries)
 
     def term(self, index: int) -> int:
-        """Term of the entry at ``index``; 0 outside the log (as MemoryStorage)."""
-        if not 1 <= index <= len(self._entries):
+        """Term of the entry at ``index`` (``first_index() - 1`` included); 0 outside the log."""
+        if index == self._base:
+            return self._base_term
+        if not self._base < index <= self._base + len(self._entries):
             return 0
-        return self._entries[index - 1].term
+        return self._entries[index - self._base - 1].term
+
+    def snapshot_meta(self) -> SnapshotMeta:
+        return self.snapshots.meta if self.snapshots is not None else SnapshotMeta()
+
+    def snapshot_chunk(self, index: int, offset: int, size: int) -> bytes | None:
+        return self.snapshots.read_chunk(index, offset, size) if self.snapshots is not None else None
 
     def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> list[Entry]:
         """Entries [lo, hi); with max_bytes, the longest prefix within it (at least one entry)."""
-        out = self._entries[max(lo, 1) - 1 : max(hi, 1) - 1]
+        base = self._base + 1
+        out = self._entries[max(lo, base) - base : max(hi, base) - base]
         if max_bytes is not None and len(out) > 1:
             total = 0
             for n, e in enumerate(out):
@@ -207,14 +260,16 @@ class WalStorage:
         if not entries:
             return
         first = entries[0].index
-        last = len(self._entries)
+        last = self.last_index()
+        if first <= self._base:
+            raise ValueError(f"append at index {first} is below the compacted log (first index {self._base + 1})")
         if first > last + 1:
             raise ValueError(f"append at index {first} leaves a gap after {last}")
         if first <= last:
             self._truncate_from(first)
         if self._size >= self.segment_bytes:
             self._roll(first)
-        pos = len(self._segments) - 1
+        pos = self._seg0 + len(self._segments) - 1
         off = self._size
         where = self._where
         chunks = []
@@ -236,8 +291,8 @@ class WalStorage:
 
     def _truncate_from(self, index: int) -> None:
         """Drop entries index.. (a conflicting suffix), on disk and in memory."""
-        pos, off = self._where[index - 1]
-        while len(self._segments) - 1 > pos:
+        pos, off = self._where[index - self._base - 1]
+        while self._seg0 + len(self._segments) - 1 > pos:
             self._close_active()
             self._segments.pop().unlink()
             self._dir_dirty = True
@@ -245,8 +300,8 @@ class WalStorage:
         os.ftruncate(self._fd, off)
         self._size = off
         self._dirty_fds.add(self._fd)
-        del self._entries[index - 1 :]
-        del self._where[index - 1 :]
+        del self._entries[index - self._base - 1 :]
+        del self._where[index - self._base - 1 :]
 
     def _close_active(self) -> None:
         if self._fd in self._dirty_fds:
@@ -270,6 +325,49 @@ class WalStorage:
 
     def set_hard_state(self, hs: HardState) -> None:
         self._hard = hs
+
+    # -- the compaction seam (compaction.py decides what; these carry it out) -----------------
+
+    def segment_firsts(self) -> list[int]:
+        """The first index of every segment, oldest first."""
+        return [int(p.stem) for p in self._segments]
+
+    def wal_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self._segments[:-1]) + self._size
+
+    def drop_through(self, count: int) -> list[Path]:
+        """Delete the ``count`` oldest segments (never the active one) and forget their entries;
+        returns the removed paths. The caller made sure a durable snapshot covers them."""
+        count = min(count, len(self._segments) - 1)
+        if count <= 0:
+            return []
+        new_first = int(self._segments[count].stem)
+        self._base_term = self.term(new_first - 1)
+        drop = new_first - 1 - self._base
+        del self._entries[:drop]
+        del self._where[:drop]
+        self._base = new_first - 1
+        removed, self._segments = self._segments[:count], self._segments[count:]
+        self._seg0 += count
+        for path in removed:
+            path.unlink()
+        fsync_dir(self.wal_dir)
+        return removed
+
+    def reset_to(self, snap: SnapshotMeta) -> None:
+        """Replace the whole log by an empty one that continues ``snap`` (a follower installing a
+        snapshot its log does not contain). Durable on return."""
+        self._persist(True)
+        os.close(self._fd)
+        for path in self._segments:
+            path.unlink()
+        self._seg0 += len(self._segments)
+        self._segments = []
+        self._entries.clear()
+        self._where.clear()
+        self._base, self._base_term = snap.index, snap.term
+        self._new_segment(snap.index + 1)
+        self._persist(True)
 
     def sync(self) -> None:
         """Make every append and hard-state change durable (only write them when not durable)."""
