@@ -62,6 +62,10 @@ def swarm_config(seed: int, nodes: int | None = None) -> SimConfig:
         target_leader=rng.random() < 0.4,
         max_size_per_msg=rng.choice((1 << 20, 1 << 20, 64)),  # 64 bytes: one or two entries per append
         max_inflight_msgs=rng.choice((256, 256, 2)),
+        # drawn last, so the draws above stay what they were before snapshots existed
+        snapshot_entries=rng.choice((0, 10, 30)),
+        snapshot_margin=rng.choice((0, 2, 5)),
+        late_duplicate=rng.choice((0.0, 0.02, 0.2)),
     )
 
 
@@ -71,4 +75,6 @@ def describe_config(c: SimConfig) -> str:
             f"keys={c.keys} clients={c.clients} election_tick={c.election_tick}"
             + (" slow-leader" if c.slow_leader else "") + (" target-leader" if c.target_leader else "")
             + (f" max_size_per_msg={c.max_size_per_msg}" if c.max_size_per_msg < 1 << 20 else "")
-            + (f" max_inflight={c.max_inflight_msgs}" if c.max_inflight_msgs < 256 else ""))
+            + (f" max_inflight={c.max_inflight_msgs}" if c.max_inflight_msgs < 256 else "")
+            + (f" snapshot_entries={c.snapshot_entries} margin={c.snapshot_margin}" if c.snapshot_entries else "")
+            + (f" late_dup={c.late_duplicate}" if c.late_duplicate else ""))

@@ -134,9 +134,10 @@ class WalStorage:
                           "(unflushed writes lost); lowering it")
                 self._hard = HardState(term=self._hard.term, vote=self._hard.vote, commit=self.last_index())
                 return self._open_active()
+            last = f" ({self._segments[-1]} ends there)" if self._segments else ""
             raise StorageError(
                 f"{self.meta_path}: commit index {self._hard.commit} is beyond the last log entry "
-                f"{self.last_index()} (log files were lost)")
+                f"{self.last_index()}{last}: log files were lost or damaged; refusing to start")
         self._open_active()
 
     def _continue_snapshot(self, snap: SnapshotMeta) -> None:

@@ -14,7 +14,13 @@ loses what it wrote but did not sync) or restart it, and the faults real machine
 * ``pauses``: a node takes no events for a while (SIGSTOP, a GC pause); messages and client
   requests queue for it, then it gets the whole elapsed time at once;
 * ``disk_stalls``: a node's persist completes only after a while (a stalled disk); it keeps
-  receiving meanwhile, as the node does with its WAL writes in a worker thread.
+  receiving meanwhile, as the node does with its WAL writes in a worker thread;
+* snapshots (``snapshot_entries`` N, 0: off): every node snapshots every N applied entries and
+  now and then on demand (compaction at random points); the write completes some steps later
+  (a crash before then loses it, as a torn ``.tmp`` file is lost), then the log is compacted
+  up to ``snapshot_margin`` entries below it, so lagging or restarted followers are brought back
+  by InstallSnapshot, streamed in ``snapshot_chunk_bytes`` chunks (a crash mid-stream loses the
+  partial snapshot); late duplicates (network.py) bring stale snapshots to nodes that moved on. A node restarts from its storage's snapshot and the log after it.
 
 Each node's work is carried out as the shell does: ``ready()`` (send what it released),
 persist (append, hard state, sync) then ``persisted()`` (send acknowledgements, collect
@@ -38,6 +44,7 @@ from raftlab.impl.machine import MachineConfig, NodeMachine, Persist, Reply
 from raftlab.impl.net.codec import Request
 from raftlab.impl.raft import EntryType, RaftConfig, RaftCore, Role
 from raftlab.impl.storage.memory import MemoryStorage
+from raftlab.impl.storage.snapshot import SnapshotImage
 
 from .invariants import Invariants
 from .network import SimNetwork
@@ -49,6 +56,7 @@ class SimConfig:
     loss: float = 0.02
     duplicate: float = 0.01
     reorder: float = 0.1
+    late_duplicate: float = 0.02
     partitions: bool = True
     crashes: bool = True
     keys: int = 3
@@ -67,6 +75,10 @@ class SimConfig:
     target_leader: bool = False  # crashes and partitions hit the current leader 70% of the time
     max_size_per_msg: int = 1 << 20  # bytes of entries per MsgApp (small: appends carry a prefix only)
     max_inflight_msgs: int = 256
+    snapshot_entries: int = 10  # 0: no snapshots, no compaction
+    snapshot_margin: int = 2
+    # None: each run draws 48 (a snapshot of a few keys streams in several chunks) or 4096 (one)
+    snapshot_chunk_bytes: int | None = None
 
     def drift(self) -> float:
         return self.clock_drift if self.clock_drift is not None else (0.5 if self.read_only == "safe" else 0.2)
@@ -99,6 +111,7 @@ class SimNode:
     paused_until: int = 0  # step: takes no events before it
     disk_until: int = 0  # step: a persist does not complete before it
     persisting: Persist | None = None
+    snapshot_write: tuple[int, SnapshotImage] | None = None  # (step it becomes durable, image)
 
     @property
     def core(self) -> RaftCore:
@@ -117,7 +130,9 @@ class SimCluster:
         self.rng = random.Random(seed)
         self.ids = tuple(range(1, self.config.nodes + 1))
         self.net = SimNetwork(random.Random(self.rng.randrange(2**32)), loss=self.config.loss,
-                              duplicate=self.config.duplicate, reorder=self.config.reorder)
+                              duplicate=self.config.duplicate, reorder=self.config.reorder,
+                              late_duplicate=self.config.late_duplicate)
+        self.chunk_bytes = self.config.snapshot_chunk_bytes or self.rng.choice((48, 4096))
         self.now = 0.0  # global time, in ticks
         self.boots = 0
         self.nodes: dict[int, SimNode] = {i: self._boot(i, MemoryStorage()) for i in self.ids}
@@ -130,7 +145,7 @@ class SimCluster:
         self.generations: dict[int, int] = {}
         self.request_ids = 0
         self.stats = {"elections": 0, "commits": 0, "crashes": 0, "partitions": 0, "ops": 0, "pauses": 0,
-                      "disk_stalls": 0, "clock_jumps": 0}
+                      "disk_stalls": 0, "clock_jumps": 0, "snapshots": 0, "installs": 0}
         self.leaders_seen: set[tuple[int, int]] = set()
         self.coverage = SimCoverage()  # only looks: which risky situations this run reached
 
@@ -139,16 +154,17 @@ class SimCluster:
         raft = RaftConfig(id=node_id, voters=self.ids, election_tick=c.election_tick,
                           read_only=c.read_only,  # type: ignore[arg-type]
                           pre_vote=c.pre_vote, check_quorum=c.check_quorum,
-                          max_size_per_msg=c.max_size_per_msg, max_inflight_msgs=c.max_inflight_msgs)
+                          max_size_per_msg=c.max_size_per_msg, max_inflight_msgs=c.max_inflight_msgs,
+                          snapshot_chunk_bytes=self.chunk_bytes)
         self.boots += 1
         rate = 1.0 + self.rng.random() * c.drift()
         offset = self.rng.random() * 100
         node = SimNode(id=node_id, storage=storage, machine=None, rate=rate, offset=offset)  # type: ignore[arg-type]
         node.machine = NodeMachine(
             MachineConfig(raft=raft, tick_seconds=1.0, incarnation=self.boots,
-                          unsafe_ack_before_fsync=c.ack_before_persist),
+                          unsafe_ack_before_fsync=c.ack_before_persist, snapshot_entries=c.snapshot_entries),
             storage, now=node.clock(self.now), rng=random.Random(self.rng.randrange(2**32)),
-            core_type=self.core_type)
+            core_type=self.core_type, snapshot=storage.image())
         return node
 
     # --- the event loop ----------------------------------------------------------------------
@@ -198,8 +214,14 @@ class SimCluster:
             node.jumped += jump
             self.stats["clock_jumps"] += 1
             self.trace.append(f"clock of {node.id} jumps {jump} ticks")
+        elif r < 0.975 and cfg.snapshot_entries:
+            node = self.nodes[self.rng.choice(self.ids)]
+            if node.up:
+                node.machine.request_snapshot()
+                self.trace.append(f"snapshot asked of {node.id}")
         for node in self.nodes.values():
             if node.up and node.paused_until <= self.step_no:
+                self._snapshot_work(node)
                 self._work(node)
         self._expire_clients()
         self.invariants.check(self.nodes, self.step_no)
@@ -229,6 +251,7 @@ class SimCluster:
         node = self.nodes[leader or self.rng.choice(self.ids)]
         if node.up:
             node.up = False
+            node.snapshot_write = None  # a snapshot still being written is lost with the process
             before = node.storage.last_index()
             node.storage = node.storage.crash()
             self.coverage.on_crash(node.id, before, node.storage.last_index())
@@ -265,14 +288,38 @@ class SimCluster:
                 node.storage.append(persist.entries)
             if persist.hard_state is not None:
                 node.storage.set_hard_state(persist.hard_state)
+            for chunk in persist.snapshot_chunks:
+                node.storage.receive(chunk)
+            installed = node.storage.install(persist.install) if persist.install is not None else None
+            if installed is not None:
+                self.stats["installs"] += 1
+                self.trace.append(f"node {node.id} installs {installed.meta.describe()}")
+                self.invariants.on_install(node.id, installed, self.step_no)
             if persist.must_sync:
                 node.storage.sync()
-            machine.persisted(persist)
+            machine.persisted(persist, installed)
             for e in persist.ready.committed:
                 self.invariants.on_apply(node.id, e, self.step_no, node.core.term)
                 if e.type is EntryType.NORMAL and e.data:
                     self.stats["commits"] += 1
             self._send(node)
+
+    def _snapshot_work(self, node: SimNode) -> None:
+        """The background snapshot writer: take the machine's image, make it durable a few steps
+        later, then compact the log (as impl/node.py does between two Readys)."""
+        if node.snapshot_write is None:
+            image = node.machine.take_snapshot()
+            if image is not None:
+                node.snapshot_write = (self.step_no + self.rng.randrange(1, 30), image)
+        elif node.snapshot_write[0] <= self.step_no:
+            image = node.snapshot_write[1]
+            node.snapshot_write = None
+            meta = node.storage.save_snapshot(image)
+            node.machine.snapshot_saved(meta)
+            node.storage.compact(meta.index - self.config.snapshot_margin)
+            self.stats["snapshots"] += 1
+            self.trace.append(f"node {node.id}: {meta.describe()} durable; log starts at {node.storage.first_index()}")
+        self._send(node)
 
     def _released(self, node: SimNode, persist: Persist) -> None:
         """A Ready was taken: note a new leader, send what may leave before the persist."""
@@ -382,6 +429,9 @@ class SimCluster:
         flags += "" if c.disk_stalls else " --no-disk-stalls"
         flags += "" if c.clock_drift is None else f" --clock-drift {c.clock_drift}"
         flags += "" if c.clock_jumps is None else (" --clock-jumps" if c.clock_jumps else " --no-clock-jumps")
+        flags += "" if c.snapshot_entries == SimConfig.snapshot_entries else f" --snapshot-entries {c.snapshot_entries}"
+        flags += "" if c.snapshot_margin == SimConfig.snapshot_margin else f" --snapshot-margin {c.snapshot_margin}"
+        flags += "" if c.late_duplicate == SimConfig.late_duplicate else f" --late-duplicate {c.late_duplicate}"
         return f"raftlab sim --seed {self.seed} --steps {steps} --nodes {c.nodes} --loss {c.loss}{flags}"
 
 
@@ -403,7 +453,8 @@ class SimOutcome:
         s = self.stats
         return (f"seed {self.seed}: {self.steps} steps, {s['elections']} elections, {s['commits']} entries applied, "
                 f"{s['ops']} client ops, {s['crashes']} crashes, {s['partitions']} partitions, {s['pauses']} pauses, "
-                f"{s['disk_stalls']} disk stalls, {s['clock_jumps']} clock jumps: {word}")
+                f"{s['disk_stalls']} disk stalls, {s['clock_jumps']} clock jumps, {s.get('snapshots', 0)} snapshots, "
+                f"{s.get('installs', 0)} installs: {word}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"seed": self.seed, "steps": self.steps, "valid": self.valid, "explanation": self.explanation,

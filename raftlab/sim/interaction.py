@@ -11,13 +11,16 @@ reviewable transcript. Each node has its own clock, one second per tick.
 
 Commands (``key=value`` options after the positional arguments):
   add-nodes N [election-tick=10] [heartbeat-tick=1] [pre-vote=true] [check-quorum=true]
-      [read-only=safe|lease] [max-size-per-msg=B] [max-inflight-msgs=K]
+      [read-only=safe|lease] [max-size-per-msg=B] [max-inflight-msgs=K] [snapshot-chunk-bytes=B]
   campaign ID | tick ID [N] (N ticks, one at a time) | stall ID N (stopped N ticks: takes what arrived
       meanwhile and the elapsed time at once, as after SIGSTOP/SIGCONT) | propose ID DATA (raw entry data, straight to the core)
   put ID KEY VALUE | get ID KEY (client requests through the machine; replies print as
       ``reply ...`` when sent) | read-index ID CTX (raw, straight to the core) | transfer-leader FROM TO
   process-ready ID... | deliver-msgs ID... [type=APP] | drop-msgs [from=A] [to=B] [type=T]
   stabilize [ID...] | partition A,B C,D | heal | crash ID | restart ID | raft-log ID | status ID
+  snapshot ID [margin=M] (the node snapshots its tree now, the write completes, the log is compacted
+      to M entries below it) | hold-msgs [to=B] [type=T] [copy=true] (take messages, or copies of
+      them, out of flight to deliver later) | release-msgs (put the held ones back in flight: late duplicates, stale snapshots)
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class InteractionEnv:
         self.groups: list[set[int]] = []  # a partition: messages between groups are dropped
         self.out: list[str] = []
         self.request_ids = 0
+        self.held: list[Message] = []
 
     # --- the entry point ---------------------------------------------------------------------
 
@@ -102,7 +106,8 @@ class InteractionEnv:
                              pre_vote=flag("pre-vote", True), check_quorum=flag("check-quorum", True),
                              read_only=opts.get("read-only", "safe"),  # type: ignore[arg-type]
                              max_size_per_msg=int(opts.get("max-size-per-msg", 1 << 20)),
-                             max_inflight_msgs=int(opts.get("max-inflight-msgs", 256)))
+                             max_inflight_msgs=int(opts.get("max-inflight-msgs", 256)),
+                             snapshot_chunk_bytes=int(opts.get("snapshot-chunk-bytes", 256 << 10)))
             self._boot(i, cfg, MemoryStorage())
         self.out.append(f"added nodes {', '.join(map(str, ids))}")
 
@@ -112,7 +117,7 @@ class InteractionEnv:
         now = old.now if old is not None else 0.0
         machine: NodeMachine[str] = NodeMachine(
             MachineConfig(raft=cfg, tick_seconds=1.0, incarnation=incarnation), storage, now=now,
-            rng=random.Random(node_id), logger=self._logger)
+            rng=random.Random(node_id), logger=self._logger, snapshot=storage.image())
         self.nodes[node_id] = EnvNode(id=node_id, storage=storage, machine=machine, config=cfg,
                                       incarnation=incarnation, now=now)
 
@@ -226,8 +231,11 @@ class InteractionEnv:
             node.storage.append(persist.entries)
         if persist.hard_state is not None:
             node.storage.set_hard_state(persist.hard_state)
+        for chunk in persist.snapshot_chunks:
+            node.storage.receive(chunk)
+        installed = node.storage.install(persist.install) if persist.install is not None else None
         node.storage.sync()
-        node.machine.persisted(persist)
+        node.machine.persisted(persist, installed)
         self.in_flight.extend(node.machine.take_messages())
         node.applied.extend(e.describe() for e in rd.committed)
         self._print_replies(node)
@@ -258,6 +266,31 @@ class InteractionEnv:
             target.machine.process_inputs()
         return bool(msgs)
 
+    def cmd_hold_msgs(self, args: list[str], opts: dict[str, str]) -> None:
+        to = {int(opts["to"])} if "to" in opts else set(self.nodes)
+        for m in self._take(to, opts):
+            self.held.append(m)
+            self.out.append(f"held: {m.describe()}")
+            if opts.get("copy") == "true":  # a duplicate: the original stays in flight
+                self.in_flight.append(m)
+
+    def cmd_release_msgs(self, args: list[str], opts: dict[str, str]) -> None:
+        self.out.extend(f"released: {m.describe()}" for m in self.held)
+        self.in_flight.extend(self.held)
+        self.held = []
+
+    def cmd_snapshot(self, args: list[str], opts: dict[str, str]) -> None:
+        node = self._node(args[0])
+        node.machine.request_snapshot()
+        image = node.machine.take_snapshot()
+        if image is None:
+            self.out.append(f"{node.id}: nothing new to snapshot (snapshot at {node.machine.snapshot_index})")
+            return
+        meta = node.storage.save_snapshot(image)
+        node.machine.snapshot_saved(meta)
+        node.storage.compact(meta.index - int(opts.get("margin", 0)))
+        self.out.append(f"{node.id}: {meta.describe()} durable; log starts at {node.storage.first_index()}")
+
     def cmd_drop_msgs(self, args: list[str], opts: dict[str, str]) -> None:
         to = {int(opts["to"])} if "to" in opts else set(self.nodes)
         for m in self._take(to, opts):
@@ -279,7 +312,9 @@ class InteractionEnv:
 
     def cmd_raft_log(self, args: list[str], opts: dict[str, str]) -> None:
         log = self._node(args[0]).core.log
-        entries = log.entries(1, log.last_index() + 1)
+        if log.first_index() > 1:
+            self.out.append(f"(entries up to {log.first_index() - 1} compacted into a snapshot)")
+        entries = log.entries(log.first_index(), log.last_index() + 1)
         self.out.extend(e.describe() for e in entries)
         if not entries:
             self.out.append("log is empty")
