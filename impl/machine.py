@@ -73,7 +73,7 @@ from raftlab.impl.raft.messages import (
     SnapshotMeta,
 )
 from raftlab.impl.storage import Storage
-from raftlab.impl.storage.snapshot import SnapshotImage
+from raftlab.impl.storage.snapshot_format import SnapshotImage
 
 if TYPE_CHECKING:
     import random  # injected; never the global one

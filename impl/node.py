@@ -39,7 +39,8 @@ from raftlab.impl.raft import RaftConfig
 from raftlab.impl.raft.messages import Message, SnapshotMeta
 from raftlab.impl.server import ClientConnection, serve_client_connection
 from raftlab.impl.storage.compaction import SnapshotPolicy, compact, recover, should_snapshot
-from raftlab.impl.storage.snapshot import SnapshotFiles, SnapshotImage
+from raftlab.impl.storage.snapshot import SnapshotFiles
+from raftlab.impl.storage.snapshot_format import SnapshotImage
 from raftlab.impl.storage.wal import SEGMENT_BYTES, WalStorage
 
 ASYNC_FLUSH_SECONDS = 1.0  # --fsync async: the loss window on an OS crash

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from raftlab.impl.raft.messages import SnapshotMeta
-from raftlab.impl.storage.snapshot import SnapshotError, SnapshotFiles, SnapshotImage
+from raftlab.impl.storage.snapshot import SnapshotFiles
+from raftlab.impl.storage.snapshot_format import SnapshotError, SnapshotImage
 
 if TYPE_CHECKING:
     from raftlab.impl.storage.wal import WalStorage

@@ -17,7 +17,7 @@ import bisect
 from collections.abc import Sequence
 
 from raftlab.impl.raft.messages import Entry, HardState, SnapshotChunk, SnapshotMeta
-from raftlab.impl.storage.snapshot import SnapshotError, SnapshotImage, decode, encode
+from raftlab.impl.storage.snapshot_format import SnapshotError, SnapshotImage, decode, encode
 
 
 class MemoryStorage:

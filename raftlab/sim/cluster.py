@@ -44,7 +44,7 @@ from raftlab.impl.machine import MachineConfig, NodeMachine, Persist, Reply
 from raftlab.impl.net.codec import Request
 from raftlab.impl.raft import EntryType, RaftConfig, RaftCore, Role
 from raftlab.impl.storage.memory import MemoryStorage
-from raftlab.impl.storage.snapshot import SnapshotImage
+from raftlab.impl.storage.snapshot_format import SnapshotImage
 
 from .invariants import Invariants
 from .network import SimNetwork

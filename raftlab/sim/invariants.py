@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from raftlab.impl.raft import Entry, Message, MsgType
-from raftlab.impl.storage.snapshot import SnapshotImage
+from raftlab.impl.storage.snapshot_format import SnapshotImage
 
 
 class InvariantViolation(AssertionError):

@@ -14,7 +14,13 @@ shell command line), so the same code drives the local lab, network namespaces a
   output; ``teardown`` kills it (SIGCONT first, in case it is paused) and wipes its files;
 * ``kill`` is SIGKILL to the pid in the pid file and returns only once that pid is gone;
   ``start`` restarts a dead node on its data; ``pause``/``resume`` are SIGSTOP/SIGCONT;
-* ``primaries`` asks every node for its status and returns the leader of the highest term.
+* ``primaries`` asks every node for its status and returns the leader of the highest term;
+* snapshots: campaigns run the nodes with small snapshot intervals, so every campaign crosses
+  several snapshots, compactions and (after kills and partitions) InstallSnapshots, as Jepsen's
+  etcd test runs with ``--snapshot-count 100``: ``--system-opt snapshot-entries=N`` (default
+  100; 0 turns snapshots off), ``snapshot-margin=M`` (default 20) and ``wal-segment-bytes=B``
+  (default 16 KiB, so compaction has whole segments to delete). Snapshot files are
+  ``data/snapshot-*.snap`` (impl/storage/snapshot.py), WAL segments ``data/wal/*.seg``.
 
 ``DtkvClient`` maps the workloads' ops onto a ``KvClient`` (values are ints stored as decimal
 text): ``DefiniteError`` becomes ``fail``, ``IndeterminateError`` (or any other surprise) ``info``.
@@ -32,12 +38,29 @@ from raftlab.history import Op, OpType
 from raftlab.impl.client import CasMismatch, DefiniteError, IndeterminateError, KeyNotFound, KvClient
 from raftlab.nemesis.process import process_state, signal_pid_file
 from raftlab.protocols import Host, HostLab
-from raftlab.systems import System, SystemOptions, wait_serving
+from raftlab.systems import System, SystemLoadError, SystemOptions, wait_serving
 
 START_TIMEOUT = 15.0
 _ENTRY = "import sys; sys.argv[0] = 'raftlab'; from raftlab.cli import main; main()"
 KILL_TIMEOUT = 10.0
 SET_DIR = "set"
+# campaign defaults: small, so a run of a minute crosses several snapshots
+SNAPSHOT_OPTS = {"snapshot-entries": 100, "snapshot-margin": 20, "wal-segment-bytes": 16 * 1024}
+
+
+def snapshot_args(extra: dict[str, Any]) -> tuple[str, ...]:
+    """Node flags for the snapshot options of ``--system-opt`` (ValueError names a bad one)."""
+    args: list[str] = []
+    for key, default in SNAPSHOT_OPTS.items():
+        raw = extra.get(key, default)
+        try:
+            value = int(raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"--system-opt {key}={raw!r}: expected a whole number") from None
+        if value < 0 or (key == "wal-segment-bytes" and value < 4096):
+            raise ValueError(f"--system-opt {key}={value}: must be >= {4096 if key == 'wal-segment-bytes' else 0}")
+        args += [f"--{key}", str(value)]
+    return tuple(args)
 
 
 class DBError(Exception):
@@ -345,6 +368,10 @@ async def _tree_call(kv: KvClient, op: Op) -> Any:
 
 
 def system(lab: HostLab, options: SystemOptions) -> System:
+    try:
+        options = replace(options, node_args=(*snapshot_args(options.extra), *options.node_args))
+    except ValueError as e:
+        raise SystemLoadError(f"dtkv: {e}") from None
     db = DtkvDB(lab, options, seed=int(options.extra.get("seed", 0)))
     return System(name="dtkv", db=db, client=DtkvClient(db, options.op_timeout,
                                                          reads=str(options.extra.get("reads", "local"))))

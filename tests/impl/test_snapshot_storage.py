@@ -29,7 +29,8 @@ from raftlab.impl.storage.compaction import (
     segments_to_delete,
 )
 from raftlab.impl.storage.meta import StorageError
-from raftlab.impl.storage.snapshot import GLOB, SnapshotError, SnapshotImage, decode, encode
+from raftlab.impl.storage.snapshot import GLOB
+from raftlab.impl.storage.snapshot_format import SnapshotError, SnapshotImage, decode, encode
 from raftlab.impl.storage.wal import WalStorage
 
 SEGMENT = 4096
