@@ -54,6 +54,7 @@ from raftlab.impl.dtkv.tree import Tree
 from raftlab.impl.net.codec import Request, WireError, decode_command, encode_command, result_body
 from raftlab.impl.raft import NotLeader, RaftConfig, RaftCore
 from raftlab.impl.raft.messages import Entry, EntryType, HardState, Message, Ready, Role
+from raftlab.impl.raft.validate import Refused
 from raftlab.impl.storage import Storage
 
 if TYPE_CHECKING:
@@ -152,7 +153,7 @@ class NodeMachine(Generic[H]):
 
     def receive(self, msg: Message) -> None:
         if msg.to != self.id:
-            self.log(f"node {self.id}: dropping a message for node {msg.to}: {msg.describe()}")
+            self.core.refuse(Refused("foreign", f"a message for node {msg.to}"), msg)
             return
         self._inbox.messages.append(msg)
 
@@ -256,6 +257,7 @@ class NodeMachine(Generic[H]):
                 "last_index": st.last_index, "applied": self.tree.applied, "skipped": self.skipped,
                 "pending_reads": sum(len(b) for b in self._read_batches.values()),
                 "pending_writes": sum(len(w) for w in self._waiting.values()),
+                "refused": dict(self.core.refusals.counts),
                 "digest": {"applied": self.tree.applied, "chain": self.chain.hex()[:32], "tree": self.tree.digest()}}
 
     @property

@@ -39,6 +39,7 @@ from raftlab.impl.net.codec import Request
 from raftlab.impl.raft import EntryType, RaftConfig, RaftCore, Role
 from raftlab.impl.storage.memory import MemoryStorage
 
+from .adversary import forge
 from .invariants import Invariants
 from .network import SimNetwork
 
@@ -67,6 +68,7 @@ class SimConfig:
     target_leader: bool = False  # crashes and partitions hit the current leader 70% of the time
     max_size_per_msg: int = 1 << 20  # bytes of entries per MsgApp (small: appends carry a prefix only)
     max_inflight_msgs: int = 256
+    adversary: bool = False  # forge peer messages the validation layer must refuse (adversary.py)
 
     def drift(self) -> float:
         return self.clock_drift if self.clock_drift is not None else (0.5 if self.read_only == "safe" else 0.2)
@@ -130,7 +132,7 @@ class SimCluster:
         self.generations: dict[int, int] = {}
         self.request_ids = 0
         self.stats = {"elections": 0, "commits": 0, "crashes": 0, "partitions": 0, "ops": 0, "pauses": 0,
-                      "disk_stalls": 0, "clock_jumps": 0}
+                      "disk_stalls": 0, "clock_jumps": 0, "forged": 0}
         self.leaders_seen: set[tuple[int, int]] = set()
         self.coverage = SimCoverage()  # only looks: which risky situations this run reached
 
@@ -198,11 +200,22 @@ class SimCluster:
             node.jumped += jump
             self.stats["clock_jumps"] += 1
             self.trace.append(f"clock of {node.id} jumps {jump} ticks")
+        elif r < 0.990 and cfg.adversary:
+            self._forge()
         for node in self.nodes.values():
             if node.up and node.paused_until <= self.step_no:
                 self._work(node)
         self._expire_clients()
         self.invariants.check(self.nodes, self.step_no)
+
+    def _forge(self) -> None:
+        node = self.nodes[self.rng.choice(self.ids)]
+        forged = forge(self.rng, node.core, self.ids) if node.up else None
+        if forged is not None:
+            kind, msg = forged
+            self.stats["forged"] += 1
+            self.trace.append(f"forge {kind}: {msg.describe()}")
+            node.machine.receive(msg)
 
     def _partition_or_heal(self) -> None:
         if self.net.partitioned():
@@ -382,6 +395,7 @@ class SimCluster:
         flags += "" if c.disk_stalls else " --no-disk-stalls"
         flags += "" if c.clock_drift is None else f" --clock-drift {c.clock_drift}"
         flags += "" if c.clock_jumps is None else (" --clock-jumps" if c.clock_jumps else " --no-clock-jumps")
+        flags += " --adversary" if c.adversary else ""
         return f"raftlab sim --seed {self.seed} --steps {steps} --nodes {c.nodes} --loss {c.loss}{flags}"
 
 
