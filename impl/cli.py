@@ -150,6 +150,28 @@ def node(ctx: click.Context, node_id: int | None, data_dir: Path | None,
             pid_file.unlink(missing_ok=True)
 
 
+@node.command("repair")
+@click.option("--data-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The data directory the node refused.")
+@click.option("--id", "node_id", required=True, type=click.IntRange(min=1), help="The member id it belongs to.")
+@click.option("--rebuild-manifest", "mode", flag_value="manifest",
+              help="Only the manifest is lost: list the segments as they are (every record is still checked).")
+@click.option("--empty", "mode", flag_value="empty",
+              help="Move the directory aside and start empty; no vote until a leader caught it up.")
+def node_repair(data_dir: Path, node_id: int, mode: str | None) -> None:
+    """Repair a data directory recovery refused (docs/node.md, recovery). One member at a time."""
+    from raftlab.impl.repair import empty, rebuild_manifest
+    from raftlab.impl.storage.meta import StorageError
+
+    if mode is None:
+        raise click.UsageError("choose --rebuild-manifest or --empty")
+    try:
+        click.echo(rebuild_manifest(data_dir, node_id) if mode == "manifest" else empty(data_dir, node_id))
+    except (StorageError, OSError) as e:
+        click.echo(f"cannot repair: {e}", err=True)
+        sys.exit(2)
+
+
 def endpoints_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--endpoints", required=True, callback=parse_endpoints,
                         help="HOST:PORT,... of the members' client ports.")(f)

@@ -106,13 +106,16 @@ class Node:
     async def run(self) -> None:
         cfg = self.config
         self.storage = storage = await asyncio.to_thread(
-            WalStorage, cfg.data_dir, durable=cfg.fsync == "sync", logger=self.log)
+            WalStorage, cfg.data_dir, durable=cfg.fsync == "sync", logger=self.log, node_id=cfg.id)
         incarnation = time.time_ns()  # differs on every start: read ids of a past run never match
         self.log(f"node {cfg.id}: recovered {storage.last_index()} log entries, "
                  f"{storage.initial_state().describe()}; seed {cfg.seed}, incarnation {incarnation}")
         raft = RaftConfig(id=cfg.id, voters=tuple(sorted(p[0] for p in cfg.peers)),
                           election_tick=cfg.election_ticks, heartbeat_tick=1,
-                          read_only="lease" if cfg.read_mode == "lease" else "safe", applied=0)
+                          read_only="lease" if cfg.read_mode == "lease" else "safe", applied=0,
+                          rejoin=storage.manifest.rejoin)
+        if storage.manifest.rejoin:
+            self.log(f"node {cfg.id}: rejoining after `raftlab node repair --empty`: no vote until caught up")
         self.machine = NodeMachine(
             MachineConfig(raft=raft, tick_seconds=cfg.tick_ms / 1000, incarnation=incarnation,
                           unsafe_local_reads=cfg.unsafe_local_reads,
@@ -171,6 +174,8 @@ class Node:
                     self._write(persist)  # only the commit index changed: no I/O
                 machine.persisted(persist)
                 self._flush()
+                if storage.manifest.rejoin and not machine.core.rejoining:  # caught up; its vote is on disk
+                    await asyncio.to_thread(storage.clear_rejoin)
             if self.config.fsync == "async" and time.monotonic() - last_flush > ASYNC_FLUSH_SECONDS:
                 await asyncio.to_thread(storage.flush)  # WAL segments and the meta file (term, vote)
                 last_flush = time.monotonic()

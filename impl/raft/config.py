@@ -24,6 +24,7 @@ class RaftConfig:
     max_committed_per_ready: int = 8192
     read_only: Literal["safe", "lease"] = "safe"
     applied: int = 0  # entries already applied by the state machine (0: replay the whole log)
+    rejoin: bool = False  # repaired as an empty member: no vote, no campaign until caught up with a leader
 
     def __post_init__(self) -> None:
         if self.id <= 0:

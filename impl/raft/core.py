@@ -112,6 +112,11 @@ class RaftCore(ReadPath):
         self.lease_void = False  # set once a TIMEOUT_NOW went out: the transferee ignores our lease
         # lease mode: a booted node grants no vote for election_tick ticks, as if it had heard a leader
         self.boot_lease = config.read_only == "lease"
+        # repaired as an empty member (`raftlab node repair --empty`): it forgot its vote and the
+        # entries it acknowledged, so it grants no vote and never campaigns until a leader has
+        # brought it up to that leader's commit index; then it counts as having voted for that
+        # leader in its term (so the forgotten vote cannot be given to anyone else there)
+        self.rejoining = config.rejoin and len(self.voters) > 1
         self._prev_hs = HardState(term=hs.term, vote=hs.vote, commit=self.log.committed)
         self._prev_ss = SoftState()
         self._reset_randomized_timeout()
@@ -322,6 +327,9 @@ class RaftCore(ReadPath):
     def _hup(self, transfer: bool = False) -> None:
         if self.role is Role.LEADER:
             return
+        if self.rejoining:
+            self.log_line(f"{self.id} does not campaign: rejoining, not caught up with a leader yet")
+            return
         if self.term >= MAX_VALUE:  # a term stored by an older, unchecked version: never overflow
             self.log_line(f"{self.id} cannot campaign: term {self.term} is at the limit {MAX_VALUE}")
             return
@@ -394,6 +402,9 @@ class RaftCore(ReadPath):
         can_vote = (self.vote == m.from_ or (self.vote == NONE and self.lead == NONE)
                     or (pre and m.term > self.term))
         resp = MsgType.PRE_VOTE_RESP if pre else MsgType.VOTE_RESP
+        if self.rejoining:
+            self.log_line(f"{self.id} refuses {m.type.name} from {m.from_}: rejoining, not caught up yet")
+            can_vote = False
         if can_vote and self.log.is_up_to_date(m.index, m.log_term):
             self._send_after(Message(type=resp, to=m.from_, from_=self.id, term=m.term))
             if not pre:
@@ -427,6 +438,10 @@ class RaftCore(ReadPath):
             self.election_elapsed = 0
             self.lead = m.from_
             self._handle_append(m)
+            if self.rejoining and 0 < m.commit <= self.log.committed:
+                self.rejoining = False
+                self.vote = m.from_
+                self.log_line(f"{self.id} caught up with leader {m.from_} at commit {m.commit}: votes again")
         elif t is MsgType.HEARTBEAT:
             self.election_elapsed = 0
             self.lead = m.from_

@@ -3,6 +3,7 @@
 Layout of a data directory::
 
     DIR/meta                        hard state (see meta.py)
+    DIR/manifest                    what must exist: first index, every segment (see manifest.py)
     DIR/wal/00000000000000000001.seg   segments, named by the index of their first entry
 
 A segment starts with the magic ``RLWAL01\\n`` and holds consecutive entries, each framed as
@@ -18,63 +19,60 @@ Guarantees:
   conflicting suffix (Raft §5.3); ``sync`` makes everything written so far durable with one
   fdatasync per touched segment (plus a directory fsync when segments were created or removed).
   That is group commit: one fsync per Ready, however many proposals it carries.
-- Recovery (in the constructor) reads every segment. A damaged record at the end of the LAST
-  segment (cut short, or failing its CRC with nothing but zeros after it) is a torn write from a
-  crash: it and everything after it are truncated away, and the log says so. Any other damage
-  (a bad record followed by more data, a gap in indexes, a damaged earlier segment) is refused
-  with ``StorageError`` naming the file and byte offset: silently dropping entries there could
-  lose acknowledged writes.
+- Recovery (in the constructor) reads every file, lets ``recovery.plan_recovery`` judge the
+  whole directory, and only then changes anything: a torn tail (the end of the last segment,
+  nothing valid after it) is cut with a log line; anything else, including a lost file the
+  manifest lists, is refused with ``StorageError`` naming the file and byte offset, every byte
+  left as it was (``raftlab node repair`` is the explicit way on; docs/node.md, recovery).
+- The manifest is rewritten (atomically, fsynced) when a segment is created, before segments
+  are deleted, and on repair; never per append. The log may start above index 1 when the
+  manifest's ``first_index`` says so (a compacted log).
 - With ``durable=False`` (``--fsync async``) ``sync`` only writes; ``flush`` (called about once a
   second by the node) fsyncs the segments and the meta file (term, vote). The loss window is what was written since the last flush, and only
   on an OS crash or power loss: a killed process loses nothing that reached ``write()``.
 
-Every entry is also kept in memory (there is no compaction yet), so reads never touch disk.
+Every entry is also kept in memory, so reads never touch disk.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import struct
-import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from raftlab.impl.raft.messages import Entry, EntryType, HardState
+from raftlab.impl.raft.messages import Entry, HardState
+from raftlab.impl.storage.manifest import Manifest, load_manifest, save_manifest
 from raftlab.impl.storage.meta import StorageError, fsync_dir, load_meta, save_meta, sync_file
+from raftlab.impl.storage.recovery import (
+    MAGIC,
+    RECORD,
+    Plan,
+    encode_record,
+    plan_recovery,
+    scan_segment,
+    segment_name,
+)
 
-MAGIC = b"RLWAL01\n"
-RECORD = struct.Struct(">IIQQB")  # length, crc, term, index, type
-CRC_PART = struct.Struct(">QQB")
 SEGMENT_BYTES = 64 * 1024 * 1024
-MAX_ENTRY_BYTES = 64 * 1024 * 1024
-_ENTRY_TYPES = {int(t): t for t in EntryType}
-
-
-def encode_record(e: Entry) -> bytes:
-    part = CRC_PART.pack(e.term, e.index, e.type)
-    crc = zlib.crc32(e.data, zlib.crc32(part))
-    return struct.pack(">II", len(e.data), crc) + part + e.data
-
-
-def segment_name(first_index: int) -> str:
-    return f"{first_index:020d}.seg"
+__all__ = ["MAGIC", "RECORD", "SEGMENT_BYTES", "StorageError", "WalStorage", "encode_record", "segment_name"]
 
 
 class WalStorage:
     """Durable ``Storage`` (impl/storage protocol): reads from memory, writes to segments."""
 
     def __init__(self, data_dir: str | Path, *, durable: bool = True, segment_bytes: int = SEGMENT_BYTES,
-                 logger: Callable[[str], None] | None = None) -> None:
+                 logger: Callable[[str], None] | None = None, node_id: int = 0) -> None:
         self.dir = Path(data_dir)
         self.wal_dir = self.dir / "wal"
         self.meta_path = self.dir / "meta"
+        self.manifest_path = self.dir / "manifest"
         self.durable = durable
         self.segment_bytes = segment_bytes
         self._log = logger or (lambda _line: None)
         self.wal_dir.mkdir(parents=True, exist_ok=True)
-        self._hard = load_meta(self.meta_path)
-        self._saved_hard = self._hard
-        # in-memory log: _entries[i] has index i + 1; _where[i] = (segment position, byte offset)
+        # in-memory log: _entries[i] has index _base + i + 1; _where[i] = (segment position, byte offset)
+        self._base = 0
         self._entries: list[Entry] = []
         self._where: list[tuple[int, int]] = []
         self._segments: list[Path] = []
@@ -84,87 +82,74 @@ class WalStorage:
         self._closed_dirty: list[int] = []  # rolled segments written but not yet fsynced
         self._dir_dirty = False
         self._meta_unsynced = False  # --fsync async: meta replaced without fsync since the last flush
-        self._recover()
+        self._hard = HardState()
+        self.manifest = Manifest()
+        self._recover(node_id)
+        self._saved_hard = self._hard
 
     # -- recovery ----------------------------------------------------------------------------
 
-    def _recover(self) -> None:
-        paths = sorted(p for p in self.wal_dir.iterdir() if p.suffix == ".seg")
+    def _recover(self, node_id: int) -> None:
+        """Judge the whole directory (recovery.py) before changing a byte, then carry out the plan."""
         for stray in self.wal_dir.glob("*.tmp"):
             stray.unlink()
-        expected = 1
-        for pos, path in enumerate(paths):
-            last = pos == len(paths) - 1
-            try:
-                first = int(path.stem)
-            except ValueError:
-                raise StorageError(f"{path}: segment name is not a first index") from None
-            if first != expected:
-                raise StorageError(f"{path}: segment starts at index {first}, expected {expected} (a segment is missing)")
-            self._segments.append(path)
-            expected = self._read_segment(pos, path, expected, last)
-        if self._hard.commit > len(self._entries):
-            if not self.durable:  # --fsync async: the documented loss window after an OS crash
-                self._log(f"wal: commit {self._hard.commit} beyond the log's {len(self._entries)} entries "
-                          "(unflushed writes lost); lowering it")
-                self._hard = HardState(term=self._hard.term, vote=self._hard.vote, commit=len(self._entries))
-                return self._open_active()
-            raise StorageError(
-                f"{self.meta_path}: commit index {self._hard.commit} is beyond the last log entry "
-                f"{len(self._entries)} (log files were lost)")
-        self._open_active()
+        paths = sorted(p for p in self.wal_dir.iterdir() if p.suffix == ".seg")
+        manifest = load_manifest(self.manifest_path)
+        meta = load_meta(self.meta_path) if self.meta_path.exists() else None
+        if manifest is not None and node_id and manifest.node not in (0, node_id):
+            raise StorageError(f"{self.manifest_path}: this data directory belongs to node {manifest.node}, "
+                               f"not {node_id}")
+        plan = plan_recovery(manifest=manifest, manifest_path=str(self.manifest_path), meta=meta,
+                             meta_path=str(self.meta_path), wal_dir=str(self.wal_dir),
+                             scans=[scan_segment(str(p), p.read_bytes()) for p in paths], durable=self.durable)
+        self._carry_out(plan, manifest, node_id)
 
-    def _open_active(self) -> None:
-        if not self._segments:
-            self._new_segment(1)
-        else:
+    def _carry_out(self, plan: Plan, found: Manifest | None, node_id: int) -> None:
+        fresh = found is None
+        for line in plan.notes:
+            self._log(line)
+        if plan.truncate is not None:
+            path, offset, problem = plan.truncate
+            self._truncate_file(Path(path), offset, problem)
+        for path in plan.delete:
+            Path(path).unlink()
+        self._hard = plan.hard_state
+        self._base = plan.manifest.first_index - 1
+        for pos, scan in enumerate(plan.segments):
+            self._segments.append(Path(scan.path))
+            self._entries.extend(scan.entries)
+            self._where.extend((pos, off) for off in scan.offsets)
+        manifest = plan.manifest
+        if fresh:
+            save_meta(self.meta_path, self._hard)  # before the manifest: its presence vouches for meta
+        if node_id and manifest.node != node_id:
+            manifest = dataclasses.replace(manifest, node=node_id)
+        self.manifest = manifest
+        if self._segments:
             self._fd = os.open(self._segments[-1], os.O_WRONLY | os.O_APPEND)
             self._size = os.fstat(self._fd).st_size
+            if self._size < len(MAGIC):  # a header cut short, truncated to nothing above
+                self._write(MAGIC)
+                self._size = len(MAGIC)
+            if manifest != found:
+                self._save_manifest(manifest)
+        else:
+            self._new_segment(self.last_index() + 1)
 
-    def _read_segment(self, pos: int, path: Path, expected: int, last: bool) -> int:
-        raw = path.read_bytes()
-        if not raw.startswith(MAGIC):
-            if last and len(raw) < len(MAGIC) and MAGIC.startswith(raw):
-                self._truncate_file(path, 0, "segment header cut short")
-                path.write_bytes(MAGIC)
-                return expected
-            raise StorageError(f"{path}: offset 0: not a raftlab WAL segment (bad magic)")
-        off = len(MAGIC)
-        end = len(raw)
-        entries = self._entries
-        where = self._where
-        while off < end:
-            problem = None
-            if end - off < RECORD.size:
-                problem = "record header cut short"
-            else:
-                length, crc, term, index, etype = RECORD.unpack_from(raw, off)
-                rec_end = off + RECORD.size + length
-                if length > MAX_ENTRY_BYTES or rec_end > end:
-                    problem = "record cut short"
-                else:
-                    data = raw[off + RECORD.size : rec_end]
-                    if zlib.crc32(data, zlib.crc32(raw[off + 8 : off + RECORD.size])) != crc:
-                        problem = "checksum mismatch"
-                        if raw.count(0, rec_end) != end - rec_end:
-                            raise StorageError(f"{path}: offset {off}: corrupt entry in the middle of the log "
-                                               f"({problem}, {end - rec_end} bytes of data follow it); "
-                                               "refusing to start")
-                    elif index != expected:
-                        raise StorageError(f"{path}: offset {off}: entry has index {index}, expected {expected}")
-                    elif etype not in _ENTRY_TYPES:
-                        raise StorageError(f"{path}: offset {off}: unknown entry type {etype}")
-            if problem is not None:
-                if not last:
-                    raise StorageError(f"{path}: offset {off}: corrupt entry in a closed segment ({problem}); "
-                                       "refusing to start")
-                self._truncate_file(path, off, problem)
-                break
-            entries.append(Entry(term=term, index=index, type=_ENTRY_TYPES[etype], data=data))
-            where.append((pos, off))
-            expected += 1
-            off = rec_end
-        return expected
+    def _save_manifest(self, manifest: Manifest) -> None:
+        if self._dir_dirty:  # a new segment's directory entry is durable before the manifest names it
+            fsync_dir(self.wal_dir)
+            self._dir_dirty = False
+        save_manifest(self.manifest_path, manifest)
+        self.manifest = manifest
+
+    def mark_rejoin(self) -> None:
+        """Record that this directory was rebuilt empty (``raftlab node repair --empty``)."""
+        self._save_manifest(dataclasses.replace(self.manifest, rejoin=True))
+
+    def clear_rejoin(self) -> None:
+        """The repaired node caught up with a leader (and its vote for it is synced)."""
+        self._save_manifest(dataclasses.replace(self.manifest, rejoin=False))
 
     def _truncate_file(self, path: Path, offset: int, problem: str) -> None:
         size = path.stat().st_size
@@ -179,20 +164,22 @@ class WalStorage:
         return self._hard
 
     def first_index(self) -> int:
-        return 1
+        return self._base + 1
 
     def last_index(self) -> int:
-        return len(self._entries)
+        return self._base + len(self._entries)
 
     def term(self, index: int) -> int:
         """Term of the entry at ``index``; 0 outside the log (as MemoryStorage)."""
-        if not 1 <= index <= len(self._entries):
+        k = index - self._base
+        if not 1 <= k <= len(self._entries):
             return 0
-        return self._entries[index - 1].term
+        return self._entries[k - 1].term
 
     def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> list[Entry]:
         """Entries [lo, hi); with max_bytes, the longest prefix within it (at least one entry)."""
-        out = self._entries[max(lo, 1) - 1 : max(hi, 1) - 1]
+        b = self._base
+        out = self._entries[max(lo - b, 1) - 1 : max(hi - b, 1) - 1]
         if max_bytes is not None and len(out) > 1:
             total = 0
             for n, e in enumerate(out):
@@ -207,7 +194,7 @@ class WalStorage:
         if not entries:
             return
         first = entries[0].index
-        last = len(self._entries)
+        last = self.last_index()
         if first > last + 1:
             raise ValueError(f"append at index {first} leaves a gap after {last}")
         if first <= last:
@@ -235,8 +222,13 @@ class WalStorage:
         self._dirty_fds.add(self._fd)
 
     def _truncate_from(self, index: int) -> None:
-        """Drop entries index.. (a conflicting suffix), on disk and in memory."""
-        pos, off = self._where[index - 1]
+        """Drop entries index.. (a conflicting suffix), on disk and in memory. Segments that go
+        are dropped from the manifest first: a crash in between leaves an unlisted trailing
+        segment, which recovery adopts (the state before this truncation, never acknowledged past)."""
+        k = index - self._base - 1
+        pos, off = self._where[k]
+        if len(self._segments) - 1 > pos:
+            self._save_manifest(self.manifest.with_segments(self.manifest.segments[:pos + 1]))
         while len(self._segments) - 1 > pos:
             self._close_active()
             self._segments.pop().unlink()
@@ -245,8 +237,8 @@ class WalStorage:
         os.ftruncate(self._fd, off)
         self._size = off
         self._dirty_fds.add(self._fd)
-        del self._entries[index - 1 :]
-        del self._where[index - 1 :]
+        del self._entries[k:]
+        del self._where[k:]
 
     def _close_active(self) -> None:
         if self._fd in self._dirty_fds:
@@ -267,6 +259,7 @@ class WalStorage:
         self._write(MAGIC)
         self._size = len(MAGIC)
         self._dir_dirty = True
+        self._save_manifest(self.manifest.with_segments((*self.manifest.segments, first_index)))
 
     def set_hard_state(self, hs: HardState) -> None:
         self._hard = hs
