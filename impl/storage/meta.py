@@ -58,6 +58,11 @@ def load_meta(path: Path) -> HardState:
         raw = path.read_bytes()
     except FileNotFoundError:
         return HardState()
+    return load_meta_bytes(raw, path)
+
+
+def load_meta_bytes(raw: bytes, path: Path | str) -> HardState:
+    """Decode a meta file's bytes; StorageError naming ``path`` if they are not a valid one."""
     if len(raw) != SIZE or not raw.startswith(MAGIC):
         raise StorageError(f"{path}: not a raftlab meta file ({len(raw)} bytes, expected {SIZE} starting {MAGIC!r})")
     head = raw[: len(MAGIC) + BODY.size]

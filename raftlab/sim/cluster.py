@@ -38,10 +38,12 @@ from raftlab.impl.machine import MachineConfig, NodeMachine, Persist, Reply
 from raftlab.impl.net.codec import Request
 from raftlab.impl.raft import EntryType, RaftConfig, RaftCore, Role
 from raftlab.impl.storage.memory import MemoryStorage
+from raftlab.impl.storage.meta import StorageError
 
 from .adversary import forge
 from .invariants import Invariants
 from .network import SimNetwork
+from .storage_faults import DiskImage
 
 
 @dataclass(slots=True, kw_only=True)
@@ -69,6 +71,7 @@ class SimConfig:
     max_size_per_msg: int = 1 << 20  # bytes of entries per MsgApp (small: appends carry a prefix only)
     max_inflight_msgs: int = 256
     adversary: bool = False  # forge peer messages the validation layer must refuse (adversary.py)
+    storage_faults: bool = False  # a crashed node's disk may lose a file or flip a bit (storage_faults.py)
 
     def drift(self) -> float:
         return self.clock_drift if self.clock_drift is not None else (0.5 if self.read_only == "safe" else 0.2)
@@ -101,6 +104,8 @@ class SimNode:
     paused_until: int = 0  # step: takes no events before it
     disk_until: int = 0  # step: a persist does not complete before it
     persisting: Persist | None = None
+    image: DiskImage | None = None  # a damaged disk, judged by the node's recovery on restart
+    rejoin: bool = False  # repaired empty; durable until caught up (the manifest's flag in the node)
 
     @property
     def core(self) -> RaftCore:
@@ -132,20 +137,22 @@ class SimCluster:
         self.generations: dict[int, int] = {}
         self.request_ids = 0
         self.stats = {"elections": 0, "commits": 0, "crashes": 0, "partitions": 0, "ops": 0, "pauses": 0,
-                      "disk_stalls": 0, "clock_jumps": 0, "forged": 0}
+                      "disk_stalls": 0, "clock_jumps": 0, "forged": 0,
+                      "storage_faults": 0, "refused_starts": 0}
         self.leaders_seen: set[tuple[int, int]] = set()
         self.coverage = SimCoverage()  # only looks: which risky situations this run reached
 
-    def _boot(self, node_id: int, storage: MemoryStorage) -> SimNode:
+    def _boot(self, node_id: int, storage: MemoryStorage, *, rejoin: bool = False) -> SimNode:
         c = self.config
-        raft = RaftConfig(id=node_id, voters=self.ids, election_tick=c.election_tick,
+        raft = RaftConfig(id=node_id, voters=self.ids, election_tick=c.election_tick, rejoin=rejoin,
                           read_only=c.read_only,  # type: ignore[arg-type]
                           pre_vote=c.pre_vote, check_quorum=c.check_quorum,
                           max_size_per_msg=c.max_size_per_msg, max_inflight_msgs=c.max_inflight_msgs)
         self.boots += 1
         rate = 1.0 + self.rng.random() * c.drift()
         offset = self.rng.random() * 100
-        node = SimNode(id=node_id, storage=storage, machine=None, rate=rate, offset=offset)  # type: ignore[arg-type]
+        node = SimNode(id=node_id, storage=storage, machine=None, rate=rate, offset=offset,  # type: ignore[arg-type]
+                       rejoin=rejoin)
         node.machine = NodeMachine(
             MachineConfig(raft=raft, tick_seconds=1.0, incarnation=self.boots,
                           unsafe_ack_before_fsync=c.ack_before_persist),
@@ -235,8 +242,7 @@ class SimCluster:
         down = [n for n in self.nodes.values() if not n.up]
         if down and (self.rng.random() < 0.7 or len(down) * 2 >= len(self.ids)):
             node = self.rng.choice(down)
-            self.nodes[node.id] = self._boot(node.id, node.storage)
-            self.trace.append(f"restart {node.id}")
+            self.nodes[node.id] = self._restart(node)
             return
         leader = self._leader() if self.config.target_leader and self.rng.random() < 0.7 else None
         node = self.nodes[leader or self.rng.choice(self.ids)]
@@ -246,10 +252,30 @@ class SimCluster:
             node.storage = node.storage.crash()
             self.coverage.on_crash(node.id, before, node.storage.last_index())
             self.stats["crashes"] += 1
+            if self.config.storage_faults and self.rng.random() < 0.5 and not any(
+                    n.image is not None or n.rejoin for n in self.nodes.values()):
+                node.image = DiskImage.of(node.storage)
+                self.trace.append(f"disk of {node.id}: {node.image.damage(self.rng)}")
+                self.stats["storage_faults"] += 1
             self.net.drop_for(node.id)
             for p in [p for p in self.pending.values() if p.node == node.id]:
                 self._complete(p, OpType.INFO, error="node crashed")
             self.trace.append(f"crash {node.id}")
+
+    def _restart(self, node: SimNode) -> SimNode:
+        """Boot a crashed node; a damaged disk goes through the node's recovery first, and a
+        refusal through the documented repair (an empty member that rejoins)."""
+        if node.image is None:
+            self.trace.append(f"restart {node.id}")
+            return self._boot(node.id, node.storage, rejoin=node.rejoin)
+        recovered = node.image.recover()
+        if isinstance(recovered, StorageError):
+            self.stats["refused_starts"] += 1
+            self.trace.append(f"restart {node.id}: refused ({recovered}); repaired empty, rejoining")
+            return self._boot(node.id, MemoryStorage(), rejoin=True)
+        entries, hard = recovered
+        self.trace.append(f"restart {node.id}: recovered {len(entries)} entries from the damaged disk")
+        return self._boot(node.id, MemoryStorage(entries, hard))
 
     def _leader(self) -> int | None:
         """The up node that leads the highest term (None: no leader)."""
@@ -281,6 +307,8 @@ class SimCluster:
             if persist.must_sync:
                 node.storage.sync()
             machine.persisted(persist)
+            if node.rejoin and not node.core.rejoining:  # caught up, its vote synced: as node.py does
+                node.rejoin = False
             for e in persist.ready.committed:
                 self.invariants.on_apply(node.id, e, self.step_no, node.core.term)
                 if e.type is EntryType.NORMAL and e.data:
@@ -396,6 +424,7 @@ class SimCluster:
         flags += "" if c.clock_drift is None else f" --clock-drift {c.clock_drift}"
         flags += "" if c.clock_jumps is None else (" --clock-jumps" if c.clock_jumps else " --no-clock-jumps")
         flags += " --adversary" if c.adversary else ""
+        flags += " --storage-faults" if c.storage_faults else ""
         return f"raftlab sim --seed {self.seed} --steps {steps} --nodes {c.nodes} --loss {c.loss}{flags}"
 
 
