@@ -30,6 +30,7 @@ from raftlab.impl.client import (
     Unavailable,
     ValidationError,
 )
+from raftlab.impl.net.auth import AuthError, Key, new_cluster_key, read_key_file, write_key_file
 
 
 def parse_endpoint(text: str, what: str) -> tuple[str, int]:
@@ -98,6 +99,8 @@ def run_async(main: Awaitable[Any]) -> Any:
 @click.option("--seed", type=int, default=None, help="Seed for election jitter (drawn and logged if absent).")
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), help="Also log here.")
 @click.option("--pid-file", type=click.Path(dir_okay=False, path_type=Path), help="Write our pid here.")
+@click.option("--secret-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The cluster key (`raftlab node secret`): peers and clients must authenticate.")
 @click.option("--unsafe-local-reads", is_flag=True, help="BROKEN ON PURPOSE: serve reads from local state.")
 @click.option("--unsafe-ack-before-fsync", is_flag=True,
               help="BROKEN ON PURPOSE: acknowledge appends and votes before the WAL fsync.")
@@ -105,7 +108,8 @@ def run_async(main: Awaitable[Any]) -> Any:
 def node(ctx: click.Context, node_id: int | None, data_dir: Path | None,
          peers: tuple[tuple[int, str, int], ...] | None, client_port: int | None, client_host: str, fsync: str,
          read_mode: str, tick_ms: int, election_ticks: int, seed: int | None, log_file: Path | None,
-         pid_file: Path | None, unsafe_local_reads: bool, unsafe_ack_before_fsync: bool) -> None:
+         pid_file: Path | None, secret_file: Path | None, unsafe_local_reads: bool,
+         unsafe_ack_before_fsync: bool) -> None:
     """Run one Raft + DtKV member until SIGTERM (or use `node status`)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -120,10 +124,11 @@ def node(ctx: click.Context, node_id: int | None, data_dir: Path | None,
     if seed is None:
         seed = random.SystemRandom().randrange(2**32)
     try:
+        key = cluster_key(secret_file)
         config = NodeConfig(id=node_id, data_dir=data_dir, peers=peers, client_port=client_port,
                             client_host=client_host, fsync=fsync, read_mode=read_mode, tick_ms=tick_ms,
                             election_ticks=election_ticks, seed=seed, unsafe_local_reads=unsafe_local_reads,
-                            unsafe_ack_before_fsync=unsafe_ack_before_fsync)
+                            unsafe_ack_before_fsync=unsafe_ack_before_fsync, key=key)
         data_dir.mkdir(parents=True, exist_ok=True)
         log = make_logger(node_id, log_file)
     except (ValueError, OSError) as e:
@@ -172,6 +177,50 @@ def node_repair(data_dir: Path, node_id: int, mode: str | None) -> None:
         sys.exit(2)
 
 
+def cluster_key(path: Path | None) -> Key | None:
+    """The cluster key of --secret-file (ValueError naming the problem)."""
+    if path is None:
+        return None
+    try:
+        key = read_key_file(path)
+    except AuthError as e:
+        raise ValueError(str(e)) from None
+    if key.kind != "cluster":
+        raise ValueError(f"{path}: a {key.kind} client key; a member needs the cluster key")
+    return key
+
+
+@node.command("secret")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the key here (mode 0600).")
+@click.option("--from", "source", type=click.Path(dir_okay=False, path_type=Path),
+              help="Derive a client key from this cluster key instead of making a new cluster key.")
+@click.option("--kind", type=click.Choice(["rw", "ro"]), default="rw", show_default=True,
+              help="With --from: a read-write or a read-only client key.")
+def node_secret(out: Path, source: Path | None, kind: str) -> None:
+    """Make a cluster key, or derive a client key (rw or ro) from one (docs/node.md, security)."""
+    try:
+        key = new_cluster_key() if source is None else cluster_key(source).derive(kind)  # type: ignore[union-attr]
+        write_key_file(out, key)
+    except (ValueError, OSError) as e:
+        raise click.UsageError(str(e)) from None
+    click.echo(f"{out}: {key.kind} key")
+
+
+def key_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path),
+                        help="A cluster, rw or ro key file, when the members authenticate.")(f)
+
+
+def client_key(path: Path | None) -> Key | None:
+    if path is None:
+        return None
+    try:
+        return read_key_file(path)
+    except AuthError as e:
+        raise click.UsageError(str(e)) from None
+
+
 def endpoints_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--endpoints", required=True, callback=parse_endpoints,
                         help="HOST:PORT,... of the members' client ports.")(f)
@@ -199,10 +248,11 @@ def print_status(rows: list[dict[str, Any]], as_json: bool) -> int:
 @node.command("status")
 @endpoints_option
 @timeout_option
+@key_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def node_status(endpoints: list[tuple[str, int]], timeout: float, as_json: bool) -> None:
+def node_status(endpoints: list[tuple[str, int]], timeout: float, key_file: Path | None, as_json: bool) -> None:
     """Role, term, commit and apply index, and leader of every member."""
-    sys.exit(_with_client(endpoints, timeout, lambda c: _status(c, as_json)))
+    sys.exit(_with_client(endpoints, timeout, lambda c: _status(c, as_json), client_key(key_file)))
 
 
 async def _status(client: KvClient, as_json: bool) -> int:
@@ -210,9 +260,9 @@ async def _status(client: KvClient, as_json: bool) -> int:
 
 
 def _with_client(endpoints: list[tuple[str, int]], timeout: float,
-                 action: Callable[[KvClient], Awaitable[int]]) -> int:
+                 action: Callable[[KvClient], Awaitable[int]], key: Key | None = None) -> int:
     async def main() -> int:
-        client = KvClient(endpoints, timeout=timeout)
+        client = KvClient(endpoints, timeout=timeout, key=key)
         try:
             return await action(client)
         except Unavailable as e:
@@ -252,14 +302,16 @@ def node_cluster(nodes: int, workdir: Path, base_port: int, node_args: tuple[str
 
     signal.signal(signal.SIGTERM, on_term)
 
-    cluster = LocalCluster(nodes, workdir, base_port=base_port, node_args=node_args, quiet=False)
+    cluster = LocalCluster(nodes, workdir, base_port=base_port, node_args=node_args, quiet=False, auth=True)
     try:
         cluster.start_all()
     except (RuntimeError, TimeoutError) as e:
         cluster.close()
         raise click.ClickException(str(e)) from None
     click.echo(f"cluster of {nodes} running; endpoints: {cluster.endpoints_arg()}", err=True)
-    click.echo(f"try: raftlab kv --endpoints {cluster.endpoints_arg()} status", err=True)
+    click.echo(f"members authenticate with {cluster.secret_file}; clients use {cluster.client_key_file}", err=True)
+    click.echo(f"try: raftlab kv --endpoints {cluster.endpoints_arg()} --key-file {cluster.client_key_file} status",
+               err=True)
     try:
         while all(cluster.running(i) for i in cluster.ids):
             time.sleep(0.5)
@@ -273,15 +325,16 @@ def node_cluster(nodes: int, workdir: Path, base_port: int, node_args: tuple[str
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @endpoints_option
 @timeout_option
+@key_option
 @click.pass_context
-def kv(ctx: click.Context, endpoints: list[tuple[str, int]], timeout: float) -> None:
+def kv(ctx: click.Context, endpoints: list[tuple[str, int]], timeout: float, key_file: Path | None) -> None:
     """Read and write a DtKV cluster. Keys are '.'-separated paths; values are UTF-8 text."""
-    ctx.obj = (endpoints, timeout)
+    ctx.obj = (endpoints, timeout, client_key(key_file))
 
 
 def _run(ctx: click.Context, action: Callable[[KvClient], Awaitable[int]]) -> None:
-    endpoints, timeout = ctx.obj
-    sys.exit(_with_client(endpoints, timeout, action))
+    endpoints, timeout, key = ctx.obj
+    sys.exit(_with_client(endpoints, timeout, action, key))
 
 
 def _show(value: bytes) -> str:

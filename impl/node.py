@@ -26,11 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from raftlab.impl.machine import MachineConfig, NodeMachine, Persist
+from raftlab.impl.net.auth import Key
 from raftlab.impl.net.codec import Request
 from raftlab.impl.net.peers import PeerLink, serve_peer_connection
+from raftlab.impl.net.streams import ConnectionGate, shell_log
 from raftlab.impl.raft import RaftConfig
 from raftlab.impl.raft.messages import Message
-from raftlab.impl.server import ClientConnection, serve_client_connection
+from raftlab.impl.server import MAX_CLIENTS, ClientConnection, serve_client_connection
 from raftlab.impl.storage.wal import WalStorage
 
 ASYNC_FLUSH_SECONDS = 1.0  # --fsync async: the loss window on an OS crash
@@ -50,6 +52,7 @@ class NodeConfig:
     seed: int = 0
     unsafe_local_reads: bool = False
     unsafe_ack_before_fsync: bool = False
+    key: Key | None = None  # the cluster key (--secret-file): both ports authenticate; None: open ports
 
     def __post_init__(self) -> None:
         ids = [p[0] for p in self.peers]
@@ -78,7 +81,9 @@ class Node:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._links: dict[int, PeerLink] = {
-            pid: PeerLink(pid, host, port, logger=logger) for pid, host, port in config.peers if pid != config.id}
+            pid: PeerLink(pid, host, port, logger=logger, key=config.key, my_id=config.id)
+            for pid, host, port in config.peers if pid != config.id}
+        self._note = shell_log(logger)  # connection problems, rate-limited
         self.storage: WalStorage | None = None
         self.machine: NodeMachine[ClientConnection] | None = None
         self.ready_event = asyncio.Event()  # set once both ports listen
@@ -122,11 +127,17 @@ class Node:
                           unsafe_ack_before_fsync=cfg.unsafe_ack_before_fsync),
             storage, now=time.monotonic(), rng=random.Random(cfg.seed), logger=self.log)
         host, port = cfg.peer_address(cfg.id)
+        members = tuple(p[0] for p in cfg.peers)
+        peer_gate, client_gate = ConnectionGate(4 * len(members) + 8), ConnectionGate(MAX_CLIENTS)
         peer_server = await asyncio.start_server(
-            lambda r, w: serve_peer_connection(r, w, self.deliver, self.log), host, port)
+            lambda r, w: serve_peer_connection(r, w, self.deliver, self._note, key=cfg.key, my_id=cfg.id,
+                                               members=members, gate=peer_gate), host, port)
         client_server = await asyncio.start_server(
-            lambda r, w: serve_client_connection(r, w, self, self.log), cfg.client_host, cfg.client_port)
-        self.log(f"node {cfg.id}: peers on {host}:{port}, clients on {cfg.client_host}:{cfg.client_port}")
+            lambda r, w: serve_client_connection(r, w, self, self._note, key=cfg.key, my_id=cfg.id,
+                                                 gate=client_gate), cfg.client_host, cfg.client_port)
+        self.log(f"node {cfg.id}: peers on {host}:{port}, clients on {cfg.client_host}:{cfg.client_port}, "
+                 + ("authenticated (cluster key)" if cfg.key is not None else
+                    "UNAUTHENTICATED (no --secret-file): anyone who reaches these ports is trusted"))
         self.ready_event.set()
         try:
             async with asyncio.TaskGroup() as tg:
