@@ -72,6 +72,7 @@ from raftlab.impl.raft.messages import (
     SnapshotChunk,
     SnapshotMeta,
 )
+from raftlab.impl.raft.validate import Refused
 from raftlab.impl.storage import Storage
 from raftlab.impl.storage.snapshot_format import SnapshotImage
 
@@ -195,7 +196,7 @@ class NodeMachine(Generic[H]):
 
     def receive(self, msg: Message) -> None:
         if msg.to != self.id:
-            self.log(f"node {self.id}: dropping a message for node {msg.to}: {msg.describe()}")
+            self.core.refuse(Refused("foreign", f"a message for node {msg.to}"), msg)
             return
         self._inbox.messages.append(msg)
 
@@ -371,6 +372,7 @@ class NodeMachine(Generic[H]):
                 "pending_reads": sum(len(b) for b in self._read_batches.values()),
                 "pending_writes": sum(len(w) for w in self._waiting.values()),
                 "snapshot": self.snapshot_index, "first_index": self.core.log.first_index(),
+                "refused": dict(self.core.refusals.counts),
                 "digest": {"applied": self.tree.applied, "chain": self.chain.hex()[:32], "tree": self.tree.digest()}}
 
     @property

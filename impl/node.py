@@ -33,11 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from raftlab.impl.machine import MachineConfig, NodeMachine, Persist
+from raftlab.impl.net.auth import Key
 from raftlab.impl.net.codec import Request
 from raftlab.impl.net.peers import PeerLink, serve_peer_connection
+from raftlab.impl.net.streams import ConnectionGate, shell_log
 from raftlab.impl.raft import RaftConfig
 from raftlab.impl.raft.messages import Message, SnapshotMeta
-from raftlab.impl.server import ClientConnection, serve_client_connection
+from raftlab.impl.server import MAX_CLIENTS, ClientConnection, serve_client_connection
 from raftlab.impl.storage.compaction import SnapshotPolicy, compact, recover, should_snapshot
 from raftlab.impl.storage.snapshot import SnapshotFiles
 from raftlab.impl.storage.snapshot_format import SnapshotImage
@@ -62,6 +64,7 @@ class NodeConfig:
     unsafe_ack_before_fsync: bool = False
     snapshots: SnapshotPolicy = field(default_factory=SnapshotPolicy)
     wal_segment_bytes: int = SEGMENT_BYTES
+    key: Key | None = None  # the cluster key (--secret-file): both ports authenticate; None: open ports
 
     def __post_init__(self) -> None:
         ids = [p[0] for p in self.peers]
@@ -90,7 +93,9 @@ class Node:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._links: dict[int, PeerLink] = {
-            pid: PeerLink(pid, host, port, logger=logger) for pid, host, port in config.peers if pid != config.id}
+            pid: PeerLink(pid, host, port, logger=logger, key=config.key, my_id=config.id)
+            for pid, host, port in config.peers if pid != config.id}
+        self._note = shell_log(logger)  # connection problems, rate-limited
         self.storage: WalStorage | None = None
         self.snapshots: SnapshotFiles | None = None
         self._saved: list[SnapshotMeta | None] = []  # written by the background task, not yet compacted
@@ -122,7 +127,7 @@ class Node:
     async def run(self) -> None:
         cfg = self.config
         recovered = await asyncio.to_thread(recover, cfg.data_dir, durable=cfg.fsync == "sync", logger=self.log,
-                                            segment_bytes=cfg.wal_segment_bytes)
+                                            segment_bytes=cfg.wal_segment_bytes, node_id=cfg.id)
         self.storage = storage = recovered.storage
         self.snapshots = recovered.snapshots
         incarnation = time.time_ns()  # differs on every start: read ids of a past run never match
@@ -131,7 +136,10 @@ class Node:
                  f"{storage.initial_state().describe()}; seed {cfg.seed}, incarnation {incarnation}")
         raft = RaftConfig(id=cfg.id, voters=tuple(sorted(p[0] for p in cfg.peers)),
                           election_tick=cfg.election_ticks, heartbeat_tick=1,
-                          read_only="lease" if cfg.read_mode == "lease" else "safe", applied=0)
+                          read_only="lease" if cfg.read_mode == "lease" else "safe", applied=0,
+                          rejoin=storage.manifest.rejoin)
+        if storage.manifest.rejoin:
+            self.log(f"node {cfg.id}: rejoining after `raftlab node repair --empty`: no vote until caught up")
         self.machine = NodeMachine(
             MachineConfig(raft=raft, tick_seconds=cfg.tick_ms / 1000, incarnation=incarnation,
                           unsafe_local_reads=cfg.unsafe_local_reads,
@@ -139,11 +147,17 @@ class Node:
                           snapshot_entries=cfg.snapshots.entries),
             storage, now=time.monotonic(), rng=random.Random(cfg.seed), logger=self.log, snapshot=recovered.image)
         host, port = cfg.peer_address(cfg.id)
+        members = tuple(p[0] for p in cfg.peers)
+        peer_gate, client_gate = ConnectionGate(4 * len(members) + 8), ConnectionGate(MAX_CLIENTS)
         peer_server = await asyncio.start_server(
-            lambda r, w: serve_peer_connection(r, w, self.deliver, self.log), host, port)
+            lambda r, w: serve_peer_connection(r, w, self.deliver, self._note, key=cfg.key, my_id=cfg.id,
+                                               members=members, gate=peer_gate), host, port)
         client_server = await asyncio.start_server(
-            lambda r, w: serve_client_connection(r, w, self, self.log), cfg.client_host, cfg.client_port)
-        self.log(f"node {cfg.id}: peers on {host}:{port}, clients on {cfg.client_host}:{cfg.client_port}")
+            lambda r, w: serve_client_connection(r, w, self, self._note, key=cfg.key, my_id=cfg.id,
+                                                 gate=client_gate), cfg.client_host, cfg.client_port)
+        self.log(f"node {cfg.id}: peers on {host}:{port}, clients on {cfg.client_host}:{cfg.client_port}, "
+                 + ("authenticated (cluster key)" if cfg.key is not None else
+                    "UNAUTHENTICATED (no --secret-file): anyone who reaches these ports is trusted"))
         self.ready_event.set()
         try:
             async with asyncio.TaskGroup() as tg:
@@ -202,6 +216,8 @@ class Node:
                 machine.persisted(persist, installed)
                 self._flush()
                 self._start_snapshot_write()
+                if storage.manifest.rejoin and not machine.core.rejoining:  # caught up; its vote is on disk
+                    await asyncio.to_thread(storage.clear_rejoin)
             if self.config.fsync == "async" and time.monotonic() - last_flush > ASYNC_FLUSH_SECONDS:
                 await asyncio.to_thread(storage.flush)  # WAL segments and the meta file (term, vote)
                 last_flush = time.monotonic()

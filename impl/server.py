@@ -3,9 +3,13 @@
 A connection may pipeline any number of requests; each carries an id and its reply carries the
 same id, in whatever order the node completes them (a read served by ReadIndex may overtake a
 write waiting for its commit). This module only moves bytes: routing (propose, ReadIndex, local
-status) is ``Node.submit``'s job. A garbage, oversized or truncated frame closes this connection
-with a log line and touches no other; a client that stops reading while replies pile up past
-``MAX_BACKLOG`` bytes is disconnected rather than allowed to grow the node's memory.
+status) is ``Node.submit``'s job. With a cluster key a connection must first pass the handshake
+(``net/auth.py``) with a client key: ``rw`` may do anything, ``ro`` only reads (a write is
+answered ``validation`` without reaching Raft). A garbage, oversized, slow or truncated frame or
+a failed handshake closes this connection with a rate-limited log line and touches no other; at
+most ``MAX_CLIENTS`` connections are open at once; one idle for ``CLIENT_IDLE_SECONDS`` is closed;
+a client that stops reading while replies pile up past ``MAX_BACKLOG`` bytes is disconnected
+rather than allowed to grow the node's memory.
 """
 
 from __future__ import annotations
@@ -14,11 +18,16 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from raftlab.impl.dtkv.commands import ErrorKind
+from raftlab.impl.net.auth import HANDSHAKE_FRAME_MAX, Acceptor, AuthError, Key
 from raftlab.impl.net.codec import Request, WireError, decode_request, encode_reply
-from raftlab.impl.net.framing import FrameError, encode_frame
-from raftlab.impl.net.streams import read_frames
+from raftlab.impl.net.framing import MAX_FRAME_SIZE, FrameError, encode_frame
+from raftlab.impl.net.streams import ConnectionGate, FrameReader, handshake_accept, nonce
 
 MAX_BACKLOG = 64 * 1024 * 1024
+MAX_CLIENTS = 1024
+CLIENT_IDLE_SECONDS = 600.0
+SLOW_FRAME_SECONDS = 30.0
 
 
 class ClientConnection:
@@ -60,16 +69,35 @@ class RequestSink(Protocol):
 
 
 async def serve_client_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                                  sink: RequestSink, logger: Callable[[str], None]) -> None:
+                                  sink: RequestSink, note: Callable[[str, str], None], *,
+                                  key: Key | None, my_id: int, gate: ConnectionGate) -> None:
     conn = ClientConnection(writer)
+    if not gate.admit():
+        note("client-cap", f"client connection from {conn.peer}: refused, {gate.limit} client connections are open")
+        writer.close()
+        return
+    frames = FrameReader(reader, max_size=HANDSHAKE_FRAME_MAX if key is not None else MAX_FRAME_SIZE,
+                         idle=CLIENT_IDLE_SECONDS, slow_frame=SLOW_FRAME_SECONDS)
     try:
-        async for frame in read_frames(reader):
-            sink.submit(decode_request(frame), conn)
+        read_only = False
+        if key is not None:
+            read_only = (await handshake_accept(frames, writer, Acceptor(key, my_id, nonce()))).role == "ro"
+        async for frame in frames:
+            request = decode_request(frame)
+            if read_only and request.command is not None and request.command.write:
+                conn.reply(request.id, ErrorKind.VALIDATION, {"message": "read-only credentials: writes refused"})
+                continue
+            sink.submit(request, conn)
+    except AuthError as e:
+        note("client-auth", f"client connection from {conn.peer}: authentication failed ({e}); closing it")
+    except TimeoutError:
+        note("client-auth", f"client connection from {conn.peer}: no handshake within the time limit; closing it")
     except (FrameError, WireError) as e:
-        logger(f"client connection from {conn.peer}: {e}; closing it")
+        note(f"client-{type(e).__name__}", f"client connection from {conn.peer}: {e}; closing it")
     except (OSError, ConnectionError):
         pass
     except asyncio.CancelledError:  # the node is stopping; asyncio's stream callback would log it
         return
     finally:
+        gate.release()
         conn.close()

@@ -26,6 +26,7 @@ class RaftConfig:
     applied: int = 0  # entries already applied by the state machine (0: replay the whole log)
     snapshot_chunk_bytes: int = 256 << 10  # bytes of snapshot per SNAP message
     snapshot_window: int = 4  # SNAP chunks in flight beyond the follower's acknowledgement
+    rejoin: bool = False  # repaired as an empty member: no vote, no campaign until caught up with a leader
 
     def __post_init__(self) -> None:
         if self.id <= 0:

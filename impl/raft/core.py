@@ -54,6 +54,7 @@ from .quorum import MajorityConfig, VoteResult
 from .readonly import ReadOnly, decode_seq, encode_seq
 from .reads import NotLeader, ReadPath
 from .snapshots import SnapshotPath
+from .validate import MAX_VALUE, Refusals, Refused, check
 
 if TYPE_CHECKING:
     import random  # the core only calls the Random it is given; it never uses the global one
@@ -87,6 +88,7 @@ class RaftCore(ReadPath, SnapshotPath):
         self.quorum = MajorityConfig(self.voters)
         self.rng = rng
         self.log_line = logger or (lambda _line: None)
+        self.refusals = Refusals(self.log_line)  # refused peer messages, counted per kind (validate.py)
         self.log = RaftLog(storage, config.applied)
         hs = storage.initial_state()
         self.term = hs.term
@@ -114,6 +116,11 @@ class RaftCore(ReadPath, SnapshotPath):
         # lease mode: a booted node grants no vote for election_tick ticks, as if it had heard a leader
         self.boot_lease = config.read_only == "lease"
         self._init_snapshots()
+        # repaired as an empty member (`raftlab node repair --empty`): it forgot its vote and the
+        # entries it acknowledged, so it grants no vote and never campaigns until a leader has
+        # brought it up to that leader's commit index; then it counts as having voted for that
+        # leader in its term (so the forgotten vote cannot be given to anyone else there)
+        self.rejoining = config.rejoin and len(self.voters) > 1
         self._prev_hs = HardState(term=hs.term, vote=hs.vote, commit=self.log.committed)
         self._prev_ss = SoftState()
         self._reset_randomized_timeout()
@@ -176,9 +183,20 @@ class RaftCore(ReadPath, SnapshotPath):
             self._send_append(to)
 
     def step(self, m: Message) -> None:
-        if m.to != self.id or m.from_ not in self.voters or m.from_ == self.id:
-            self.log_line(f"{self.id} drops a message not meant for this cluster: {m.describe()}")
-            return
+        """Step one peer message; one that breaks the protocol is refused (counted, logged at a
+        bounded rate) and changes nothing (validate.py)."""
+        try:
+            if m.to != self.id or m.from_ not in self.voters or m.from_ == self.id:
+                raise Refused("foreign", "not meant for this cluster")
+            check(self, m)
+            self._step(m)
+        except Refused as e:
+            self.refuse(e, m)
+
+    def refuse(self, e: Refused, m: Message) -> None:
+        self.refusals.note(e.kind, f"{self.id} refuses {m.describe()[:200]}: {e}", self.clock)
+
+    def _step(self, m: Message) -> None:
         if m.term > self.term:
             if m.type in (MsgType.VOTE, MsgType.PRE_VOTE):
                 in_lease = (self.config.check_quorum and (self.lead != NONE or self.boot_lease)
@@ -323,6 +341,12 @@ class RaftCore(ReadPath, SnapshotPath):
     def _hup(self, transfer: bool = False) -> None:
         if self.role is Role.LEADER:
             return
+        if self.rejoining:
+            self.log_line(f"{self.id} does not campaign: rejoining, not caught up with a leader yet")
+            return
+        if self.term >= MAX_VALUE:  # a term stored by an older, unchecked version: never overflow
+            self.log_line(f"{self.id} cannot campaign: term {self.term} is at the limit {MAX_VALUE}")
+            return
         if self.config.pre_vote and not transfer:
             self._campaign(pre=True)
         else:
@@ -392,6 +416,9 @@ class RaftCore(ReadPath, SnapshotPath):
         can_vote = (self.vote == m.from_ or (self.vote == NONE and self.lead == NONE)
                     or (pre and m.term > self.term))
         resp = MsgType.PRE_VOTE_RESP if pre else MsgType.VOTE_RESP
+        if self.rejoining:
+            self.log_line(f"{self.id} refuses {m.type.name} from {m.from_}: rejoining, not caught up yet")
+            can_vote = False
         if can_vote and self.log.is_up_to_date(m.index, m.log_term):
             self._send_after(Message(type=resp, to=m.from_, from_=self.id, term=m.term))
             if not pre:
@@ -425,14 +452,18 @@ class RaftCore(ReadPath, SnapshotPath):
             self.election_elapsed = 0
             self.lead = m.from_
             self._handle_append(m)
+            if self.rejoining and 0 < m.commit <= self.log.committed:
+                self.rejoining = False
+                self.vote = m.from_
+                self.log_line(f"{self.id} caught up with leader {m.from_} at commit {m.commit}: votes again")
         elif t is MsgType.SNAP:
-            self._handle_snapshot(m)
+            self._handle_snapshot(m)  # a rejoining member catches up by the appends that follow the install
         elif t is MsgType.HEARTBEAT:
             self.election_elapsed = 0
             self.lead = m.from_
             self.log.commit_to(min(m.commit, self.log.last_index()))
             self._send(Message(type=MsgType.HEARTBEAT_RESP, to=m.from_, from_=self.id, term=self.term,
-                               index=m.index, context=m.context))
+                               index=m.index, context=m.context, reject_hint=self.log.last_index()))
         elif t is MsgType.READ_INDEX_RESP and self._take_forwarded(m.context):
             if m.reject:
                 self._dropped_reads.append(DroppedRead(context=m.context, reason=f"refused by {m.from_}"))
@@ -470,6 +501,9 @@ class RaftCore(ReadPath, SnapshotPath):
             return
         if t is MsgType.APP_RESP:
             pr.recent_active = True
+            if m.reject and m.reject_hint < pr.match <= m.index:
+                self._lost_entries(m.from_, pr, m.reject_hint)
+                return
             if m.reject:
                 next_probe = m.reject_hint
                 if m.hint_term > 0:
@@ -480,6 +514,7 @@ class RaftCore(ReadPath, SnapshotPath):
                     self._send_append(m.from_)
                 return
             if pr.maybe_update(m.index):
+                pr.match_stamp = self.clock
                 if pr.state is ProgressState.SNAPSHOT and pr.match + 1 >= self.log.first_index():
                     self.log_line(f"{self.id} resumes appends to {m.from_} after its snapshot (match {pr.match})")
                     pr.become_probe()
@@ -501,7 +536,9 @@ class RaftCore(ReadPath, SnapshotPath):
             if m.index > pr.lease_stamp:
                 pr.lease_stamp = m.index
             pr.probe_sent = False
-            if pr.new_heartbeat_round(m.index):
+            if m.reject_hint < pr.match and m.index > pr.match_stamp:
+                self._lost_entries(m.from_, pr, m.reject_hint)
+            elif pr.new_heartbeat_round(m.index):
                 if pr.state is ProgressState.SNAPSHOT:
                     self._snapshot_heartbeat(m.from_, pr)
                 elif pr.stalled():
@@ -529,12 +566,22 @@ class RaftCore(ReadPath, SnapshotPath):
         entries = self.log.entries(pr.next, self.log.last_index() + 1, self.config.max_size_per_msg)
         self._send(Message(type=MsgType.APP, to=to, from_=self.id, term=self.term, index=prev,
                            log_term=self.log.term(prev), entries=tuple(entries), commit=self.log.committed))
+        pr.sent = max(pr.sent, prev + len(entries))
         if pr.state is ProgressState.REPLICATE:
             if entries:
                 pr.next = entries[-1].index + 1
                 pr.inflights.add(entries[-1].index, sum(len(e.data) + 16 for e in entries))
         else:
             pr.probe_sent = True
+
+    def _lost_entries(self, to: int, pr: Progress, last: int) -> None:
+        """A follower's log ends below what it acknowledged (its disk lost a tail it had
+        synced, or it was repaired as an empty member): forget the match and back-track from
+        its real end, as a probe does, so it is sent the entries again. Commit never moves back."""
+        self.log_line(f"{self.id} back-tracks {to}: its log ends at {last}, below its acknowledged {pr.match}")
+        pr.match = last
+        pr.become_probe()
+        self._send_append(to)
 
     def _bcast_append(self) -> None:
         last = self.log.last_index()

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from raftlab.impl.storage import Storage
 
 from .messages import Entry
+from .validate import Refused
 
 
 class RaftLog:
@@ -112,7 +113,8 @@ class RaftLog:
         conflict = self.find_conflict(entries)
         if conflict:
             if conflict <= self.committed:
-                raise AssertionError(f"entry {conflict} conflicts with committed entry (committed={self.committed})")
+                raise Refused("conflict", f"entry {conflict} conflicts with a committed entry (committed "
+                                          f"through {self.committed})")
             self._truncate_and_append(entries[conflict - entries[0].index:])
         self.commit_to(min(commit, last_new))
         return last_new

@@ -94,7 +94,7 @@ class Message:
     entries: tuple[Entry, ...] = ()
     commit: int = 0
     reject: bool = False
-    reject_hint: int = 0  # APP_RESP reject: follower's suggested match index (fast back-tracking)
+    reject_hint: int = 0  # APP_RESP reject: follower's suggested match index (fast back-tracking); HEARTBEAT_RESP: its last index
     hint_term: int = 0  # APP_RESP reject: term of the follower's entry at reject_hint
     context: bytes = b""  # READ_INDEX*: the caller's read id; HEARTBEAT*: the leader's read sequence number
     offset: int = 0  # SNAP: where ``data`` starts in the snapshot file; SNAP_RESP: bytes the follower holds

@@ -53,28 +53,15 @@ class Inflights:
 
 
 class Progress:
-    __slots__ = (
-        "inflights",
-        "lease_stamp",
-        "match",
-        "match_at_heartbeat",
-        "next",
-        "pending_snapshot",
-        "probe_sent",
-        "recent_active",
-        "snap_acked",
-        "snap_acked_at_heartbeat",
-        "snap_sent",
-        "snap_size",
-        "snap_term",
-        "stall_stamp",
-        "stalls",
-        "state",
-    )
+    __slots__ = ("inflights", "lease_stamp", "match", "match_at_heartbeat", "match_stamp", "next", "pending_snapshot",
+                 "probe_sent", "recent_active", "sent", "snap_acked", "snap_acked_at_heartbeat", "snap_sent",
+                 "snap_size", "snap_term", "stall_stamp", "stalls", "state")
 
     def __init__(self, next_index: int, inflights: Inflights) -> None:
         self.match = 0
         self.next = next_index
+        self.match_stamp = -1  # leader's clock when match last grew (heartbeat answers older than it are stale)
+        self.sent = 0  # the highest index any MsgApp to this follower reached this term (validate.py)
         self.state = ProgressState.PROBE
         self.probe_sent = False
         self.recent_active = False

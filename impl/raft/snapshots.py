@@ -83,6 +83,7 @@ class SnapshotPath:
         self.log_line(f"{self.id} sends {meta.describe()} to {to}: it needs entry {pr.next}, "
                       f"the log starts at {self.log.first_index()}")
         pr.become_snapshot(meta.index, meta.term, meta.size)
+        pr.sent = max(pr.sent, meta.index)  # its install is acknowledged by an APP_RESP at meta.index
         self._send_snapshot_chunks(to)
 
     def _send_snapshot_chunks(self, to: int) -> None:

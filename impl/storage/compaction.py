@@ -12,14 +12,16 @@ and ``recover``/``compact`` are the two places that string the steps together.
   stay for followers that lag a little, so they catch up by appends, not a whole snapshot).
   The active segment is never deleted. Order: snapshot durable, then segments removed, then
   old snapshots pruned; a crash between any two steps leaves a directory that recovers.
-* Recovery (``plan_recovery``): the newest snapshot that decodes is loaded. A newer one that
+* Recovery (``plan_snapshot``): the newest snapshot that decodes is loaded. A newer one that
   does not is refused with ``SnapshotError`` naming the file, unless the log still starts at or
   below the older snapshot's index + 1 (so nothing is lost): then the older one is used, the
-  bad file is renamed ``.corrupt`` and the log says so. The WAL must start at or below
-  ``S + 1`` (else segments are missing: refused). If the log ends before S, or holds another
+  bad file is renamed ``.corrupt`` and the log says so. The WAL (its manifest's first index F,
+  recovery.py) must start at or below ``S + 1``: a log that starts later, or above 1 with no
+  snapshot at all, has lost entries and is refused. F = S + 1 is a log compacted (or reset) up
+  to the snapshot: its base term is the snapshot's. If the log ends before S, or holds another
   term at S, it is a log the snapshot replaced (a crash during an install): it is started afresh
-  after S ("reset"). If the log starts below S but its first entry's predecessor term is
-  unknown, that first entry becomes the base ("drop-first"). Otherwise it is kept as it is.
+  after S ("reset"). If it starts below S, the term below its first entry is unknown, so that
+  entry becomes the base ("drop-first"); from index 1 it is kept as it is.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from raftlab.impl.raft.messages import SnapshotMeta
+from raftlab.impl.storage.manifest import load_manifest
 from raftlab.impl.storage.snapshot import SnapshotFiles
 from raftlab.impl.storage.snapshot_format import SnapshotError, SnapshotImage
 
@@ -74,15 +77,20 @@ def segments_to_delete(firsts: list[int], snapshot_index: int, margin: int) -> i
     return count
 
 
-def plan_recovery(snap_index: int, snap_term: int, first: int, last: int,
-                  term_at_snap: int) -> Literal["keep", "reset", "drop-first"]:
+def plan_snapshot(snap_index: int, snap_term: int, first: int, last: int, term_at_snap: int
+                  ) -> Literal["keep", "refuse", "reset", "base-is-snapshot", "drop-first"]:
     """How a recovered log (entries ``first..last``) continues the snapshot ``snap_term/snap_index``
-    (``term_at_snap`` is the log's term there, 0 when it has none); see the module docstring."""
+    (index 0: none; ``term_at_snap`` is the log's term there, 0 when it has none); see the
+    module docstring."""
+    if snap_index == 0:
+        return "refuse" if first > 1 else "keep"
+    if first > snap_index + 1:
+        return "refuse"
+    if first == snap_index + 1:
+        return "base-is-snapshot"
     if last < snap_index or term_at_snap != snap_term:
         return "reset"
-    if 1 < first <= snap_index:
-        return "drop-first"
-    return "keep"
+    return "drop-first" if first > 1 else "keep"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,7 +100,8 @@ class Recovered:
     image: SnapshotImage | None
 
 
-def recover(data_dir: Path, *, durable: bool, logger: Callable[[str], None], segment_bytes: int) -> Recovered:
+def recover(data_dir: Path, *, durable: bool, logger: Callable[[str], None], segment_bytes: int,
+            node_id: int = 0) -> Recovered:
     """Open a data directory: the newest valid snapshot, then the WAL after it."""
     from raftlab.impl.storage.wal import WalStorage
 
@@ -109,8 +118,8 @@ def recover(data_dir: Path, *, durable: bool, logger: Callable[[str], None], seg
     if refused:
         # usable only if the WAL still starts at or below the older snapshot's index + 1: entries
         # leave the log only by compaction from the front, so it then holds all the bad one held
-        firsts = [int(p.stem) for p in (data_dir / "wal").glob("*.seg") if p.stem.isdigit()]
-        if not firsts or min(firsts) > meta.index + 1:
+        manifest = load_manifest(data_dir / "manifest")
+        if manifest is None or manifest.first_index > meta.index + 1:
             raise SnapshotError(f"{refused[0][1]}; refusing to start: the log starts after "
                                 f"{'snapshot ' + str(meta.index) if meta.index else 'index 1'}, "
                                 "so no older snapshot can replace it") from None
@@ -119,7 +128,8 @@ def recover(data_dir: Path, *, durable: bool, logger: Callable[[str], None], seg
             logger(f"snapshot: {error}; using {'snapshot ' + str(meta.index) if meta.index else 'no snapshot'} "
                    f"and the log instead (it covers the gap); the bad file is now {moved.name}")
     files.set_current(meta)
-    storage = WalStorage(data_dir, durable=durable, logger=logger, snapshots=files, segment_bytes=segment_bytes)
+    storage = WalStorage(data_dir, durable=durable, logger=logger, snapshots=files, segment_bytes=segment_bytes,
+                         node_id=node_id)
     return Recovered(storage=storage, snapshots=files, image=image)
 
 

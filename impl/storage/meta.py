@@ -58,6 +58,11 @@ def load_meta(path: Path) -> HardState:
         raw = path.read_bytes()
     except FileNotFoundError:
         return HardState()
+    return load_meta_bytes(raw, path)
+
+
+def load_meta_bytes(raw: bytes, path: Path | str) -> HardState:
+    """Decode a meta file's bytes; StorageError naming ``path`` if they are not a valid one."""
     if len(raw) != SIZE or not raw.startswith(MAGIC):
         raise StorageError(f"{path}: not a raftlab meta file ({len(raw)} bytes, expected {SIZE} starting {MAGIC!r})")
     head = raw[: len(MAGIC) + BODY.size]
@@ -70,14 +75,31 @@ def load_meta(path: Path) -> HardState:
 
 def save_meta(path: Path, hs: HardState, *, durable: bool = True) -> None:
     """Atomically replace ``path`` with ``hs`` (write, fsync, rename, fsync dir when durable)."""
+    replace_file(path, encode_meta(hs), durable=durable)
+
+
+def replace_file(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Atomically replace ``path`` with ``data``: write ``path.tmp``, fsync, rename, fsync the
+    directory (the fsyncs only when durable). An OSError (disk full) names the file and step."""
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    step = "open"
     try:
-        os.write(fd, encode_meta(hs))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            step = "write"
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if durable:
+                step = "fsync"
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        step = "rename"
+        os.replace(tmp, path)
         if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    if durable:
-        fsync_dir(path.parent)
+            step = "fsync of the directory"
+            fsync_dir(path.parent)
+    except OSError as e:
+        raise OSError(e.errno, f"{step} of {tmp if step != 'fsync of the directory' else path.parent}: "
+                               f"{e.strerror}") from e

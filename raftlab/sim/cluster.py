@@ -44,10 +44,13 @@ from raftlab.impl.machine import MachineConfig, NodeMachine, Persist, Reply
 from raftlab.impl.net.codec import Request
 from raftlab.impl.raft import EntryType, RaftConfig, RaftCore, Role
 from raftlab.impl.storage.memory import MemoryStorage
+from raftlab.impl.storage.meta import StorageError
 from raftlab.impl.storage.snapshot_format import SnapshotImage
 
+from .adversary import forge
 from .invariants import Invariants
 from .network import SimNetwork
+from .storage_faults import DiskImage
 
 
 @dataclass(slots=True, kw_only=True)
@@ -79,6 +82,8 @@ class SimConfig:
     snapshot_margin: int = 2
     # None: each run draws 48 (a snapshot of a few keys streams in several chunks) or 4096 (one)
     snapshot_chunk_bytes: int | None = None
+    adversary: bool = False  # forge peer messages the validation layer must refuse (adversary.py)
+    storage_faults: bool = False  # a crashed node's disk may lose a file or flip a bit (storage_faults.py)
 
     def drift(self) -> float:
         return self.clock_drift if self.clock_drift is not None else (0.5 if self.read_only == "safe" else 0.2)
@@ -112,6 +117,8 @@ class SimNode:
     disk_until: int = 0  # step: a persist does not complete before it
     persisting: Persist | None = None
     snapshot_write: tuple[int, SnapshotImage] | None = None  # (step it becomes durable, image)
+    image: DiskImage | None = None  # a damaged disk, judged by the node's recovery on restart
+    rejoin: bool = False  # repaired empty; durable until caught up (the manifest's flag in the node)
 
     @property
     def core(self) -> RaftCore:
@@ -145,13 +152,14 @@ class SimCluster:
         self.generations: dict[int, int] = {}
         self.request_ids = 0
         self.stats = {"elections": 0, "commits": 0, "crashes": 0, "partitions": 0, "ops": 0, "pauses": 0,
-                      "disk_stalls": 0, "clock_jumps": 0, "snapshots": 0, "installs": 0}
+                      "disk_stalls": 0, "clock_jumps": 0, "snapshots": 0, "installs": 0, "forged": 0,
+                      "storage_faults": 0, "refused_starts": 0}
         self.leaders_seen: set[tuple[int, int]] = set()
         self.coverage = SimCoverage()  # only looks: which risky situations this run reached
 
-    def _boot(self, node_id: int, storage: MemoryStorage) -> SimNode:
+    def _boot(self, node_id: int, storage: MemoryStorage, *, rejoin: bool = False) -> SimNode:
         c = self.config
-        raft = RaftConfig(id=node_id, voters=self.ids, election_tick=c.election_tick,
+        raft = RaftConfig(id=node_id, voters=self.ids, election_tick=c.election_tick, rejoin=rejoin,
                           read_only=c.read_only,  # type: ignore[arg-type]
                           pre_vote=c.pre_vote, check_quorum=c.check_quorum,
                           max_size_per_msg=c.max_size_per_msg, max_inflight_msgs=c.max_inflight_msgs,
@@ -159,7 +167,8 @@ class SimCluster:
         self.boots += 1
         rate = 1.0 + self.rng.random() * c.drift()
         offset = self.rng.random() * 100
-        node = SimNode(id=node_id, storage=storage, machine=None, rate=rate, offset=offset)  # type: ignore[arg-type]
+        node = SimNode(id=node_id, storage=storage, machine=None, rate=rate, offset=offset,  # type: ignore[arg-type]
+                       rejoin=rejoin)
         node.machine = NodeMachine(
             MachineConfig(raft=raft, tick_seconds=1.0, incarnation=self.boots,
                           unsafe_ack_before_fsync=c.ack_before_persist, snapshot_entries=c.snapshot_entries),
@@ -219,12 +228,23 @@ class SimCluster:
             if node.up:
                 node.machine.request_snapshot()
                 self.trace.append(f"snapshot asked of {node.id}")
+        elif r < 0.990 and cfg.adversary:
+            self._forge()
         for node in self.nodes.values():
             if node.up and node.paused_until <= self.step_no:
                 self._snapshot_work(node)
                 self._work(node)
         self._expire_clients()
         self.invariants.check(self.nodes, self.step_no)
+
+    def _forge(self) -> None:
+        node = self.nodes[self.rng.choice(self.ids)]
+        forged = forge(self.rng, node.core, self.ids) if node.up else None
+        if forged is not None:
+            kind, msg = forged
+            self.stats["forged"] += 1
+            self.trace.append(f"forge {kind}: {msg.describe()}")
+            node.machine.receive(msg)
 
     def _partition_or_heal(self) -> None:
         if self.net.partitioned():
@@ -244,8 +264,7 @@ class SimCluster:
         down = [n for n in self.nodes.values() if not n.up]
         if down and (self.rng.random() < 0.7 or len(down) * 2 >= len(self.ids)):
             node = self.rng.choice(down)
-            self.nodes[node.id] = self._boot(node.id, node.storage)
-            self.trace.append(f"restart {node.id}")
+            self.nodes[node.id] = self._restart(node)
             return
         leader = self._leader() if self.config.target_leader and self.rng.random() < 0.7 else None
         node = self.nodes[leader or self.rng.choice(self.ids)]
@@ -256,10 +275,30 @@ class SimCluster:
             node.storage = node.storage.crash()
             self.coverage.on_crash(node.id, before, node.storage.last_index())
             self.stats["crashes"] += 1
+            if self.config.storage_faults and self.rng.random() < 0.5 and not any(
+                    n.image is not None or n.rejoin for n in self.nodes.values()):
+                node.image = DiskImage.of(node.storage)
+                self.trace.append(f"disk of {node.id}: {node.image.damage(self.rng)}")
+                self.stats["storage_faults"] += 1
             self.net.drop_for(node.id)
             for p in [p for p in self.pending.values() if p.node == node.id]:
                 self._complete(p, OpType.INFO, error="node crashed")
             self.trace.append(f"crash {node.id}")
+
+    def _restart(self, node: SimNode) -> SimNode:
+        """Boot a crashed node; a damaged disk goes through the node's recovery first, and a
+        refusal through the documented repair (an empty member that rejoins)."""
+        if node.image is None:
+            self.trace.append(f"restart {node.id}")
+            return self._boot(node.id, node.storage, rejoin=node.rejoin)
+        recovered = node.image.recover()
+        if isinstance(recovered, StorageError):
+            self.stats["refused_starts"] += 1
+            self.trace.append(f"restart {node.id}: refused ({recovered}); repaired empty, rejoining")
+            return self._boot(node.id, MemoryStorage(), rejoin=True)
+        self.trace.append(f"restart {node.id}: recovered entries {recovered.first_index()}.."
+                          f"{recovered.last_index()} from the damaged disk")
+        return self._boot(node.id, recovered)
 
     def _leader(self) -> int | None:
         """The up node that leads the highest term (None: no leader)."""
@@ -298,6 +337,8 @@ class SimCluster:
             if persist.must_sync:
                 node.storage.sync()
             machine.persisted(persist, installed)
+            if node.rejoin and not node.core.rejoining:  # caught up, its vote synced: as node.py does
+                node.rejoin = False
             for e in persist.ready.committed:
                 self.invariants.on_apply(node.id, e, self.step_no, node.core.term)
                 if e.type is EntryType.NORMAL and e.data:
@@ -429,9 +470,12 @@ class SimCluster:
         flags += "" if c.disk_stalls else " --no-disk-stalls"
         flags += "" if c.clock_drift is None else f" --clock-drift {c.clock_drift}"
         flags += "" if c.clock_jumps is None else (" --clock-jumps" if c.clock_jumps else " --no-clock-jumps")
-        flags += "" if c.snapshot_entries == SimConfig.snapshot_entries else f" --snapshot-entries {c.snapshot_entries}"
-        flags += "" if c.snapshot_margin == SimConfig.snapshot_margin else f" --snapshot-margin {c.snapshot_margin}"
-        flags += "" if c.late_duplicate == SimConfig.late_duplicate else f" --late-duplicate {c.late_duplicate}"
+        default = SimConfig()
+        flags += "" if c.snapshot_entries == default.snapshot_entries else f" --snapshot-entries {c.snapshot_entries}"
+        flags += "" if c.snapshot_margin == default.snapshot_margin else f" --snapshot-margin {c.snapshot_margin}"
+        flags += "" if c.late_duplicate == default.late_duplicate else f" --late-duplicate {c.late_duplicate}"
+        flags += " --adversary" if c.adversary else ""
+        flags += " --storage-faults" if c.storage_faults else ""
         return f"raftlab sim --seed {self.seed} --steps {steps} --nodes {c.nodes} --loss {c.loss}{flags}"
 
 

@@ -21,6 +21,10 @@ Commands (``key=value`` options after the positional arguments):
   snapshot ID [margin=M] (the node snapshots its tree now, the write completes, the log is compacted
       to M entries below it) | hold-msgs [to=B] [type=T] [copy=true] (take messages, or copies of
       them, out of flight to deliver later) | release-msgs (put the held ones back in flight: late duplicates, stale snapshots)
+  forge TYPE from=A to=B term=T [index= log-term= commit= reject=true hint= hint-term=
+      entries=T/I,T/I] (a message no member sent, straight into B: the validation layer's input)
+  cut-log ID N (crash ID; its disk keeps only entries 1..N, as a lost synced tail would)
+  refused ID (the node's counts of refused messages, by kind)
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from dataclasses import dataclass, field
 from raftlab.impl.dtkv.commands import Get, Put
 from raftlab.impl.machine import MachineConfig, NodeMachine
 from raftlab.impl.net.codec import Request
-from raftlab.impl.raft import Message, NotLeader, RaftConfig, RaftCore, Role
+from raftlab.impl.raft import Entry, Message, MsgType, NotLeader, RaftConfig, RaftCore, Role
 from raftlab.impl.storage.memory import MemoryStorage
 
 
@@ -129,6 +133,13 @@ class InteractionEnv:
         self.out.append(f"crashed {node.id}: kept {node.storage.last_index()} synced entries, "
                         f"{node.storage.initial_state().describe()}")
 
+    def cmd_cut_log(self, args: list[str], opts: dict[str, str]) -> None:
+        node = self._node(args[0])
+        self.cmd_crash(args[:1], opts)
+        keep = int(args[1])
+        node.storage = MemoryStorage(node.storage.entries(1, keep + 1), node.storage.initial_state())
+        self.out.append(f"cut the log of {node.id} to {node.storage.last_index()} entries")
+
     def cmd_restart(self, args: list[str], opts: dict[str, str]) -> None:
         node = self._node(args[0])
         self._boot(node.id, node.config, node.storage)
@@ -173,6 +184,24 @@ class InteractionEnv:
         node.now += ticks
         node.machine.tick(node.now)
         node.machine.process_inputs()
+
+    def cmd_forge(self, args: list[str], opts: dict[str, str]) -> None:
+        def num(name: str) -> int:
+            return int(opts.get(name, 0))
+
+        entries = tuple(Entry(term=int(t), index=int(i), data=b"forged")
+                        for t, i in (e.split("/") for e in opts["entries"].split(","))) if "entries" in opts else ()
+        m = Message(type=MsgType[args[0]], to=num("to"), from_=num("from"), term=num("term"), index=num("index"),
+                    log_term=num("log-term"), commit=num("commit"), reject=opts.get("reject") == "true",
+                    reject_hint=num("hint"), hint_term=num("hint-term"), entries=entries)
+        self.out.append(f"forged: {m.describe()}")
+        target = self._node(opts["to"])
+        target.machine.receive(m)
+        target.machine.process_inputs()
+
+    def cmd_refused(self, args: list[str], opts: dict[str, str]) -> None:
+        counts = self._node(args[0]).core.refusals.counts
+        self.out.append(", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "none refused")
 
     def cmd_put(self, args: list[str], opts: dict[str, str]) -> None:
         self._request(args[0], Put(key=args[1], value=args[2].encode()))

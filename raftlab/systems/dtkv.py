@@ -21,6 +21,10 @@ shell command line), so the same code drives the local lab, network namespaces a
   100; 0 turns snapshots off), ``snapshot-margin=M`` (default 20) and ``wal-segment-bytes=B``
   (default 16 KiB, so compaction has whole segments to delete). Snapshot files are
   ``data/snapshot-*.snap`` (impl/storage/snapshot.py), WAL segments ``data/wal/*.seg``.
+* both ports bind the host's lab address (``lab.address``: 127.0.0.1 on the local lab), never
+  0.0.0.0, and the nodes authenticate: each ``DtkvDB`` makes a fresh cluster key, writes it to
+  ``cluster.key`` (mode 0600) in every node's directory at setup and passes ``--secret-file``;
+  its clients use the read-write key derived from it (``client_key``).
 
 ``DtkvClient`` maps the workloads' ops onto a ``KvClient`` (values are ints stored as decimal
 text): ``DefiniteError`` becomes ``fail``, ``IndeterminateError`` (or any other surprise) ``info``.
@@ -36,6 +40,7 @@ from typing import Any
 
 from raftlab.history import Op, OpType
 from raftlab.impl.client import CasMismatch, DefiniteError, IndeterminateError, KeyNotFound, KvClient
+from raftlab.impl.net.auth import encode_key, new_cluster_key
 from raftlab.nemesis.process import process_state, signal_pid_file
 from raftlab.protocols import Host, HostLab
 from raftlab.systems import System, SystemLoadError, SystemOptions, wait_serving
@@ -44,6 +49,7 @@ START_TIMEOUT = 15.0
 _ENTRY = "import sys; sys.argv[0] = 'raftlab'; from raftlab.cli import main; main()"
 KILL_TIMEOUT = 10.0
 SET_DIR = "set"
+KEY_FILE = "cluster.key"
 # campaign defaults: small, so a run of a minute crosses several snapshots
 SNAPSHOT_OPTS = {"snapshot-entries": 100, "snapshot-margin": 20, "wal-segment-bytes": 16 * 1024}
 
@@ -102,6 +108,8 @@ class DtkvDB:
         self.options = options
         self.seed = seed
         self.hosts = list(lab.hosts)
+        self.cluster_key = new_cluster_key()  # a credential, not a test choice: never from the seed
+        self.client_key = self.cluster_key.derive("rw")
 
     # -- layout --------------------------------------------------------------------------------
 
@@ -139,15 +147,15 @@ class DtkvDB:
         peers = []
         for i, other in enumerate(self.hosts, start=1):
             if other == host:
-                peers.append(f"{i}=0.0.0.0:{self.peer_port(host)}")
+                peers.append(f"{i}={self.lab.address(host)}:{self.peer_port(host)}")
             else:
                 address, port = self.lab.endpoint(host, other, self.peer_port(other))
                 peers.append(f"{i}={address}:{port}")
         nd = self.node_dir(host)
         python = self.lab.python(host)
         args = ["node", "--id", str(me), "--data-dir", f"{nd}/data", "--peers", ",".join(peers),
-                "--client-port", str(self.client_port(host)), "--client-host", "0.0.0.0",
-                "--log-file", f"{nd}/node.log", "--pid-file", f"{nd}/node.pid",
+                "--client-port", str(self.client_port(host)), "--client-host", self.lab.address(host),
+                "--log-file", f"{nd}/node.log", "--pid-file", f"{nd}/node.pid", "--secret-file", f"{nd}/{KEY_FILE}",
                 "--seed", str((self.seed * 1000 + me) % 2**32), *self.options.node_args]
         run = " ".join(shlex.quote(a) for a in [python, "-c", _ENTRY, *args])
         # sh without job control: setsid and nohup exec in place, so $! is the node's own pid
@@ -161,6 +169,8 @@ class DtkvDB:
 
     async def setup(self, host: Host) -> None:
         await self._wipe(host)
+        nd = shlex.quote(self.node_dir(host))
+        await self.lab.remote(host).run(f"cd {nd} && umask 077 && cat > {KEY_FILE}", stdin=encode_key(self.cluster_key))
         await self.start(host)
 
     async def teardown(self, host: Host) -> None:
@@ -169,7 +179,7 @@ class DtkvDB:
 
     async def _wipe(self, host: Host) -> None:
         nd = shlex.quote(self.node_dir(host))
-        await self.lab.remote(host).run(f"mkdir -p {nd} && cd {nd} && rm -rf data node.log node.out node.pid")
+        await self.lab.remote(host).run(f"mkdir -p {nd} && cd {nd} && rm -rf data node.log node.out node.pid {KEY_FILE}")
 
     async def _stop(self, host: Host) -> None:
         remote = self.lab.remote(host)
@@ -249,7 +259,7 @@ class DtkvDB:
     async def status(self, timeout: float = 0.5, hosts: list[Host] | None = None) -> dict[Host, dict[str, Any]]:
         """Each host's own status (``{"error": ...}`` for a host that did not answer)."""
         asked = self.hosts if hosts is None else hosts
-        kv = KvClient([self.client_endpoint(h) for h in asked], timeout=timeout)
+        kv = KvClient([self.client_endpoint(h) for h in asked], timeout=timeout, key=self.client_key)
         try:
             rows = await kv.status()
         finally:
@@ -275,7 +285,7 @@ class DtkvClient:
         self.timeout = timeout
         self.reads = reads
         self.endpoints = endpoints
-        self.kv = KvClient(endpoints, timeout=timeout) if endpoints else None
+        self.kv = KvClient(endpoints, timeout=timeout, key=db.client_key) if endpoints else None
 
     async def open(self, host: Host) -> DtkvClient:
         mine = self.db.client_endpoint(host)
@@ -290,7 +300,7 @@ class DtkvClient:
         if self.kv is None or self.endpoints is None:
             raise RuntimeError("invoke on a client that was not opened")
         fresh = self.reads == "local" and op.f == "read"
-        kv = KvClient(self.endpoints, timeout=self.timeout) if fresh else self.kv
+        kv = KvClient(self.endpoints, timeout=self.timeout, key=self.db.client_key) if fresh else self.kv
         kv.answered_by = None
         try:
             value = await self._call(kv, op)
