@@ -17,6 +17,7 @@ import logging
 import os
 import random
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -137,13 +138,14 @@ def node(ctx: click.Context, node_id: int | None, data_dir: Path | None,
         log("WARNING: running a deliberately broken variant (unsafe flags); do not keep data here")
     if pid_file is not None:
         pid_file.write_text(f"{os.getpid()}\n")
+    started = threading.Event()
     try:
-        run_async(run_node(config, log))
+        run_async(run_node(config, log, started))
     except StorageError as e:
         log(f"cannot start: {e}")
         sys.exit(2)
-    except OSError as e:
-        log(f"cannot start: {e}")
+    except OSError as e:  # a port in use, or at run time a full disk (the message names the file)
+        log(f"{'stopped' if started.is_set() else 'cannot start'}: {e}")
         sys.exit(2)
     except Exception:  # a bug: keep the evidence in the node's own log, not only on stderr
         import traceback

@@ -216,9 +216,12 @@ class WalStorage:
 
     def _write(self, buf: bytes) -> None:
         view = memoryview(buf)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
+        try:
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+        except OSError as e:  # disk full: say which file and what was being done
+            raise OSError(e.errno, f"write of {len(view)} bytes to {self._segments[-1]}: {e.strerror}") from e
         self._dirty_fds.add(self._fd)
 
     def _truncate_from(self, index: int) -> None:
@@ -274,10 +277,13 @@ class WalStorage:
 
     def _persist(self, durable: bool) -> None:
         if durable:
-            for fd in self._closed_dirty:
-                os.fdatasync(fd)
-            for fd in self._dirty_fds:
-                os.fdatasync(fd)
+            try:
+                for fd in self._closed_dirty:
+                    os.fdatasync(fd)
+                for fd in self._dirty_fds:
+                    os.fdatasync(fd)
+            except OSError as e:
+                raise OSError(e.errno, f"fdatasync of the segments in {self.wal_dir}: {e.strerror}") from e
             self._dirty_fds.clear()
             for fd in self._closed_dirty:
                 os.close(fd)

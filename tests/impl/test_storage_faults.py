@@ -9,12 +9,13 @@ one such fault plus two crashes lost 10 of 10 acknowledged writes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from raftlab.impl.client import KvClient
+from raftlab.impl.client import KvClient, KvError
 from raftlab.impl.cluster import LocalCluster, raftlab_command
 from raftlab.impl.storage.manifest import load_manifest
 from raftlab.impl.storage.recovery import MAGIC, RECORD
@@ -117,3 +118,38 @@ def test_damaged_member_refuses_then_repairs_without_losing_writes(tmp_path: Pat
         cluster.stop(3)
         manifest = load_manifest(data / "manifest")
         assert manifest is not None and not manifest.rejoin  # cleared once caught up
+
+
+def _file_size_limit() -> None:  # in the child: a real kernel refusal (EFBIG) past 100 KB per file
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+
+def test_a_full_disk_at_run_time_names_the_file_and_operation(tmp_path: Path) -> None:
+    """The issue's node said 'cannot start' for a disk that filled while it ran."""
+    cluster = LocalCluster(1, tmp_path, base_port=22500)
+    cluster.node_dir(1).mkdir(parents=True)
+    with open(cluster.node_dir(1) / "node.out", "wb") as out:
+        proc = subprocess.Popen(cluster.argv(1), stdout=out, stderr=out, preexec_fn=_file_size_limit)
+    cluster.procs[1] = proc
+    try:
+        cluster.wait_listening(1)
+
+        async def fill() -> None:
+            client = KvClient(cluster.endpoints(), timeout=2.0)
+            with contextlib.suppress(KvError):
+                for i in range(400):
+                    await client.put(f"k{i}", b"x" * 1000)
+            await client.close()
+
+        asyncio.run(fill())
+        assert proc.wait(20) == 2
+    finally:
+        cluster.close()
+    text = (cluster.node_dir(1) / "node.out").read_text()
+    seg = sorted((cluster.node_dir(1) / "data" / "wal").glob("*.seg"))[-1]
+    assert "stopped: [Errno 27] write of" in text and str(seg) in text and "File too large" in text, text[-2000:]
+    assert "cannot start" not in text
