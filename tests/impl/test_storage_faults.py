@@ -153,3 +153,31 @@ def test_a_full_disk_at_run_time_names_the_file_and_operation(tmp_path: Path) ->
     seg = sorted((cluster.node_dir(1) / "data" / "wal").glob("*.seg"))[-1]
     assert "stopped: [Errno 27] write of" in text and str(seg) in text and "File too large" in text, text[-2000:]
     assert "cannot start" not in text
+
+
+def test_a_follower_emptied_while_the_leader_lasts_is_sent_everything_again(tmp_path: Path) -> None:
+    """The issue's follower whose log was cut was never re-sent the missing entries while that
+    leader lasted, and reads through it hung; the leader's match for it is now corrected by the
+    follower's heartbeat answers (back-tracking)."""
+    with LocalCluster(3, tmp_path, base_port=22100) as cluster:
+        cluster.start_all()
+        asyncio.run(write_keys(cluster))
+        leader = asyncio.run(current_leader(cluster))
+        victim = next(i for i in cluster.ids if i != leader)
+        cluster.stop(victim)
+        data = cluster.node_dir(victim) / "data"
+        repaired = subprocess.run([*raftlab_command(), "node", "repair", "--data-dir", str(data), "--id",
+                                   str(victim), "--empty"], capture_output=True, text=True, timeout=60)
+        assert repaired.returncode == 0, repaired.stderr
+        cluster.start(victim)
+
+        async def read_through_victim() -> list[bytes | None]:
+            client = KvClient([("127.0.0.1", cluster.client_port(victim))], timeout=10.0)
+            try:
+                return await client.batch_get(KEYS)
+            finally:
+                await client.close()
+
+        assert asyncio.run(read_through_victim()) == [k.encode() for k in KEYS]
+        assert asyncio.run(current_leader(cluster)) == leader  # the same leader did it
+        assert "back-tracks" in cluster.log_file(leader).read_text()
