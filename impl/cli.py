@@ -167,13 +167,13 @@ def node(ctx: click.Context, node_id: int | None, data_dir: Path | None,
               help="Move the directory aside and start empty; no vote until a leader caught it up.")
 def node_repair(data_dir: Path, node_id: int, mode: str | None) -> None:
     """Repair a data directory recovery refused (docs/node.md, recovery). One member at a time."""
-    from raftlab.impl.repair import empty, rebuild_manifest
     from raftlab.impl.storage.meta import StorageError
+    from raftlab.impl.storage.wal import repair_empty, repair_rebuild_manifest
 
     if mode is None:
         raise click.UsageError("choose --rebuild-manifest or --empty")
     try:
-        click.echo(rebuild_manifest(data_dir, node_id) if mode == "manifest" else empty(data_dir, node_id))
+        click.echo(repair_rebuild_manifest(data_dir, node_id) if mode == "manifest" else repair_empty(data_dir, node_id))
     except (StorageError, OSError) as e:
         click.echo(f"cannot repair: {e}", err=True)
         sys.exit(2)

@@ -40,10 +40,9 @@ from raftlab.impl.raft import EntryType, RaftConfig, RaftCore, Role
 from raftlab.impl.storage.memory import MemoryStorage
 from raftlab.impl.storage.meta import StorageError
 
-from .adversary import forge
+from .hostile import DiskImage, forge
 from .invariants import Invariants
 from .network import SimNetwork
-from .storage_faults import DiskImage
 
 
 @dataclass(slots=True, kw_only=True)
@@ -70,8 +69,8 @@ class SimConfig:
     target_leader: bool = False  # crashes and partitions hit the current leader 70% of the time
     max_size_per_msg: int = 1 << 20  # bytes of entries per MsgApp (small: appends carry a prefix only)
     max_inflight_msgs: int = 256
-    adversary: bool = False  # forge peer messages the validation layer must refuse (adversary.py)
-    storage_faults: bool = False  # a crashed node's disk may lose a file or flip a bit (storage_faults.py)
+    adversary: bool = False  # forge peer messages the validation layer must refuse (hostile.py)
+    storage_faults: bool = False  # a crashed node's disk may lose a file or flip a bit (hostile.py)
 
     def drift(self) -> float:
         return self.clock_drift if self.clock_drift is not None else (0.5 if self.read_only == "safe" else 0.2)

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 from raftlab.impl.cluster import raftlab_command
 from raftlab.impl.raft.messages import Entry, HardState
-from raftlab.impl.storage.manifest import load_manifest, save_manifest
-from raftlab.impl.storage.meta import StorageError
+from raftlab.impl.storage.meta import StorageError, load_manifest, save_manifest
 from raftlab.impl.storage.recovery import MAGIC, RECORD
 from raftlab.impl.storage.wal import WalStorage
 

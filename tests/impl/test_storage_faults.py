@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from raftlab.impl.client import KvClient, KvError
 from raftlab.impl.cluster import LocalCluster, raftlab_command
-from raftlab.impl.storage.manifest import load_manifest
+from raftlab.impl.storage.meta import load_manifest
 from raftlab.impl.storage.recovery import MAGIC, RECORD
 
 from tests.impl.test_cluster import converged, leader_of
