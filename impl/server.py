@@ -27,7 +27,7 @@ from raftlab.impl.net.streams import ConnectionGate, FrameReader, nonce, serve_c
 MAX_BACKLOG = 64 * 1024 * 1024
 MAX_CLIENTS = 1024
 CLIENT_IDLE_SECONDS = 600.0
-SLOW_FRAME_SECONDS = 30.0
+SLOW_FRAME_SECONDS = 60.0
 
 
 class ClientConnection:

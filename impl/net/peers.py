@@ -30,7 +30,7 @@ from raftlab.impl.net.streams import ConnectionGate, FrameReader, handshake_conn
 from raftlab.impl.raft.messages import Message
 
 PEER_IDLE_SECONDS = 30.0  # a live member sends heartbeats many times a second
-SLOW_FRAME_SECONDS = 10.0
+SLOW_FRAME_SECONDS = 60.0  # generous: a slowed lab link may carry a 1 MiB append slowly
 
 
 class PeerLink:
