@@ -194,7 +194,11 @@ def plan_recovery(*, manifest: Manifest | None, manifest_path: str, meta: HardSt
             notes.append(f"wal: {s.path}: not yet in {manifest_path} (a crash while rolling); adopting it")
         else:
             raise StorageError(f"{s.path}: a segment that {manifest_path} does not list: refusing to start")
-    expected = manifest.first_index
+    first = manifest.first_index
+    if kept and kept[0].first <= first <= kept[0].first + len(kept[0].entries):
+        expected = kept[0].first  # a compaction point inside the first segment: its older entries go unused
+    else:
+        expected = first
     for pos, s in enumerate(kept):
         last = pos == len(kept) - 1
         if s.first != expected:

@@ -143,8 +143,9 @@ class WalStorage:
         self._base = plan.manifest.first_index - 1
         for pos, scan in enumerate(plan.segments):
             self._segments.append(Path(scan.path))
-            self._entries.extend(scan.entries)
-            self._where.extend((pos, off) for off in scan.offsets)
+            skip = max(0, plan.manifest.first_index - scan.first)  # below a compaction point: unused
+            self._entries.extend(scan.entries[skip:])
+            self._where.extend((pos, off) for off in scan.offsets[skip:])
         manifest = plan.manifest
         if fresh:
             save_meta(self.meta_path, self._hard)  # before the manifest: its presence vouches for meta
