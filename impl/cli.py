@@ -17,6 +17,7 @@ import logging
 import os
 import random
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -156,13 +157,14 @@ def node(ctx: click.Context, node_id: int | None, data_dir: Path | None,
         log("WARNING: running a deliberately broken variant (unsafe flags); do not keep data here")
     if pid_file is not None:
         pid_file.write_text(f"{os.getpid()}\n")
+    started = threading.Event()
     try:
-        run_async(run_node(config, log))
+        run_async(run_node(config, log, started))
     except StorageError as e:
         log(f"cannot start: {e}")
         sys.exit(2)
-    except OSError as e:
-        log(f"cannot start: {e}")
+    except OSError as e:  # a port in use, or at run time a full disk (the message names the file)
+        log(f"{'stopped' if started.is_set() else 'cannot start'}: {e}")
         sys.exit(2)
     except Exception:  # a bug: keep the evidence in the node's own log, not only on stderr
         import traceback
@@ -184,13 +186,13 @@ def node(ctx: click.Context, node_id: int | None, data_dir: Path | None,
               help="Move the directory aside and start empty; no vote until a leader caught it up.")
 def node_repair(data_dir: Path, node_id: int, mode: str | None) -> None:
     """Repair a data directory recovery refused (docs/node.md, recovery). One member at a time."""
-    from raftlab.impl.repair import empty, rebuild_manifest
     from raftlab.impl.storage.meta import StorageError
+    from raftlab.impl.storage.wal import repair_empty, repair_rebuild_manifest
 
     if mode is None:
         raise click.UsageError("choose --rebuild-manifest or --empty")
     try:
-        click.echo(rebuild_manifest(data_dir, node_id) if mode == "manifest" else empty(data_dir, node_id))
+        click.echo(repair_rebuild_manifest(data_dir, node_id) if mode == "manifest" else repair_empty(data_dir, node_id))
     except (StorageError, OSError) as e:
         click.echo(f"cannot repair: {e}", err=True)
         sys.exit(2)

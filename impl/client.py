@@ -173,7 +173,7 @@ class _Connection(asyncio.Protocol):
                 if fut is not None and not fut.done():
                     fut.set_result((error, body))
         except AuthError as e:
-            self._fail(_ConnectionLost(f"{self.endpoint[0]}:{self.endpoint[1]}: authentication failed: {e}"))
+            self._fail(_ConnectionLost(f"authentication failed: {e}"))
             assert self.transport is not None
             self.transport.abort()
         except (FrameError, WireError) as e:

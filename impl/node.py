@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import random
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -170,10 +171,17 @@ class Node:
                     task.cancel()
                 if self._writer is not None:
                     await self._writer  # a snapshot being written is finished, not torn
+        except ExceptionGroup as group:  # the Ready loop's own failure (a full disk), not a group of one
+            if len(group.exceptions) == 1 and isinstance(group.exceptions[0], OSError):
+                raise group.exceptions[0] from None
+            raise
         finally:
             peer_server.close()
             client_server.close()
-            await asyncio.to_thread(storage.close)
+            try:
+                await asyncio.to_thread(storage.close)
+            except OSError as e:
+                self.log(f"node {cfg.id}: closing the WAL failed too: {e}")
 
     async def _ticker(self) -> None:
         machine = self.machine
@@ -290,11 +298,22 @@ class Node:
             r.handle.reply(r.request_id, r.error, r.body)
 
 
-async def run_node(config: NodeConfig, logger: Callable[[str], None]) -> None:
-    """Run a node until SIGTERM/SIGINT."""
+async def run_node(config: NodeConfig, logger: Callable[[str], None], started: threading.Event | None = None) -> None:
+    """Run a node until SIGTERM/SIGINT; ``started`` is set once both ports listen (so a caller
+    can tell "cannot start" from "stopped")."""
     node = Node(config, logger)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, node.stop)
-    await node.run()
+    if started is not None:
+        async def note_started() -> None:
+            await node.ready_event.wait()
+            started.set()
+
+        watcher = asyncio.create_task(note_started())
+    try:
+        await node.run()
+    finally:
+        if started is not None:
+            watcher.cancel()

@@ -19,15 +19,15 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from raftlab.impl.dtkv.commands import ErrorKind
-from raftlab.impl.net.auth import HANDSHAKE_FRAME_MAX, Acceptor, AuthError, Key
-from raftlab.impl.net.codec import Request, WireError, decode_request, encode_reply
-from raftlab.impl.net.framing import MAX_FRAME_SIZE, FrameError, encode_frame
-from raftlab.impl.net.streams import ConnectionGate, FrameReader, handshake_accept, nonce
+from raftlab.impl.net.auth import Acceptor, Identity, Key
+from raftlab.impl.net.codec import Request, decode_request, encode_reply
+from raftlab.impl.net.framing import encode_frame
+from raftlab.impl.net.streams import ConnectionGate, FrameReader, nonce, serve_connection
 
 MAX_BACKLOG = 64 * 1024 * 1024
 MAX_CLIENTS = 1024
 CLIENT_IDLE_SECONDS = 600.0
-SLOW_FRAME_SECONDS = 30.0
+SLOW_FRAME_SECONDS = 60.0
 
 
 class ClientConnection:
@@ -72,32 +72,16 @@ async def serve_client_connection(reader: asyncio.StreamReader, writer: asyncio.
                                   sink: RequestSink, note: Callable[[str, str], None], *,
                                   key: Key | None, my_id: int, gate: ConnectionGate) -> None:
     conn = ClientConnection(writer)
-    if not gate.admit():
-        note("client-cap", f"client connection from {conn.peer}: refused, {gate.limit} client connections are open")
-        writer.close()
-        return
-    frames = FrameReader(reader, max_size=HANDSHAKE_FRAME_MAX if key is not None else MAX_FRAME_SIZE,
-                         idle=CLIENT_IDLE_SECONDS, slow_frame=SLOW_FRAME_SECONDS)
-    try:
-        read_only = False
-        if key is not None:
-            read_only = (await handshake_accept(frames, writer, Acceptor(key, my_id, nonce()))).role == "ro"
+
+    async def session(frames: FrameReader, identity: Identity | None) -> None:
+        read_only = identity is not None and identity.role == "ro"
         async for frame in frames:
             request = decode_request(frame)
             if read_only and request.command is not None and request.command.write:
                 conn.reply(request.id, ErrorKind.VALIDATION, {"message": "read-only credentials: writes refused"})
                 continue
             sink.submit(request, conn)
-    except AuthError as e:
-        note("client-auth", f"client connection from {conn.peer}: authentication failed ({e}); closing it")
-    except TimeoutError:
-        note("client-auth", f"client connection from {conn.peer}: no handshake within the time limit; closing it")
-    except (FrameError, WireError) as e:
-        note(f"client-{type(e).__name__}", f"client connection from {conn.peer}: {e}; closing it")
-    except (OSError, ConnectionError):
-        pass
-    except asyncio.CancelledError:  # the node is stopping; asyncio's stream callback would log it
-        return
-    finally:
-        gate.release()
-        conn.close()
+
+    acceptor = Acceptor(key, my_id, nonce()) if key is not None else None
+    await serve_connection(reader, writer, note, port="client", gate=gate, acceptor=acceptor,
+                           idle=CLIENT_IDLE_SECONDS, slow_frame=SLOW_FRAME_SECONDS, session=session, close=conn.close)

@@ -23,20 +23,14 @@ import contextlib
 from collections import deque
 from collections.abc import Callable
 
-from raftlab.impl.net.auth import HANDSHAKE_FRAME_MAX, Acceptor, AuthError, Connector, Key
+from raftlab.impl.net.auth import Acceptor, AuthError, Connector, Identity, Key
 from raftlab.impl.net.codec import WireError, decode_message, encode_message
-from raftlab.impl.net.framing import MAX_FRAME_SIZE, FrameError, encode_frame
-from raftlab.impl.net.streams import (
-    ConnectionGate,
-    FrameReader,
-    handshake_accept,
-    handshake_connect,
-    nonce,
-)
+from raftlab.impl.net.framing import FrameError, encode_frame
+from raftlab.impl.net.streams import ConnectionGate, FrameReader, handshake_connect, nonce, serve_connection
 from raftlab.impl.raft.messages import Message
 
 PEER_IDLE_SECONDS = 30.0  # a live member sends heartbeats many times a second
-SLOW_FRAME_SECONDS = 10.0
+SLOW_FRAME_SECONDS = 60.0  # generous: a slowed lab link may carry a 1 MiB append slowly
 
 
 class PeerLink:
@@ -136,32 +130,15 @@ async def serve_peer_connection(reader: asyncio.StreamReader, writer: asyncio.St
                                 key: Key | None, my_id: int, members: tuple[int, ...],
                                 gate: ConnectionGate) -> None:
     """Read frames from one inbound peer connection until EOF or a protocol error."""
-    peer = writer.get_extra_info("peername")
-    if not gate.admit():
-        note("peer-cap", f"peer connection from {peer}: refused, {gate.limit} peer connections are open")
-        writer.close()
-        return
-    frames = FrameReader(reader, max_size=HANDSHAKE_FRAME_MAX if key is not None else MAX_FRAME_SIZE,
-                         idle=PEER_IDLE_SECONDS, slow_frame=SLOW_FRAME_SECONDS)
-    try:
-        sender = 0
-        if key is not None:
-            sender = (await handshake_accept(frames, writer, Acceptor(key, my_id, nonce(), members=members))).member
+
+    async def session(frames: FrameReader, identity: Identity | None) -> None:
+        sender = identity.member if identity is not None else 0
         async for frame in frames:
             msg = decode_message(frame)
             if sender and msg.from_ != sender:
                 raise WireError(f"member {sender} sent a message claiming to be from {msg.from_}")
             deliver(msg)
-    except AuthError as e:
-        note("peer-auth", f"peer connection from {peer}: authentication failed ({e}); closing it")
-    except TimeoutError:
-        note("peer-auth", f"peer connection from {peer}: no handshake within the time limit; closing it")
-    except (FrameError, WireError) as e:
-        note(f"peer-{type(e).__name__}", f"peer connection from {peer}: {e}; closing it")
-    except (OSError, ConnectionError):
-        pass
-    except asyncio.CancelledError:  # the node is stopping; asyncio's stream callback would log it
-        return
-    finally:
-        gate.release()
-        writer.close()
+
+    acceptor = Acceptor(key, my_id, nonce(), members=members) if key is not None else None
+    await serve_connection(reader, writer, note, port="peer", gate=gate, acceptor=acceptor, idle=PEER_IDLE_SECONDS,
+                           slow_frame=SLOW_FRAME_SECONDS, session=session, close=writer.close)

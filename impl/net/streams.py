@@ -12,7 +12,8 @@ yields whole frames and enforces, per connection:
   second holds nothing for long);
 
 and ``handshake_accept`` / ``handshake_connect`` run the three-frame handshake within
-``HANDSHAKE_SECONDS``. ``ConnectionGate`` caps the open connections of a port. A garbage,
+``HANDSHAKE_SECONDS``; ``serve_connection`` is the whole life of an inbound connection on either
+port. ``ConnectionGate`` caps the open connections of a port. A garbage,
 oversized, truncated or slow frame raises ``FrameError``, a failed handshake ``AuthError``, so
 each caller closes only that connection; log lines about them go through a ``Refusals``
 (``raft/validate.py``) on a clock of tenths of seconds, so a flood writes one line per kind per
@@ -25,7 +26,7 @@ import asyncio
 import os
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from raftlab.impl.net.auth import (
     HANDSHAKE_FRAME_MAX,
@@ -36,6 +37,7 @@ from raftlab.impl.net.auth import (
     Identity,
     refusal,
 )
+from raftlab.impl.net.codec import WireError
 from raftlab.impl.net.framing import MAX_FRAME_SIZE, FrameDecoder, FrameError, encode_frame
 from raftlab.impl.raft.validate import Refusals
 
@@ -114,6 +116,39 @@ async def handshake_connect(reader: asyncio.StreamReader, writer: asyncio.Stream
         if reply is None:
             raise AuthError("closed during the handshake (our key was refused)")
         return connector.confirm(reply)
+
+
+async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                           note: Callable[[str, str], None], *, port: str, gate: ConnectionGate,
+                           acceptor: Acceptor | None, idle: float, slow_frame: float,
+                           session: Callable[[FrameReader, Identity | None], Awaitable[None]],
+                           close: Callable[[], None]) -> None:
+    """One inbound connection of either port: admit it under the cap, run the handshake (with a
+    key), then ``session``; every way it can go wrong closes this connection alone, with one
+    rate-limited line of kind ``<port>-<problem>``."""
+    peer = writer.get_extra_info("peername")
+    if not gate.admit():
+        note(f"{port}-cap", f"{port} connection from {peer}: refused, {gate.limit} {port} connections are open")
+        writer.close()
+        return
+    frames = FrameReader(reader, max_size=HANDSHAKE_FRAME_MAX if acceptor is not None else MAX_FRAME_SIZE,
+                         idle=idle, slow_frame=slow_frame)
+    try:
+        identity = await handshake_accept(frames, writer, acceptor) if acceptor is not None else None
+        await session(frames, identity)
+    except AuthError as e:
+        note(f"{port}-auth", f"{port} connection from {peer}: authentication failed ({e}); closing it")
+    except TimeoutError:
+        note(f"{port}-auth", f"{port} connection from {peer}: no handshake within {HANDSHAKE_SECONDS:g}s; closing it")
+    except (FrameError, WireError) as e:
+        note(f"{port}-{type(e).__name__}", f"{port} connection from {peer}: {e}; closing it")
+    except (OSError, ConnectionError):
+        pass
+    except asyncio.CancelledError:  # the node is stopping; asyncio's stream callback would log it
+        return
+    finally:
+        gate.release()
+        close()
 
 
 def nonce() -> bytes:

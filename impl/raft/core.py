@@ -116,10 +116,8 @@ class RaftCore(ReadPath, SnapshotPath):
         # lease mode: a booted node grants no vote for election_tick ticks, as if it had heard a leader
         self.boot_lease = config.read_only == "lease"
         self._init_snapshots()
-        # repaired as an empty member (`raftlab node repair --empty`): it forgot its vote and the
-        # entries it acknowledged, so it grants no vote and never campaigns until a leader has
-        # brought it up to that leader's commit index; then it counts as having voted for that
-        # leader in its term (so the forgotten vote cannot be given to anyone else there)
+        # repaired empty (`raftlab node repair --empty`): no vote, no campaign until a leader caught
+        # it up; then it counts as having voted for that leader in its term (docs/node.md, recovery)
         self.rejoining = config.rejoin and len(self.voters) > 1
         self._prev_hs = HardState(term=hs.term, vote=hs.vote, commit=self.log.committed)
         self._prev_ss = SoftState()

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from raftlab.impl.raft.messages import SnapshotMeta
-from raftlab.impl.storage.manifest import load_manifest
+from raftlab.impl.storage.meta import load_manifest
 from raftlab.impl.storage.snapshot import SnapshotFiles
 from raftlab.impl.storage.snapshot_format import SnapshotError, SnapshotImage
 

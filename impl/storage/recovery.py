@@ -2,14 +2,14 @@
 
 Theory of operation. ``wal.WalStorage`` reads every file and hands the bytes here; nothing in
 this module touches the disk, so the simulator and unit tests drive the very same decisions
-(``raftlab/sim/storage_faults.py`` feeds it damaged images). ``plan_recovery`` either returns a
+(``raftlab/sim/hostile.py`` feeds it damaged images). ``plan_recovery`` either returns a
 ``Plan`` (the entries to serve, at most one torn tail to cut, stale files to delete, the manifest
 to write) or raises ``StorageError`` naming the file and offset. Nothing is changed on disk
 before the whole directory has been judged, so a refusal leaves every byte as it was.
 
 The rules, and the evidence behind each:
 
-* The **manifest** (``manifest.py``) is the durable record of what must exist: the first index
+* The **manifest** (``meta.py``) is the durable record of what must exist: the first index
   the log holds (moves up when a snapshot compacts the log) and the first index of every
   segment. A listed segment that is missing, a data directory with segments or ``meta`` but no
   manifest, or a manifest without ``meta``, is refused: a restart that silently forgets its log
@@ -36,8 +36,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from raftlab.impl.raft.messages import Entry, EntryType, HardState
-from raftlab.impl.storage.manifest import Manifest
-from raftlab.impl.storage.meta import StorageError
+from raftlab.impl.storage.meta import Manifest, StorageError
 
 MAGIC = b"RLWAL01\n"
 RECORD = struct.Struct(">IIQQB")  # length, crc, term, index, type
@@ -198,7 +197,11 @@ def plan_recovery(*, manifest: Manifest | None, manifest_path: str, meta: HardSt
             notes.append(f"wal: {s.path}: not yet in {manifest_path} (a crash while rolling); adopting it")
         else:
             raise StorageError(f"{s.path}: a segment that {manifest_path} does not list: refusing to start")
-    expected = manifest.first_index
+    first = manifest.first_index
+    if kept and kept[0].first <= first <= kept[0].first + len(kept[0].entries):
+        expected = kept[0].first  # a compaction point inside the first segment: its older entries go unused
+    else:
+        expected = first
     for pos, s in enumerate(kept):
         last = pos == len(kept) - 1
         if s.first != expected:

@@ -3,7 +3,7 @@
 Layout of a data directory::
 
     DIR/meta                        hard state (see meta.py)
-    DIR/manifest                    what must exist: first index, every segment (see manifest.py)
+    DIR/manifest                    what must exist: first index, every segment (see meta.py)
     DIR/wal/00000000000000000001.seg   segments, named by the index of their first entry
 
 A segment starts with the magic ``RLWAL01\\n`` and holds consecutive entries, each framed as
@@ -41,19 +41,45 @@ crashed while installing one), starts the log afresh after it (``compaction.plan
 ``reset_to`` is that fresh start, used by an install.
 
 Every entry of the remaining segments is kept in memory, so reads never touch disk.
+
+Repair (``raftlab node repair``), for a directory recovery refused, is two functions here.
+Recovery (storage/recovery.py) never guesses: a lost file or corruption in the middle of the log
+stops the node with the file and offset. What to do next is a decision with consequences, so it
+is a separate command that says what it did:
+
+* ``--rebuild-manifest``: only the manifest is gone (or the directory predates manifests). The
+  segments and ``meta`` are listed as they are; the node's next start still checks every record,
+  so corruption in them is still refused. It refuses when ``meta`` is missing too.
+* ``--empty``: the log or ``meta`` is damaged beyond that. The directory is moved aside, whole
+  (``DIR.damaged-<UTC time>``, kept for inspection), and a fresh one is created whose manifest
+  says ``rejoin``: the node starts with no log, no term and no vote, grants no vote and never
+  campaigns until a leader has brought it up to that leader's commit index, and then counts as
+  having voted for that leader in its term. So the vote it forgot cannot elect a second leader,
+  and an election that needs it waits for a member that still holds the data (the entries it
+  acknowledged may exist only there) instead of electing one that lacks them. Raft needs a
+  majority of intact members for this to end: repair one member at a time.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from raftlab.impl.raft.messages import Entry, HardState, SnapshotMeta
 from raftlab.impl.storage.compaction import plan_snapshot
-from raftlab.impl.storage.manifest import Manifest, load_manifest, save_manifest
-from raftlab.impl.storage.meta import StorageError, fsync_dir, load_meta, save_meta, sync_file
+from raftlab.impl.storage.meta import (
+    Manifest,
+    StorageError,
+    fsync_dir,
+    load_manifest,
+    load_meta,
+    save_manifest,
+    save_meta,
+    sync_file,
+)
 from raftlab.impl.storage.recovery import (
     MAGIC,
     RECORD,
@@ -143,8 +169,9 @@ class WalStorage:
         self._base = plan.manifest.first_index - 1
         for pos, scan in enumerate(plan.segments):
             self._segments.append(Path(scan.path))
-            self._entries.extend(scan.entries)
-            self._where.extend((pos, off) for off in scan.offsets)
+            skip = max(0, plan.manifest.first_index - scan.first)  # below a compaction point: unused
+            self._entries.extend(scan.entries[skip:])
+            self._where.extend((pos, off) for off in scan.offsets[skip:])
         manifest = plan.manifest
         if fresh:
             save_meta(self.meta_path, self._hard)  # before the manifest: its presence vouches for meta
@@ -419,3 +446,41 @@ class WalStorage:
         save_meta(self.meta_path, self._hard)
         os.close(self._fd)
         self._fd = -1
+
+
+# -- repair (`raftlab node repair`) -----------------------------------------------------------
+
+
+def repair_rebuild_manifest(data_dir: Path, node_id: int) -> str:
+    """List the segments as found; then open the directory as a node would (every record checked)."""
+    meta = data_dir / "meta"
+    if not meta.exists():
+        raise StorageError(f"{meta}: missing as well: term and vote are lost; use --empty")
+    paths = sorted(p for p in (data_dir / "wal").glob("*.seg"))
+    scans = [scan_segment(str(p), p.read_bytes()) for p in paths]
+    first = scans[0].first if scans else 1
+    save_manifest(data_dir / "manifest", Manifest(node=node_id, first_index=first,
+                                                  segments=tuple(s.first for s in scans)))
+    storage = WalStorage(data_dir, node_id=node_id)
+    try:
+        return (f"{data_dir / 'manifest'}: rebuilt: {len(scans)} segments, entries "
+                f"{storage.first_index()}..{storage.last_index()}, {storage.initial_state().describe()}")
+    finally:
+        storage.close()
+
+
+def repair_empty(data_dir: Path, node_id: int, *, now: float | None = None) -> str:
+    """Move the directory aside and create an empty one that rejoins (no vote until caught up)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    aside = data_dir.with_name(f"{data_dir.name}.damaged-{stamp}")
+    moved = data_dir.exists()
+    if moved:
+        if aside.exists():
+            raise StorageError(f"{aside}: exists already; move it away first")
+        data_dir.rename(aside)
+    storage = WalStorage(data_dir, node_id=node_id)
+    storage.mark_rejoin()
+    storage.close()
+    kept = f"the damaged directory is kept as {aside}; " if moved else ""
+    return (f"{data_dir}: recreated empty for node {node_id}; {kept}it rejoins with no vote until a leader "
+            "has caught it up")

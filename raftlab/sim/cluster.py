@@ -47,10 +47,9 @@ from raftlab.impl.storage.memory import MemoryStorage
 from raftlab.impl.storage.meta import StorageError
 from raftlab.impl.storage.snapshot_format import SnapshotImage
 
-from .adversary import forge
+from .hostile import DiskImage, forge
 from .invariants import Invariants
 from .network import SimNetwork
-from .storage_faults import DiskImage
 
 
 @dataclass(slots=True, kw_only=True)
@@ -82,8 +81,8 @@ class SimConfig:
     snapshot_margin: int = 2
     # None: each run draws 48 (a snapshot of a few keys streams in several chunks) or 4096 (one)
     snapshot_chunk_bytes: int | None = None
-    adversary: bool = False  # forge peer messages the validation layer must refuse (adversary.py)
-    storage_faults: bool = False  # a crashed node's disk may lose a file or flip a bit (storage_faults.py)
+    adversary: bool = False  # forge peer messages the validation layer must refuse (hostile.py)
+    storage_faults: bool = False  # a crashed node's disk may lose a file or flip a bit (hostile.py)
 
     def drift(self) -> float:
         return self.clock_drift if self.clock_drift is not None else (0.5 if self.read_only == "safe" else 0.2)

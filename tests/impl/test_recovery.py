@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 from raftlab.impl.cluster import raftlab_command
 from raftlab.impl.raft.messages import Entry, HardState
-from raftlab.impl.storage.manifest import load_manifest, save_manifest
-from raftlab.impl.storage.meta import StorageError
+from raftlab.impl.storage.meta import StorageError, load_manifest, save_manifest
 from raftlab.impl.storage.recovery import MAGIC, RECORD
 from raftlab.impl.storage.wal import WalStorage
 
@@ -194,3 +193,20 @@ def test_repair_rebuild_manifest_and_empty(tmp_path: Path) -> None:
     w = WalStorage(data, node_id=1)
     assert w.last_index() == 0 and w.manifest.rejoin and w.initial_state() == HardState()
     assert repair("--data-dir", str(data), "--id", "1").returncode == 2
+
+
+def test_a_compaction_point_inside_a_segment(tmp_path: Path) -> None:
+    """The first index may fall inside the first kept segment (a snapshot through any index)."""
+    written(tmp_path, 120, segment_bytes=600, commit=100)
+    m = load_manifest(tmp_path / "manifest")
+    assert m is not None and len(m.segments) > 2
+    first = m.segments[1] + 3  # three entries into the second segment
+    save_manifest(tmp_path / "manifest", m.__class__(node=1, first_index=first, segments=m.segments[1:]))
+    w = WalStorage(tmp_path, node_id=1)
+    assert w.first_index() == first and w.last_index() == 120
+    assert w.term(first - 1) == 0 and w.entries(first, first + 2)[0].index == first
+    assert not (tmp_path / "wal" / "00000000000000000001.seg").exists()
+    w.append(entries(118, 119, term=3))
+    w.close()
+    assert WalStorage(tmp_path, node_id=1).last_index() == 118
+

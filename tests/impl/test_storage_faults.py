@@ -9,14 +9,15 @@ one such fault plus two crashes lost 10 of 10 acknowledged writes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from raftlab.impl.client import KvClient
+from raftlab.impl.client import KvClient, KvError
 from raftlab.impl.cluster import LocalCluster, raftlab_command
-from raftlab.impl.storage.manifest import load_manifest
+from raftlab.impl.storage.meta import load_manifest
 from raftlab.impl.storage.recovery import MAGIC, RECORD
 
 from tests.impl.test_cluster import converged, leader_of
@@ -117,3 +118,66 @@ def test_damaged_member_refuses_then_repairs_without_losing_writes(tmp_path: Pat
         cluster.stop(3)
         manifest = load_manifest(data / "manifest")
         assert manifest is not None and not manifest.rejoin  # cleared once caught up
+
+
+def _file_size_limit() -> None:  # in the child: a real kernel refusal (EFBIG) past 100 KB per file
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+
+def test_a_full_disk_at_run_time_names_the_file_and_operation(tmp_path: Path) -> None:
+    """The issue's node said 'cannot start' for a disk that filled while it ran."""
+    cluster = LocalCluster(1, tmp_path, base_port=22500)
+    cluster.node_dir(1).mkdir(parents=True)
+    with open(cluster.node_dir(1) / "node.out", "wb") as out:
+        proc = subprocess.Popen(cluster.argv(1), stdout=out, stderr=out, preexec_fn=_file_size_limit)
+    cluster.procs[1] = proc
+    try:
+        cluster.wait_listening(1)
+
+        async def fill() -> None:
+            client = KvClient(cluster.endpoints(), timeout=2.0)
+            with contextlib.suppress(KvError):
+                for i in range(400):
+                    await client.put(f"k{i}", b"x" * 1000)
+            await client.close()
+
+        asyncio.run(fill())
+        assert proc.wait(20) == 2
+    finally:
+        cluster.close()
+    text = (cluster.node_dir(1) / "node.out").read_text()
+    seg = sorted((cluster.node_dir(1) / "data" / "wal").glob("*.seg"))[-1]
+    assert "stopped: [Errno 27] write of" in text and str(seg) in text and "File too large" in text, text[-2000:]
+    assert "cannot start" not in text
+
+
+def test_a_follower_emptied_while_the_leader_lasts_is_sent_everything_again(tmp_path: Path) -> None:
+    """The issue's follower whose log was cut was never re-sent the missing entries while that
+    leader lasted, and reads through it hung; the leader's match for it is now corrected by the
+    follower's heartbeat answers (back-tracking)."""
+    with LocalCluster(3, tmp_path, base_port=22100) as cluster:
+        cluster.start_all()
+        asyncio.run(write_keys(cluster))
+        leader = asyncio.run(current_leader(cluster))
+        victim = next(i for i in cluster.ids if i != leader)
+        cluster.stop(victim)
+        data = cluster.node_dir(victim) / "data"
+        repaired = subprocess.run([*raftlab_command(), "node", "repair", "--data-dir", str(data), "--id",
+                                   str(victim), "--empty"], capture_output=True, text=True, timeout=60)
+        assert repaired.returncode == 0, repaired.stderr
+        cluster.start(victim)
+
+        async def read_through_victim() -> list[bytes | None]:
+            client = KvClient([("127.0.0.1", cluster.client_port(victim))], timeout=10.0)
+            try:
+                return await client.batch_get(KEYS)
+            finally:
+                await client.close()
+
+        assert asyncio.run(read_through_victim()) == [k.encode() for k in KEYS]
+        assert asyncio.run(current_leader(cluster)) == leader  # the same leader did it
+        assert "back-tracks" in cluster.log_file(leader).read_text()

@@ -1,4 +1,4 @@
-"""The simulator's adversarial-message mode (raftlab/sim/adversary.py): forged peer messages are
+"""The simulator's adversarial-message mode (raftlab/sim/hostile.py): forged peer messages are
 refused by the validation layer, and without that layer the same forgeries break Raft's safety."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The simulator's storage-fault mode (raftlab/sim/storage_faults.py): damaged disks go through
+"""The simulator's storage-fault mode (raftlab/sim/hostile.py): damaged disks go through
 the node's own recovery decision; refusals are repaired as empty rejoining members and every run
 stays valid. A naive recovery that boots from whatever is left, as the old node did, loses
 committed data in the same runs."""
@@ -13,7 +13,7 @@ from raftlab.impl.storage.meta import load_meta_bytes
 from raftlab.impl.storage.recovery import scan_segment
 
 from raftlab.sim.cluster import SimCluster, SimConfig, SimNode, simulate
-from raftlab.sim.storage_faults import DiskImage
+from raftlab.sim.hostile import DiskImage
 
 
 def test_damaged_disks_are_refused_repaired_and_runs_stay_valid() -> None:

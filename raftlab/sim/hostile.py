@@ -1,7 +1,16 @@
-"""The simulator's storage-fault mode: a crashed node's disk image is damaged, and the node's own
-recovery decision (``impl/storage/recovery.py``) judges it on restart.
+"""The simulator's hostile modes: forged peer messages (``SimConfig.adversary``) and damaged disks
+(``SimConfig.storage_faults``), each judged by the node's own code.
 
-Theory of operation. On a crash the node keeps what it synced (``MemoryStorage.crash``, the lost
+Forged messages. Each forgery is invalid *whatever* the target does before it steps it (its
+inbox may hold messages that change its progress or term first): indexes are beyond anything
+its log holds, stamps far in its future, terms out of range or far ahead, the sender is not the
+leader the target follows in that term (a term never changes its leader), entries skip indexes.
+So every forgery must be refused or ignored as stale, and the simulator's invariants (election
+safety, log matching, leader completeness, state-machine safety) and its linearizability check
+must hold with them in the mix. What validation cannot judge locally (a plausible message under
+a real member's id) is the job of authentication, and is not forged here.
+
+Damaged disks. On a crash the node keeps what it synced (``MemoryStorage.crash``, the lost
 unsynced tail). With ``SimConfig.storage_faults`` the synced state is then written out as the
 files a real data directory would hold (``meta``, ``manifest``, segments of ``SEGMENT_ENTRIES``
 entries each, byte for byte the WAL's format) and, now and then, damaged: a file lost (``meta``,
@@ -25,11 +34,20 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from raftlab.impl.raft import NONE, Entry, Message, MsgType, Role
+from raftlab.impl.raft.validate import MAX_VALUE
 from raftlab.impl.storage.compaction import plan_snapshot
-from raftlab.impl.storage.manifest import Manifest, decode_manifest, encode_manifest
 from raftlab.impl.storage.memory import MemoryStorage
-from raftlab.impl.storage.meta import StorageError, encode_meta, load_meta_bytes
+from raftlab.impl.storage.meta import (
+    Manifest,
+    StorageError,
+    decode_manifest,
+    encode_manifest,
+    encode_meta,
+    load_meta_bytes,
+)
 from raftlab.impl.storage.recovery import (
     MAGIC,
     RECORD,
@@ -38,6 +56,58 @@ from raftlab.impl.storage.recovery import (
     scan_segment,
     segment_name,
 )
+
+if TYPE_CHECKING:
+    from raftlab.impl.raft import RaftCore
+
+KINDS = ("range", "not-leader", "gap", "never-sent", "future-stamp", "timeout-now")
+FAR = 1 << 30
+
+
+def forge(rng: random.Random, core: RaftCore, ids: tuple[int, ...]) -> tuple[str, Message] | None:
+    """A forged message for ``core`` (kind, message), or None when its state offers no such attack."""
+    kind = rng.choice(KINDS)
+    others = [i for i in ids if i != core.id]
+    frm = rng.choice(others)
+    last = core.log.last_index()
+    if kind == "range":
+        mtype = rng.choice(list(MsgType))
+        term = rng.choice([(1 << 64) - 1, MAX_VALUE + 1 + rng.randrange(FAR)])
+        return kind, Message(type=mtype, to=core.id, from_=frm, term=term, index=rng.randrange(last + 1))
+    if kind == "not-leader":
+        if core.role is not Role.FOLLOWER or core.lead == NONE:
+            return None
+        rogues = [i for i in others if i != core.lead]
+        if not rogues:
+            return None
+        entries = (Entry(term=core.term, index=last + 1, data=b"forged"),)
+        mtype = rng.choice([MsgType.APP, MsgType.HEARTBEAT])
+        return kind, Message(type=mtype, to=core.id, from_=rng.choice(rogues), term=core.term, index=last,
+                             log_term=core.log.last_term(), entries=entries if mtype is MsgType.APP else (),
+                             commit=last + 1)
+    if kind == "gap":
+        skip = 2 + rng.randrange(5)
+        entries = (Entry(term=core.term, index=last + skip, data=b"forged"),)
+        return kind, Message(type=MsgType.APP, to=core.id, from_=core.lead or frm, term=core.term, index=last,
+                             log_term=core.log.last_term(), entries=entries, commit=last + skip)
+    if kind == "never-sent":
+        if core.role is not Role.LEADER:
+            return None
+        return kind, Message(type=MsgType.APP_RESP, to=core.id, from_=frm, term=core.term,
+                             index=last + FAR + rng.randrange(FAR))
+    if kind == "future-stamp":
+        if core.role is not Role.LEADER:
+            return None
+        return kind, Message(type=MsgType.HEARTBEAT_RESP, to=core.id, from_=frm, term=core.term,
+                             index=core.clock + FAR, reject_hint=0)
+    term = core.term + FAR if rng.random() < 0.5 else core.term
+    sender = next((i for i in others if i != core.lead), None)
+    if sender is None:
+        return None
+    return kind, Message(type=MsgType.TIMEOUT_NOW, to=core.id, from_=sender, term=term)
+
+
+# -- damaged disks ----------------------------------------------------------------------------
 
 SEGMENT_ENTRIES = 8
 FAULTS = ("lose-meta", "lose-manifest", "lose-segment", "flip-bit")
