@@ -14,6 +14,10 @@ Run it under the shared bench lock so benches never overlap:
 venv) measures that build too, in the same run, alternating with this one size by size, and
 labels each row ``base`` or ``this``: a before/after comparison on the same machine and load.
 
+``--auth both`` (the default) measures every build twice in the same run, members and client
+authenticating with a cluster key (``auth``) and without (``open``), alternating; ``--auth on``
+or ``off`` measures one. The handshake costs a round trip per connection, never per message.
+
 Figures are for the machine it runs on; nothing here asserts a target.
 """
 
@@ -87,7 +91,7 @@ async def failover(cluster: LocalCluster, client: KvClient, rounds: int) -> list
     times = []
     for _ in range(rounds):
         leader = await wait_leader(client)
-        probe = KvClient(cluster.endpoints(), timeout=0.3)
+        probe = KvClient(cluster.endpoints(), timeout=0.3, key=cluster.client_key())
         killed_at = time.monotonic()
         cluster.kill(leader)
         while True:
@@ -114,24 +118,25 @@ async def caught_up(client: KvClient, timeout: float = 20.0) -> None:
 
 
 async def bench_size(size: int, args: argparse.Namespace, workdir: Path, build: str,
-                     command: list[str] | None) -> list[str]:
+                     command: list[str] | None, auth: bool) -> list[str]:
     lines = []
-    cluster = LocalCluster(size, workdir / f"c{size}-{build}", base_port=args.base_port,
-                           node_args=("--fsync", "sync", *args.node_args), command=command)
+    cluster = LocalCluster(size, workdir / f"c{size}-{build}-{auth}", base_port=args.base_port,
+                           node_args=("--fsync", "sync", *args.node_args), command=command, auth=auth)
+    build = f"{build}/{'auth' if auth else 'open'}"
     cluster.start_all()
-    client = KvClient(cluster.endpoints(), timeout=5.0)
+    client = KvClient(cluster.endpoints(), timeout=5.0, key=cluster.client_key())
     try:
         await wait_leader(client)
         for op in ("write", "read"):
             for concurrency in args.concurrency:
                 await load(client, op, concurrency, min(0.5, args.duration))  # warm-up
                 rate, lat, errors = await load(client, op, concurrency, args.duration)
-                lines.append(f"{build:<5}  {size:>5}  {op:<5}  {concurrency:>4}  {rate:>9.0f}  {pct(lat, 0.5):>7.2f}  "
+                lines.append(f"{build:<10}  {size:>5}  {op:<5}  {concurrency:>4}  {rate:>9.0f}  {pct(lat, 0.5):>7.2f}  "
                              f"{pct(lat, 0.99):>7.2f}  {errors:>6}")
                 print(lines[-1], flush=True)
         if args.kills:
             times = await failover(cluster, client, args.kills)
-            lines.append(f"{build:<5}  {size:>5}  kill -9 leader -> next acked write: median "
+            lines.append(f"{build:<10}  {size:>5}  kill -9 leader -> next acked write: median "
                          f"{statistics.median(times):.3f}s "
                          f"(runs: {', '.join(f'{t:.3f}' for t in times)})")
             print(lines[-1], flush=True)
@@ -142,7 +147,7 @@ async def bench_size(size: int, args: argparse.Namespace, workdir: Path, build: 
 
 
 async def main(args: argparse.Namespace) -> None:
-    header = (f"{'build':<5}  {'nodes':>5}  {'op':<5}  {'conc':>4}  {'ops/s':>9}  {'p50 ms':>7}  {'p99 ms':>7}  "
+    header = (f"{'build':<10}  {'nodes':>5}  {'op':<5}  {'conc':>4}  {'ops/s':>9}  {'p50 ms':>7}  {'p99 ms':>7}  "
               f"{'errors':>6}")
     print(header, flush=True)
     lines = []
@@ -150,9 +155,11 @@ async def main(args: argparse.Namespace) -> None:
     if args.baseline:
         builds.insert(0, ("base", [args.baseline]))
     with tempfile.TemporaryDirectory(prefix="raftlab-bench-") as tmp:
+        auths = {"both": (False, True), "on": (True,), "off": (False,)}[args.auth]
         for size in args.sizes:
             for build, command in builds:
-                lines += await bench_size(size, args, Path(tmp), build, command)
+                for auth in auths:
+                    lines += await bench_size(size, args, Path(tmp), build, command, auth)
     print("\n" + header)
     print("\n".join(lines))
 
@@ -165,6 +172,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--kills", type=int, default=3, help="leader kills per size (default 3; 0 skips)")
     p.add_argument("--base-port", type=int, default=17000, help="member i uses BASE+i and BASE+100+i")
     p.add_argument("--baseline", metavar="PATH", help="another build's raftlab script, measured alongside")
+    p.add_argument("--auth", choices=("both", "on", "off"), default="both",
+                   help="measure with authentication on, off, or both side by side (default both)")
     p.add_argument("--node-arg", dest="node_args", action="append", default=[],
                    help="extra argument for every node (repeatable), e.g. --node-arg=--tick-ms=50")
     args = p.parse_args()

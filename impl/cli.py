@@ -17,6 +17,7 @@ import logging
 import os
 import random
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,14 @@ from raftlab.impl.client import (
     Unavailable,
     ValidationError,
 )
+from raftlab.impl.net.auth import AuthError, Key, new_cluster_key, read_key_file, write_key_file
+from raftlab.impl.storage.compaction import (
+    DEFAULT_MARGIN,
+    DEFAULT_SNAPSHOT_ENTRIES,
+    DEFAULT_WAL_BYTES,
+    SnapshotPolicy,
+)
+from raftlab.impl.storage.wal import SEGMENT_BYTES
 
 
 def parse_endpoint(text: str, what: str) -> tuple[str, int]:
@@ -98,6 +107,16 @@ def run_async(main: Awaitable[Any]) -> Any:
 @click.option("--seed", type=int, default=None, help="Seed for election jitter (drawn and logged if absent).")
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), help="Also log here.")
 @click.option("--pid-file", type=click.Path(dir_okay=False, path_type=Path), help="Write our pid here.")
+@click.option("--snapshot-entries", type=click.IntRange(min=0), default=DEFAULT_SNAPSHOT_ENTRIES, show_default=True,
+              help="Snapshot the tree every N applied entries (0: off), then compact the WAL.")
+@click.option("--snapshot-wal-bytes", type=click.IntRange(min=0), default=DEFAULT_WAL_BYTES, show_default=True,
+              help="Also snapshot once the WAL holds more than this many bytes (0: off).")
+@click.option("--snapshot-margin", type=click.IntRange(min=0), default=DEFAULT_MARGIN, show_default=True,
+              help="Entries kept in the WAL below a snapshot, for followers that lag a little.")
+@click.option("--wal-segment-bytes", type=click.IntRange(min=4096), default=SEGMENT_BYTES, show_default=True,
+              help="Start a new WAL segment past this size (compaction deletes whole segments).")
+@click.option("--secret-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The cluster key (`raftlab node secret`): peers and clients must authenticate.")
 @click.option("--unsafe-local-reads", is_flag=True, help="BROKEN ON PURPOSE: serve reads from local state.")
 @click.option("--unsafe-ack-before-fsync", is_flag=True,
               help="BROKEN ON PURPOSE: acknowledge appends and votes before the WAL fsync.")
@@ -105,7 +124,9 @@ def run_async(main: Awaitable[Any]) -> Any:
 def node(ctx: click.Context, node_id: int | None, data_dir: Path | None,
          peers: tuple[tuple[int, str, int], ...] | None, client_port: int | None, client_host: str, fsync: str,
          read_mode: str, tick_ms: int, election_ticks: int, seed: int | None, log_file: Path | None,
-         pid_file: Path | None, unsafe_local_reads: bool, unsafe_ack_before_fsync: bool) -> None:
+         pid_file: Path | None, snapshot_entries: int, snapshot_wal_bytes: int, snapshot_margin: int,
+         wal_segment_bytes: int, secret_file: Path | None, unsafe_local_reads: bool,
+         unsafe_ack_before_fsync: bool) -> None:
     """Run one Raft + DtKV member until SIGTERM (or use `node status`)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -120,10 +141,14 @@ def node(ctx: click.Context, node_id: int | None, data_dir: Path | None,
     if seed is None:
         seed = random.SystemRandom().randrange(2**32)
     try:
+        key = cluster_key(secret_file)
         config = NodeConfig(id=node_id, data_dir=data_dir, peers=peers, client_port=client_port,
                             client_host=client_host, fsync=fsync, read_mode=read_mode, tick_ms=tick_ms,
                             election_ticks=election_ticks, seed=seed, unsafe_local_reads=unsafe_local_reads,
-                            unsafe_ack_before_fsync=unsafe_ack_before_fsync)
+                            unsafe_ack_before_fsync=unsafe_ack_before_fsync,
+                            snapshots=SnapshotPolicy(entries=snapshot_entries, wal_bytes=snapshot_wal_bytes,
+                                                     margin=snapshot_margin),
+                            wal_segment_bytes=wal_segment_bytes, key=key)
         data_dir.mkdir(parents=True, exist_ok=True)
         log = make_logger(node_id, log_file)
     except (ValueError, OSError) as e:
@@ -132,13 +157,14 @@ def node(ctx: click.Context, node_id: int | None, data_dir: Path | None,
         log("WARNING: running a deliberately broken variant (unsafe flags); do not keep data here")
     if pid_file is not None:
         pid_file.write_text(f"{os.getpid()}\n")
+    started = threading.Event()
     try:
-        run_async(run_node(config, log))
+        run_async(run_node(config, log, started))
     except StorageError as e:
         log(f"cannot start: {e}")
         sys.exit(2)
-    except OSError as e:
-        log(f"cannot start: {e}")
+    except OSError as e:  # a port in use, or at run time a full disk (the message names the file)
+        log(f"{'stopped' if started.is_set() else 'cannot start'}: {e}")
         sys.exit(2)
     except Exception:  # a bug: keep the evidence in the node's own log, not only on stderr
         import traceback
@@ -148,6 +174,72 @@ def node(ctx: click.Context, node_id: int | None, data_dir: Path | None,
     finally:
         if pid_file is not None:
             pid_file.unlink(missing_ok=True)
+
+
+@node.command("repair")
+@click.option("--data-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The data directory the node refused.")
+@click.option("--id", "node_id", required=True, type=click.IntRange(min=1), help="The member id it belongs to.")
+@click.option("--rebuild-manifest", "mode", flag_value="manifest",
+              help="Only the manifest is lost: list the segments as they are (every record is still checked).")
+@click.option("--empty", "mode", flag_value="empty",
+              help="Move the directory aside and start empty; no vote until a leader caught it up.")
+def node_repair(data_dir: Path, node_id: int, mode: str | None) -> None:
+    """Repair a data directory recovery refused (docs/node.md, recovery). One member at a time."""
+    from raftlab.impl.storage.meta import StorageError
+    from raftlab.impl.storage.wal import repair_empty, repair_rebuild_manifest
+
+    if mode is None:
+        raise click.UsageError("choose --rebuild-manifest or --empty")
+    try:
+        click.echo(repair_rebuild_manifest(data_dir, node_id) if mode == "manifest" else repair_empty(data_dir, node_id))
+    except (StorageError, OSError) as e:
+        click.echo(f"cannot repair: {e}", err=True)
+        sys.exit(2)
+
+
+def cluster_key(path: Path | None) -> Key | None:
+    """The cluster key of --secret-file (ValueError naming the problem)."""
+    if path is None:
+        return None
+    try:
+        key = read_key_file(path)
+    except AuthError as e:
+        raise ValueError(str(e)) from None
+    if key.kind != "cluster":
+        raise ValueError(f"{path}: a {key.kind} client key; a member needs the cluster key")
+    return key
+
+
+@node.command("secret")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the key here (mode 0600).")
+@click.option("--from", "source", type=click.Path(dir_okay=False, path_type=Path),
+              help="Derive a client key from this cluster key instead of making a new cluster key.")
+@click.option("--kind", type=click.Choice(["rw", "ro"]), default="rw", show_default=True,
+              help="With --from: a read-write or a read-only client key.")
+def node_secret(out: Path, source: Path | None, kind: str) -> None:
+    """Make a cluster key, or derive a client key (rw or ro) from one (docs/node.md, security)."""
+    try:
+        key = new_cluster_key() if source is None else cluster_key(source).derive(kind)  # type: ignore[union-attr]
+        write_key_file(out, key)
+    except (ValueError, OSError) as e:
+        raise click.UsageError(str(e)) from None
+    click.echo(f"{out}: {key.kind} key")
+
+
+def key_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path),
+                        help="A cluster, rw or ro key file, when the members authenticate.")(f)
+
+
+def client_key(path: Path | None) -> Key | None:
+    if path is None:
+        return None
+    try:
+        return read_key_file(path)
+    except AuthError as e:
+        raise click.UsageError(str(e)) from None
 
 
 def endpoints_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -177,10 +269,11 @@ def print_status(rows: list[dict[str, Any]], as_json: bool) -> int:
 @node.command("status")
 @endpoints_option
 @timeout_option
+@key_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def node_status(endpoints: list[tuple[str, int]], timeout: float, as_json: bool) -> None:
+def node_status(endpoints: list[tuple[str, int]], timeout: float, key_file: Path | None, as_json: bool) -> None:
     """Role, term, commit and apply index, and leader of every member."""
-    sys.exit(_with_client(endpoints, timeout, lambda c: _status(c, as_json)))
+    sys.exit(_with_client(endpoints, timeout, lambda c: _status(c, as_json), client_key(key_file)))
 
 
 async def _status(client: KvClient, as_json: bool) -> int:
@@ -188,9 +281,9 @@ async def _status(client: KvClient, as_json: bool) -> int:
 
 
 def _with_client(endpoints: list[tuple[str, int]], timeout: float,
-                 action: Callable[[KvClient], Awaitable[int]]) -> int:
+                 action: Callable[[KvClient], Awaitable[int]], key: Key | None = None) -> int:
     async def main() -> int:
-        client = KvClient(endpoints, timeout=timeout)
+        client = KvClient(endpoints, timeout=timeout, key=key)
         try:
             return await action(client)
         except Unavailable as e:
@@ -230,14 +323,16 @@ def node_cluster(nodes: int, workdir: Path, base_port: int, node_args: tuple[str
 
     signal.signal(signal.SIGTERM, on_term)
 
-    cluster = LocalCluster(nodes, workdir, base_port=base_port, node_args=node_args, quiet=False)
+    cluster = LocalCluster(nodes, workdir, base_port=base_port, node_args=node_args, quiet=False, auth=True)
     try:
         cluster.start_all()
     except (RuntimeError, TimeoutError) as e:
         cluster.close()
         raise click.ClickException(str(e)) from None
     click.echo(f"cluster of {nodes} running; endpoints: {cluster.endpoints_arg()}", err=True)
-    click.echo(f"try: raftlab kv --endpoints {cluster.endpoints_arg()} status", err=True)
+    click.echo(f"members authenticate with {cluster.secret_file}; clients use {cluster.client_key_file}", err=True)
+    click.echo(f"try: raftlab kv --endpoints {cluster.endpoints_arg()} --key-file {cluster.client_key_file} status",
+               err=True)
     try:
         while all(cluster.running(i) for i in cluster.ids):
             time.sleep(0.5)
@@ -251,15 +346,16 @@ def node_cluster(nodes: int, workdir: Path, base_port: int, node_args: tuple[str
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @endpoints_option
 @timeout_option
+@key_option
 @click.pass_context
-def kv(ctx: click.Context, endpoints: list[tuple[str, int]], timeout: float) -> None:
+def kv(ctx: click.Context, endpoints: list[tuple[str, int]], timeout: float, key_file: Path | None) -> None:
     """Read and write a DtKV cluster. Keys are '.'-separated paths; values are UTF-8 text."""
-    ctx.obj = (endpoints, timeout)
+    ctx.obj = (endpoints, timeout, client_key(key_file))
 
 
 def _run(ctx: click.Context, action: Callable[[KvClient], Awaitable[int]]) -> None:
-    endpoints, timeout = ctx.obj
-    sys.exit(_with_client(endpoints, timeout, action))
+    endpoints, timeout, key = ctx.obj
+    sys.exit(_with_client(endpoints, timeout, action, key))
 
 
 def _show(value: bytes) -> str:
@@ -353,3 +449,21 @@ def mkdir(ctx: click.Context, key: str) -> None:
 def kv_status(ctx: click.Context, as_json: bool) -> None:
     """Every member's role, term, commit and apply index, and the leader."""
     _run(ctx, lambda c: _status(c, as_json))
+
+
+@kv.command("snapshot")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def kv_snapshot(ctx: click.Context, as_json: bool) -> None:
+    """Make every member snapshot its tree now and compact its WAL (answers once durable)."""
+    async def action(c: KvClient) -> int:
+        rows = await c.snapshot()
+        if as_json:
+            click.echo(json.dumps(rows, indent=2))
+        for row in [] if as_json else rows:
+            if "error" in row:
+                click.echo(f"{row['endpoint']:<22} failed: {row['error']}")
+            else:
+                click.echo(f"{row['endpoint']:<22} snapshot index={row['index']} bytes={row['bytes']}")
+        return 0 if all("error" not in r for r in rows) else 3
+    _run(ctx, action)

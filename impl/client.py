@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 from typing import Any
 
 from raftlab.impl.dtkv.commands import (
@@ -40,8 +41,16 @@ from raftlab.impl.dtkv.commands import (
     Put,
     Remove,
 )
+from raftlab.impl.net.auth import (
+    CHALLENGE_PREFIX,
+    HANDSHAKE_FRAME_MAX,
+    NONCE_BYTES,
+    AuthError,
+    Connector,
+    Key,
+)
 from raftlab.impl.net.codec import WireError, decode_reply, encode_request
-from raftlab.impl.net.framing import FrameDecoder, FrameError, encode_frame
+from raftlab.impl.net.framing import MAX_FRAME_SIZE, FrameDecoder, FrameError, encode_frame
 
 Endpoint = tuple[str, int]
 RETRY_PAUSE = 0.05  # after a round of endpoints found no leader
@@ -123,25 +132,50 @@ class _ConnectionLost(Exception):
 class _Connection(asyncio.Protocol):
     """One pipelined connection: replies resolve the futures of their request ids."""
 
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: Endpoint, connector: Connector | None = None) -> None:
         self.endpoint = endpoint
         self.transport: asyncio.Transport | None = None
         self.pending: dict[int, asyncio.Future[tuple[str | None, dict[str, Any]]]] = {}
-        self.decoder = FrameDecoder()
+        self.decoder = FrameDecoder(HANDSHAKE_FRAME_MAX if connector is not None else MAX_FRAME_SIZE)
         self.lost: Exception | None = None
         self.node_id = 0
         self._out: list[bytes] = []
+        # the handshake (net/auth.py): challenge in, answer out, the node's proof in
+        self.connector = connector
+        self.authenticated: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._answered = False
+        if connector is None:
+            self.authenticated.set_result(None)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport
 
+    def _handshake(self, frame: bytes) -> None:
+        assert self.connector is not None and self.transport is not None
+        if not self._answered:
+            self.transport.write(encode_frame(self.connector.answer(frame)))
+            self._answered = True
+            return
+        self.connector.confirm(frame)
+        self.decoder.max_size = MAX_FRAME_SIZE
+        self.authenticated.set_result(None)
+
     def data_received(self, data: bytes) -> None:
         try:
             for frame in self.decoder.feed(data):
+                if not self.authenticated.done():
+                    self._handshake(frame)
+                    continue
+                if frame.startswith(CHALLENGE_PREFIX):
+                    raise AuthError("the node requires authentication: give a key (--key-file)")
                 request_id, error, body = decode_reply(frame)
                 fut = self.pending.pop(request_id, None)
                 if fut is not None and not fut.done():
                     fut.set_result((error, body))
+        except AuthError as e:
+            self._fail(_ConnectionLost(f"authentication failed: {e}"))
+            assert self.transport is not None
+            self.transport.abort()
         except (FrameError, WireError) as e:
             self._fail(_ConnectionLost(f"{self.endpoint[0]}:{self.endpoint[1]} sent garbage: {e}"))
             assert self.transport is not None
@@ -154,6 +188,8 @@ class _Connection(asyncio.Protocol):
     def _fail(self, exc: Exception) -> None:
         if self.lost is None:
             self.lost = exc
+        if not self.authenticated.done():
+            self.authenticated.set_exception(exc)
         for fut in self.pending.values():
             if not fut.done():
                 fut.set_exception(exc)
@@ -189,9 +225,11 @@ def _build(cls: Any, **fields: Any) -> Command:
 
 
 class KvClient:
-    def __init__(self, endpoints: list[Endpoint] | list[tuple[str, int]], *, timeout: float = 1.0) -> None:
+    def __init__(self, endpoints: list[Endpoint] | list[tuple[str, int]], *, timeout: float = 1.0,
+                 key: Key | None = None) -> None:
         if not endpoints:
             raise ValueError("KvClient needs at least one endpoint")
+        self.key = key  # a cluster, rw or ro key: every connection authenticates (net/auth.py)
         self.endpoints: list[Endpoint] = [(h, int(p)) for h, p in endpoints]
         self.timeout = timeout
         self._conns: dict[Endpoint, _Connection] = {}
@@ -233,7 +271,12 @@ class KvClient:
 
     async def status(self) -> list[dict[str, Any]]:
         """Every endpoint's status, or ``{"endpoint", "error"}`` for one that did not answer."""
-        return list(await asyncio.gather(*(self._status_of(ep) for ep in self.endpoints)))
+        return list(await asyncio.gather(*(self._node_request(ep, "status") for ep in self.endpoints)))
+
+    async def snapshot(self) -> list[dict[str, Any]]:
+        """Ask every endpoint to take a snapshot now (each member snapshots its own state); each
+        answers once it is durable: ``{"endpoint", "index", "bytes"}`` or ``{"endpoint", "error"}``."""
+        return list(await asyncio.gather(*(self._node_request(ep, "snapshot") for ep in self.endpoints)))
 
     async def close(self) -> None:
         for conn in self._conns.values():
@@ -242,15 +285,19 @@ class KvClient:
 
     # -- machinery ---------------------------------------------------------------------------
 
-    async def _status_of(self, ep: Endpoint) -> dict[str, Any]:
+    async def _node_request(self, ep: Endpoint, op: str) -> dict[str, Any]:
+        """One node-level request (``status``, ``snapshot``) to one endpoint, never raising."""
+        name = f"{ep[0]}:{ep[1]}"
         try:
             async with asyncio.timeout(self.timeout):
                 conn = await self._connection(ep)
                 rid = next(self._ids)
-                _, body = await conn.send(rid, encode_frame(encode_request(rid, "status")))
-            return {"endpoint": f"{ep[0]}:{ep[1]}", **body["status"]}
+                error, body = await conn.send(rid, encode_frame(encode_request(rid, op)))
+            if error is not None:
+                return {"endpoint": name, "error": f"{error}: {body.get('message', '')}"}
+            return {"endpoint": name, **(body["status"] if op == "status" else body)}
         except (OSError, TimeoutError, _ConnectionLost, KeyError) as e:
-            return {"endpoint": f"{ep[0]}:{ep[1]}", "error": str(e) or type(e).__name__}
+            return {"endpoint": name, "error": str(e) or type(e).__name__}
 
     async def _connection(self, ep: Endpoint) -> _Connection:
         conn = self._conns.get(ep)
@@ -260,8 +307,12 @@ class KvClient:
             conn = self._conns.get(ep)
             if conn is not None and conn.lost is None:  # another caller connected meanwhile
                 return conn
-            _, conn = await asyncio.get_running_loop().create_connection(lambda: _Connection(ep), ep[0], ep[1])
+            key = self.key
+            connector = Connector(key, key.client_role(), os.urandom(NONCE_BYTES)) if key is not None else None
+            _, conn = await asyncio.get_running_loop().create_connection(lambda: _Connection(ep, connector),
+                                                                         ep[0], ep[1])
             try:
+                await conn.authenticated
                 rid = next(self._ids)
                 _, body = await conn.send(rid, encode_frame(encode_request(rid, "hello")))
             except BaseException:

@@ -5,6 +5,11 @@ tests and ``bench/node.py`` stand on: real processes, real sockets, real files, 
 Member ``i`` (1..N) listens for peers on ``base_port + i`` and for clients on
 ``base_port + 100 + i``; its data, log, pid and output (``node.out``) files live in ``workdir/n<i>/``. ``kill`` is
 SIGKILL (nothing is flushed, nothing is cleaned up), ``stop`` is SIGTERM and a wait.
+
+With ``auth=True`` (what ``raftlab node cluster`` uses) the cluster gets a fresh cluster key,
+``workdir/cluster.key``, passed to every member with ``--secret-file``, and a read-write client
+key derived from it, ``workdir/client.key`` (``client_key()``), for clients; so a user who just
+wants a local cluster does nothing extra, and ports are never open to anyone on the machine.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from raftlab.impl.net.auth import Key, new_cluster_key, read_key_file, write_key_file
 
 
 def raftlab_command() -> list[str]:
@@ -27,7 +34,8 @@ def raftlab_command() -> list[str]:
 
 class LocalCluster:
     def __init__(self, size: int, workdir: Path, *, base_port: int = 17000, host: str = "127.0.0.1",
-                 node_args: tuple[str, ...] = (), quiet: bool = True, command: list[str] | None = None) -> None:
+                 node_args: tuple[str, ...] = (), quiet: bool = True, command: list[str] | None = None,
+                 auth: bool = False) -> None:
         if not 1 <= size <= 99:
             raise ValueError(f"cluster size must be 1..99, not {size}")
         self.size = size
@@ -38,6 +46,24 @@ class LocalCluster:
         self.quiet = quiet
         self.command = command or raftlab_command()  # another tree's raftlab, to compare two builds
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.auth = auth
+        if auth:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            key = new_cluster_key()
+            write_key_file(self.secret_file, key)
+            write_key_file(self.client_key_file, key.derive("rw"))
+
+    @property
+    def secret_file(self) -> Path:
+        return self.workdir / "cluster.key"
+
+    @property
+    def client_key_file(self) -> Path:
+        return self.workdir / "client.key"
+
+    def client_key(self) -> Key | None:
+        """The read-write client key (None without auth)."""
+        return read_key_file(self.client_key_file) if self.auth else None
 
     @property
     def ids(self) -> list[int]:
@@ -66,7 +92,8 @@ class LocalCluster:
         d = self.node_dir(i)
         return [*self.command, "node", "--id", str(i), "--data-dir", str(d / "data"), "--peers", peers,
                 "--client-host", self.host, "--client-port", str(self.client_port(i)),
-                "--log-file", str(d / "node.log"), "--pid-file", str(d / "node.pid"), *self.node_args]
+                "--log-file", str(d / "node.log"), "--pid-file", str(d / "node.pid"),
+                *(("--secret-file", str(self.secret_file)) if self.auth else ()), *self.node_args]
 
     def start(self, i: int, *, wait: bool = True) -> None:
         if i in self.procs and self.procs[i].poll() is None:

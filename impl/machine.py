@@ -35,6 +35,15 @@ Theory of operation.
   (applied index, a running hash of the applied entries, ``Tree.digest()``) lets the harness
   compare replicas at the end of a run (``raftlab/replicas.py``).
 
+* Snapshots: with ``snapshot_entries`` N, once N entries were applied since the last snapshot
+  the machine freezes an image of the tree (``Tree.image``: a shallow copy, cheap, in the loop)
+  and hands it out once through ``take_snapshot()``; the shell writes it off the loop and calls
+  ``snapshot_saved(meta)`` (then compacts the log). ``request_snapshot`` (the ``snapshot`` admin
+  request, or the shell's WAL-size trigger) takes one at the next chance. A follower's
+  ``Persist`` may carry snapshot chunks to write and an install: the shell passes the verified
+  image to ``persisted(persist, installed)`` (None: it did not verify) and the tree is restored
+  from it. A machine built with ``snapshot=`` starts from that image (a restart).
+
 Two deliberately broken switches let the checker be shown to catch them: ``unsafe_local_reads``
 answers reads from the local tree at once, ``unsafe_ack_before_fsync`` sends acknowledgements
 and votes before the writes they promise are persisted.
@@ -46,15 +55,26 @@ import bisect
 import hashlib
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from raftlab.impl.dtkv.commands import Command, ErrorKind, Result
 from raftlab.impl.dtkv.tree import Tree
 from raftlab.impl.net.codec import Request, WireError, decode_command, encode_command, result_body
 from raftlab.impl.raft import NotLeader, RaftConfig, RaftCore
-from raftlab.impl.raft.messages import Entry, EntryType, HardState, Message, Ready, Role
+from raftlab.impl.raft.messages import (
+    Entry,
+    EntryType,
+    HardState,
+    Message,
+    Ready,
+    Role,
+    SnapshotChunk,
+    SnapshotMeta,
+)
+from raftlab.impl.raft.validate import Refused
 from raftlab.impl.storage import Storage
+from raftlab.impl.storage.snapshot_format import SnapshotImage
 
 if TYPE_CHECKING:
     import random  # injected; never the global one
@@ -70,10 +90,13 @@ class MachineConfig:
     incarnation: int = 0  # differs on every start of this node (read contexts never repeat)
     unsafe_local_reads: bool = False
     unsafe_ack_before_fsync: bool = False
+    snapshot_entries: int = 0  # take a snapshot every N applied entries (0: only when asked)
 
     def __post_init__(self) -> None:
         if self.tick_seconds <= 0:
             raise ValueError("tick_seconds must be > 0")
+        if self.snapshot_entries < 0:
+            raise ValueError("snapshot_entries must be >= 0")
         if not 0 <= self.incarnation < 1 << 64:
             raise ValueError("incarnation must fit in 64 bits")
 
@@ -90,13 +113,17 @@ class Reply(NamedTuple, Generic[H]):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Persist:
     """What must be durable before ``persisted(self)``: append ``entries`` (truncating any
-    conflicting suffix), write ``hard_state`` if set, fsync if ``must_sync``. ``ready`` is the
-    core's Ready it came from, for observers (invariants, transcripts); a shell needs no more."""
+    conflicting suffix), write ``hard_state`` if set, write ``snapshot_chunks`` to the partial
+    snapshot, fsync if ``must_sync``; if ``install`` is set, verify the assembled snapshot, make it
+    the node's and start the log afresh after it, and pass its image to ``persisted``. ``ready``
+    is the core's Ready it came from, for observers (invariants, transcripts)."""
 
     entries: tuple[Entry, ...]
     hard_state: HardState | None
     must_sync: bool
     ready: Ready
+    snapshot_chunks: tuple[SnapshotChunk, ...] = ()
+    install: SnapshotMeta | None = None
 
 
 @dataclass(slots=True)
@@ -108,16 +135,27 @@ class _Inbox(Generic[H]):
 
 class NodeMachine(Generic[H]):
     def __init__(self, config: MachineConfig, storage: Storage, *, now: float, rng: random.Random,
-                 logger: Callable[[str], None] | None = None, core_type: type[RaftCore] = RaftCore) -> None:
+                 logger: Callable[[str], None] | None = None, core_type: type[RaftCore] = RaftCore,
+                 snapshot: SnapshotImage | None = None) -> None:
         self.config = config
         self.id = config.raft.id
         self.log = logger or (lambda _line: None)
-        self.core = core_type(config.raft, storage, rng=rng, logger=self.log)  # tests pass broken cores
         self.tree = Tree()
         self.skipped = 0  # committed entries that carry no command (never proposed by a machine)
         # a running hash of every applied entry (term, index, data): equal on two replicas at the
         # same applied index iff they applied the same log (the harness compares it at the end)
         self.chain = b""
+        self.snapshot_index = 0  # the newest snapshot this node holds
+        self._applied_term = 0
+        self._snapshot_out: SnapshotImage | None = None  # frozen, not yet taken by the shell
+        self._snapshot_writing = False  # taken, not yet saved
+        self._snapshot_asked = False
+        self._snapshot_waiters: list[tuple[H, int]] = []
+        raft = config.raft
+        if snapshot is not None:
+            self._restore(snapshot)
+            raft = replace(raft, applied=snapshot.meta.index)
+        self.core = core_type(raft, storage, rng=rng, logger=self.log)  # tests pass broken cores
         self._epoch = now
         self._now = now
         self._ticks = 0
@@ -141,6 +179,12 @@ class NodeMachine(Generic[H]):
             self._reply(handle, request.id, None, {"id": self.id, "leader": self.core.lead})
         elif request.op == "status":
             self._reply(handle, request.id, None, {"status": self.status()})
+        elif request.op == "snapshot":
+            if self.tree.applied == 0:
+                self._reply(handle, request.id, ErrorKind.VALIDATION, {"message": "nothing applied yet to snapshot"})
+            else:
+                self._snapshot_waiters.append((handle, request.id))
+                self.request_snapshot()
         elif request.command is None:
             self._reply(handle, request.id, ErrorKind.VALIDATION, {"message": f"unknown operation {request.op!r}"})
         elif request.command.write:
@@ -152,7 +196,7 @@ class NodeMachine(Generic[H]):
 
     def receive(self, msg: Message) -> None:
         if msg.to != self.id:
-            self.log(f"node {self.id}: dropping a message for node {msg.to}: {msg.describe()}")
+            self.core.refuse(Refused("foreign", f"a message for node {msg.to}"), msg)
             return
         self._inbox.messages.append(msg)
 
@@ -218,10 +262,13 @@ class NodeMachine(Generic[H]):
         if self.config.unsafe_ack_before_fsync:
             self._messages.extend(rd.send_after_persist)
         self._persisting = Persist(entries=rd.entries, hard_state=rd.hard_state,
-                                   must_sync=rd.must_sync or bool(rd.entries), ready=rd)
+                                   must_sync=rd.must_sync or bool(rd.entries), ready=rd,
+                                   snapshot_chunks=rd.snapshot_chunks, install=rd.install)
         return self._persisting
 
-    def persisted(self, persist: Persist) -> None:
+    def persisted(self, persist: Persist, installed: SnapshotImage | None = None) -> None:
+        """The writes of ``persist`` are durable; ``installed`` is the verified image of its
+        ``install`` (None when it has none, or when the assembled snapshot did not verify)."""
         if persist is not self._persisting:
             raise ValueError("persisted() for a Persist that is not the outstanding one")
         rd = persist.ready
@@ -229,6 +276,12 @@ class NodeMachine(Generic[H]):
             self._messages.extend(rd.send_after_persist)
         if rd.committed:
             self._apply(rd.committed)
+        if rd.install is not None:
+            if installed is None or (installed.meta.index, installed.meta.term) != (rd.install.index, rd.install.term):
+                self.core.reject_snapshot(rd.install)
+            else:
+                self._install(installed)
+        self._maybe_snapshot()
         for rs in rd.read_states:
             batch = self._read_batches.pop(rs.context, None)
             if batch is not None:
@@ -241,6 +294,68 @@ class NodeMachine(Generic[H]):
         self._serve_reads()
         self.core.advance(rd)
         self._persisting = None
+
+    # -- snapshots ---------------------------------------------------------------------------
+
+    def request_snapshot(self) -> None:
+        """Take a snapshot at the next chance (once anything new was applied)."""
+        self._snapshot_asked = True
+        self._maybe_snapshot()
+
+    def take_snapshot(self) -> SnapshotImage | None:
+        """A frozen image to write (once); call ``snapshot_saved`` when it is durable."""
+        out, self._snapshot_out = self._snapshot_out, None
+        if out is not None:
+            self._snapshot_writing = True
+        return out
+
+    def snapshot_saved(self, meta: SnapshotMeta | None) -> None:
+        """The image from ``take_snapshot`` is durable as ``meta`` (None: writing it failed)."""
+        self._snapshot_writing = False
+        if meta is not None:
+            self.snapshot_index = max(self.snapshot_index, meta.index)
+            self.log(f"node {self.id}: {meta.describe()} is durable")
+        body = {"index": self.snapshot_index, "bytes": meta.size if meta else 0}
+        for handle, request_id in self._snapshot_waiters:
+            self._reply(handle, request_id, None if meta else ErrorKind.VALIDATION,
+                        body if meta else {"message": "writing the snapshot failed (see the node log)"})
+        self._snapshot_waiters.clear()
+        self._maybe_snapshot()
+
+    def _maybe_snapshot(self) -> None:
+        if self._snapshot_out is not None or self._snapshot_writing:
+            return
+        applied = self.tree.applied
+        n = self.config.snapshot_entries
+        if applied > self.snapshot_index and (self._snapshot_asked or (n and applied - self.snapshot_index >= n)):
+            self._snapshot_asked = False
+            self._snapshot_out = self.image()
+        elif self._snapshot_asked and applied <= self.snapshot_index and self._snapshot_waiters:
+            self._snapshot_asked = False  # nothing new since the last one: that one answers
+            self.snapshot_saved(SnapshotMeta(index=self.snapshot_index, size=0))
+
+    def image(self) -> SnapshotImage:
+        """The replicated state at the applied index, frozen (values are immutable bytes)."""
+        values, dirs = self.tree.image()
+        return SnapshotImage(meta=SnapshotMeta(index=self.tree.applied, term=self._applied_term,
+                                               voters=self.config.raft.voters),
+                             values=values, dirs=dirs, chain=self.chain, skipped=self.skipped)
+
+    def _restore(self, image: SnapshotImage) -> None:
+        self.tree.restore_image(image.meta.index, image.values, image.dirs)
+        self.chain = image.chain
+        self.skipped = image.skipped
+        self._applied_term = image.meta.term
+        self.snapshot_index = max(self.snapshot_index, image.meta.index)
+
+    def _install(self, image: SnapshotImage) -> None:
+        self._restore(image)
+        # proposals waiting for slots the snapshot covers get no answer here (their outcome is
+        # unknown to this node): the client's deadline makes them indeterminate
+        for index in [i for i in self._waiting if i <= image.meta.index]:
+            del self._waiting[index]
+        self.log(f"node {self.id}: installed {image.meta.describe()}")
+        self._serve_reads()
 
     def take_messages(self) -> list[Message]:
         out, self._messages = self._messages, []
@@ -256,6 +371,8 @@ class NodeMachine(Generic[H]):
                 "last_index": st.last_index, "applied": self.tree.applied, "skipped": self.skipped,
                 "pending_reads": sum(len(b) for b in self._read_batches.values()),
                 "pending_writes": sum(len(w) for w in self._waiting.values()),
+                "snapshot": self.snapshot_index, "first_index": self.core.log.first_index(),
+                "refused": dict(self.core.refusals.counts),
                 "digest": {"applied": self.tree.applied, "chain": self.chain.hex()[:32], "tree": self.tree.digest()}}
 
     @property
@@ -272,6 +389,7 @@ class NodeMachine(Generic[H]):
         tree = self.tree
         waiting = self._waiting
         for entry in committed:
+            self._applied_term = entry.term
             self.chain = hashlib.sha256(b"%s%d:%d:%s" % (self.chain, entry.term, entry.index, entry.data)).digest()
             proposals = waiting.pop(entry.index, ())
             result: Result | None = None

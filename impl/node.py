@@ -10,6 +10,13 @@ acknowledgements). Everything that arrives meanwhile waits in the machine for th
 (group commit). A timer wakes the loop at ``machine.next_tick_at()``; the machine turns the
 elapsed time into ticks, so a stalled process catches up in one step.
 
+Snapshots: the machine hands out a frozen tree image (``take_snapshot``); a background task
+writes it (encode, CRC, fsync, rename: snapshot.py) in a worker thread while the loop keeps
+serving, and once it is durable the loop (between two Readys, so no WAL write is in flight)
+tells the machine and compacts the log (compaction.py). The WAL-size trigger is checked here.
+A follower's Persist may carry snapshot chunks (written to the partial file) and an install
+(verified, made current, the WAL reset after it), all in the same worker-thread step.
+
 With ``--fsync async`` writes are not fsynced per Ready; about every ``ASYNC_FLUSH_SECONDS`` the
 WAL segments and the meta file (term, vote) are fsynced, so that is the loss window on an OS crash.
 """
@@ -20,18 +27,24 @@ import asyncio
 import contextlib
 import random
 import signal
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from raftlab.impl.machine import MachineConfig, NodeMachine, Persist
+from raftlab.impl.net.auth import Key
 from raftlab.impl.net.codec import Request
 from raftlab.impl.net.peers import PeerLink, serve_peer_connection
+from raftlab.impl.net.streams import ConnectionGate, shell_log
 from raftlab.impl.raft import RaftConfig
-from raftlab.impl.raft.messages import Message
-from raftlab.impl.server import ClientConnection, serve_client_connection
-from raftlab.impl.storage.wal import WalStorage
+from raftlab.impl.raft.messages import Message, SnapshotMeta
+from raftlab.impl.server import MAX_CLIENTS, ClientConnection, serve_client_connection
+from raftlab.impl.storage.compaction import SnapshotPolicy, compact, recover, should_snapshot
+from raftlab.impl.storage.snapshot import SnapshotFiles
+from raftlab.impl.storage.snapshot_format import SnapshotImage
+from raftlab.impl.storage.wal import SEGMENT_BYTES, WalStorage
 
 ASYNC_FLUSH_SECONDS = 1.0  # --fsync async: the loss window on an OS crash
 
@@ -50,6 +63,9 @@ class NodeConfig:
     seed: int = 0
     unsafe_local_reads: bool = False
     unsafe_ack_before_fsync: bool = False
+    snapshots: SnapshotPolicy = field(default_factory=SnapshotPolicy)
+    wal_segment_bytes: int = SEGMENT_BYTES
+    key: Key | None = None  # the cluster key (--secret-file): both ports authenticate; None: open ports
 
     def __post_init__(self) -> None:
         ids = [p[0] for p in self.peers]
@@ -78,8 +94,15 @@ class Node:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._links: dict[int, PeerLink] = {
-            pid: PeerLink(pid, host, port, logger=logger) for pid, host, port in config.peers if pid != config.id}
+            pid: PeerLink(pid, host, port, logger=logger, key=config.key, my_id=config.id)
+            for pid, host, port in config.peers if pid != config.id}
+        self._note = shell_log(logger)  # connection problems, rate-limited
         self.storage: WalStorage | None = None
+        self.snapshots: SnapshotFiles | None = None
+        self._saved: list[SnapshotMeta | None] = []  # written by the background task, not yet compacted
+        self._writer: asyncio.Task[None] | None = None
+        self._tg: asyncio.TaskGroup | None = None  # run()'s task group, which owns the snapshot writer
+        self._wal_checked = 0.0  # monotonic time of the last WAL-size check
         self.machine: NodeMachine[ClientConnection] | None = None
         self.ready_event = asyncio.Event()  # set once both ports listen
 
@@ -105,38 +128,61 @@ class Node:
 
     async def run(self) -> None:
         cfg = self.config
-        self.storage = storage = await asyncio.to_thread(
-            WalStorage, cfg.data_dir, durable=cfg.fsync == "sync", logger=self.log)
+        recovered = await asyncio.to_thread(recover, cfg.data_dir, durable=cfg.fsync == "sync", logger=self.log,
+                                            segment_bytes=cfg.wal_segment_bytes, node_id=cfg.id)
+        self.storage = storage = recovered.storage
+        self.snapshots = recovered.snapshots
         incarnation = time.time_ns()  # differs on every start: read ids of a past run never match
-        self.log(f"node {cfg.id}: recovered {storage.last_index()} log entries, "
+        snap = recovered.image.meta.describe() if recovered.image else "no snapshot"
+        self.log(f"node {cfg.id}: recovered {snap} and log entries {storage.first_index()}..{storage.last_index()}, "
                  f"{storage.initial_state().describe()}; seed {cfg.seed}, incarnation {incarnation}")
         raft = RaftConfig(id=cfg.id, voters=tuple(sorted(p[0] for p in cfg.peers)),
                           election_tick=cfg.election_ticks, heartbeat_tick=1,
-                          read_only="lease" if cfg.read_mode == "lease" else "safe", applied=0)
+                          read_only="lease" if cfg.read_mode == "lease" else "safe", applied=0,
+                          rejoin=storage.manifest.rejoin)
+        if storage.manifest.rejoin:
+            self.log(f"node {cfg.id}: rejoining after `raftlab node repair --empty`: no vote until caught up")
         self.machine = NodeMachine(
             MachineConfig(raft=raft, tick_seconds=cfg.tick_ms / 1000, incarnation=incarnation,
                           unsafe_local_reads=cfg.unsafe_local_reads,
-                          unsafe_ack_before_fsync=cfg.unsafe_ack_before_fsync),
-            storage, now=time.monotonic(), rng=random.Random(cfg.seed), logger=self.log)
+                          unsafe_ack_before_fsync=cfg.unsafe_ack_before_fsync,
+                          snapshot_entries=cfg.snapshots.entries),
+            storage, now=time.monotonic(), rng=random.Random(cfg.seed), logger=self.log, snapshot=recovered.image)
         host, port = cfg.peer_address(cfg.id)
+        members = tuple(p[0] for p in cfg.peers)
+        peer_gate, client_gate = ConnectionGate(4 * len(members) + 8), ConnectionGate(MAX_CLIENTS)
         peer_server = await asyncio.start_server(
-            lambda r, w: serve_peer_connection(r, w, self.deliver, self.log), host, port)
+            lambda r, w: serve_peer_connection(r, w, self.deliver, self._note, key=cfg.key, my_id=cfg.id,
+                                               members=members, gate=peer_gate), host, port)
         client_server = await asyncio.start_server(
-            lambda r, w: serve_client_connection(r, w, self, self.log), cfg.client_host, cfg.client_port)
-        self.log(f"node {cfg.id}: peers on {host}:{port}, clients on {cfg.client_host}:{cfg.client_port}")
+            lambda r, w: serve_client_connection(r, w, self, self._note, key=cfg.key, my_id=cfg.id,
+                                                 gate=client_gate), cfg.client_host, cfg.client_port)
+        self.log(f"node {cfg.id}: peers on {host}:{port}, clients on {cfg.client_host}:{cfg.client_port}, "
+                 + ("authenticated (cluster key)" if cfg.key is not None else
+                    "UNAUTHENTICATED (no --secret-file): anyone who reaches these ports is trusted"))
         self.ready_event.set()
         try:
             async with asyncio.TaskGroup() as tg:
                 helpers = [tg.create_task(link.run()) for link in self._links.values()]
                 helpers.append(tg.create_task(self._ticker()))
+                self._tg = tg
                 await self._ready_loop()  # returns once stop() was called, between two Readys
                 self.log(f"node {cfg.id}: stopping")
                 for task in helpers:
                     task.cancel()
+                if self._writer is not None:
+                    await self._writer  # a snapshot being written is finished, not torn
+        except ExceptionGroup as group:  # the Ready loop's own failure (a full disk), not a group of one
+            if len(group.exceptions) == 1 and isinstance(group.exceptions[0], OSError):
+                raise group.exceptions[0] from None
+            raise
         finally:
             peer_server.close()
             client_server.close()
-            await asyncio.to_thread(storage.close)
+            try:
+                await asyncio.to_thread(storage.close)
+            except OSError as e:
+                self.log(f"node {cfg.id}: closing the WAL failed too: {e}")
 
     async def _ticker(self) -> None:
         machine = self.machine
@@ -154,6 +200,7 @@ class Node:
         while not self._stop.is_set():
             await self._wake.wait()
             self._wake.clear()
+            self._after_snapshots()
             machine.tick(time.monotonic())
             if machine.due_ticks() > 1:  # we stalled: let peer readers woken with us deliver first
                 await asyncio.sleep(0)
@@ -166,24 +213,80 @@ class Node:
                 if persist.ready.soft_state is not None:
                     self.log(f"node {self.config.id}: {persist.ready.soft_state.describe()}")
                 if persist.must_sync:
-                    await asyncio.to_thread(self._write, persist)
+                    installed = await asyncio.to_thread(self._write, persist)
                 else:
-                    self._write(persist)  # only the commit index changed: no I/O
-                machine.persisted(persist)
+                    installed = self._write(persist)  # only the commit index changed: no I/O
+                machine.persisted(persist, installed)
                 self._flush()
+                self._after_snapshots()  # under steady load this loop may not return to the top for long
+                if storage.manifest.rejoin and not machine.core.rejoining:  # caught up; its vote is on disk
+                    await asyncio.to_thread(storage.clear_rejoin)
             if self.config.fsync == "async" and time.monotonic() - last_flush > ASYNC_FLUSH_SECONDS:
                 await asyncio.to_thread(storage.flush)  # WAL segments and the meta file (term, vote)
                 last_flush = time.monotonic()
 
-    def _write(self, persist: Persist) -> None:
-        storage = self.storage
-        assert storage is not None
+    def _write(self, persist: Persist) -> SnapshotImage | None:
+        storage, snapshots = self.storage, self.snapshots
+        assert storage is not None and snapshots is not None
         if persist.entries:
             storage.append(persist.entries)
         if persist.hard_state is not None:
             storage.set_hard_state(persist.hard_state)
+        for chunk in persist.snapshot_chunks:
+            snapshots.receive(chunk)
+        installed = None
+        if persist.install is not None:
+            installed = snapshots.finish(persist.install)
+            if installed is not None:
+                storage.reset_to(installed.meta)  # the snapshot file is durable first
+                snapshots.set_current(installed.meta)
+                snapshots.prune(installed.meta.index)
         if persist.must_sync:
             storage.sync()
+        return installed
+
+    # -- snapshots in the background ---------------------------------------------------------
+
+    def _start_snapshot_write(self) -> None:
+        machine = self.machine
+        assert machine is not None
+        if self._writer is not None:
+            return
+        image = machine.take_snapshot()
+        if image is not None:
+            assert self._tg is not None
+            self._writer = self._tg.create_task(self._write_snapshot(image))
+
+    async def _write_snapshot(self, image: SnapshotImage) -> None:
+        snapshots = self.snapshots
+        assert snapshots is not None
+        meta: SnapshotMeta | None = None
+        try:
+            meta = await asyncio.to_thread(snapshots.write, image)
+        except OSError as e:  # a full disk: keep serving from the log, try again later
+            self.log(f"node {self.config.id}: writing snapshot {image.meta.index} failed: {e}")
+        self._saved.append(meta)
+        self._writer = None
+        self._wake.set()
+
+    def _after_snapshots(self) -> None:
+        """Between two Readys (no WAL write in flight): report written snapshots and compact the
+        log after them; about once a second, the WAL-size trigger; start the next write."""
+        machine, storage, snapshots = self.machine, self.storage, self.snapshots
+        assert machine is not None and storage is not None and snapshots is not None
+        now = time.monotonic()
+        if now - self._wal_checked > 1.0:
+            self._wal_checked = now
+            if should_snapshot(self.config.snapshots, machine.tree.applied, machine.snapshot_index,
+                               storage.wal_bytes()):
+                machine.request_snapshot()
+        while self._saved:
+            meta = self._saved.pop(0)
+            machine.snapshot_saved(meta)
+            if meta is not None:
+                compact(storage, snapshots, meta, self.config.snapshots.margin, self.log)
+            self._flush()
+        self._start_snapshot_write()
 
     def _flush(self) -> None:
         machine = self.machine
@@ -197,11 +300,22 @@ class Node:
             r.handle.reply(r.request_id, r.error, r.body)
 
 
-async def run_node(config: NodeConfig, logger: Callable[[str], None]) -> None:
-    """Run a node until SIGTERM/SIGINT."""
+async def run_node(config: NodeConfig, logger: Callable[[str], None], started: threading.Event | None = None) -> None:
+    """Run a node until SIGTERM/SIGINT; ``started`` is set once both ports listen (so a caller
+    can tell "cannot start" from "stopped")."""
     node = Node(config, logger)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, node.stop)
-    await node.run()
+    if started is not None:
+        async def note_started() -> None:
+            await node.ready_event.wait()
+            started.set()
+
+        watcher = asyncio.create_task(note_started())
+    try:
+        await node.run()
+    finally:
+        if started is not None:
+            watcher.cancel()

@@ -3,9 +3,13 @@
 A connection may pipeline any number of requests; each carries an id and its reply carries the
 same id, in whatever order the node completes them (a read served by ReadIndex may overtake a
 write waiting for its commit). This module only moves bytes: routing (propose, ReadIndex, local
-status) is ``Node.submit``'s job. A garbage, oversized or truncated frame closes this connection
-with a log line and touches no other; a client that stops reading while replies pile up past
-``MAX_BACKLOG`` bytes is disconnected rather than allowed to grow the node's memory.
+status) is ``Node.submit``'s job. With a cluster key a connection must first pass the handshake
+(``net/auth.py``) with a client key: ``rw`` may do anything, ``ro`` only reads (a write is
+answered ``validation`` without reaching Raft). A garbage, oversized, slow or truncated frame or
+a failed handshake closes this connection with a rate-limited log line and touches no other; at
+most ``MAX_CLIENTS`` connections are open at once; one idle for ``CLIENT_IDLE_SECONDS`` is closed;
+a client that stops reading while replies pile up past ``MAX_BACKLOG`` bytes is disconnected
+rather than allowed to grow the node's memory.
 """
 
 from __future__ import annotations
@@ -14,11 +18,16 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from raftlab.impl.net.codec import Request, WireError, decode_request, encode_reply
-from raftlab.impl.net.framing import FrameError, encode_frame
-from raftlab.impl.net.streams import read_frames
+from raftlab.impl.dtkv.commands import ErrorKind
+from raftlab.impl.net.auth import Acceptor, Identity, Key
+from raftlab.impl.net.codec import Request, decode_request, encode_reply
+from raftlab.impl.net.framing import encode_frame
+from raftlab.impl.net.streams import ConnectionGate, FrameReader, nonce, serve_connection
 
 MAX_BACKLOG = 64 * 1024 * 1024
+MAX_CLIENTS = 1024
+CLIENT_IDLE_SECONDS = 600.0
+SLOW_FRAME_SECONDS = 60.0
 
 
 class ClientConnection:
@@ -60,16 +69,19 @@ class RequestSink(Protocol):
 
 
 async def serve_client_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                                  sink: RequestSink, logger: Callable[[str], None]) -> None:
+                                  sink: RequestSink, note: Callable[[str, str], None], *,
+                                  key: Key | None, my_id: int, gate: ConnectionGate) -> None:
     conn = ClientConnection(writer)
-    try:
-        async for frame in read_frames(reader):
-            sink.submit(decode_request(frame), conn)
-    except (FrameError, WireError) as e:
-        logger(f"client connection from {conn.peer}: {e}; closing it")
-    except (OSError, ConnectionError):
-        pass
-    except asyncio.CancelledError:  # the node is stopping; asyncio's stream callback would log it
-        return
-    finally:
-        conn.close()
+
+    async def session(frames: FrameReader, identity: Identity | None) -> None:
+        read_only = identity is not None and identity.role == "ro"
+        async for frame in frames:
+            request = decode_request(frame)
+            if read_only and request.command is not None and request.command.write:
+                conn.reply(request.id, ErrorKind.VALIDATION, {"message": "read-only credentials: writes refused"})
+                continue
+            sink.submit(request, conn)
+
+    acceptor = Acceptor(key, my_id, nonce()) if key is not None else None
+    await serve_connection(reader, writer, note, port="client", gate=gate, acceptor=acceptor,
+                           idle=CLIENT_IDLE_SECONDS, slow_frame=SLOW_FRAME_SECONDS, session=session, close=conn.close)

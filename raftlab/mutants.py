@@ -28,6 +28,7 @@ CORE = "raftlab.impl.raft.core"
 READS = "raftlab.impl.raft.reads"
 READONLY = "raftlab.impl.raft.readonly"
 LOG = "raftlab.impl.raft.log"
+SNAPSHOTS = "raftlab.impl.raft.snapshots"
 QUORUM = "raftlab.impl.raft.quorum"
 TREE = "raftlab.impl.dtkv.tree"
 CLIENT = "raftlab.impl.client"
@@ -167,8 +168,8 @@ CATALOGUE: tuple[Mutant, ...] = (
        "confirms a read on the first heartbeat answer",
        "ReadIndex needs a quorum of heartbeat answers (thesis §6.4)"),
     _m("vote-not-synced", "raft", CORE,
-       "must_sync=bool(entries) or hs.term != self._prev_hs.term or hs.vote != self._prev_hs.vote,",
-       "must_sync=bool(entries),",
+       "must_sync=bool(entries) or bool(chunks) or hs.term != self._prev_hs.term or hs.vote != self._prev_hs.vote,",
+       "must_sync=bool(entries) or bool(chunks),",
        "a Ready with a new term or vote but no entries is not synced",
        "term and vote are durable before answering (Raft Figure 2)"),
     # --- dtkv state machine ------------------------------------------------------------------
@@ -208,6 +209,13 @@ CATALOGUE: tuple[Mutant, ...] = (
        "                if False:\n                    raise IndeterminateError",
        "a write whose connection died after sending is silently resent elsewhere",
        "an indeterminate write is never retried silently (style rule 10)"),
+    # --- raft core: snapshots (impl/raft/snapshots.py) ----------------------------------------
+    _m("snapshot-install-stale", "raft", SNAPSHOTS,
+       "        if m.index <= log.committed:\n",
+       "        if m.index <= log.committed and m.index >= log.first_index():\n",
+       "a follower refuses a stale snapshot only while its log still holds that index, so it "
+       "installs an older snapshot over newer state once it has compacted past it",
+       "a follower never installs a snapshot at or below its commit index (Raft §7, etcd restore)"),
     # --- storage -----------------------------------------------------------------------------
     _m("wal-truncate-memory-only", "storage", WAL,
        "        os.ftruncate(self._fd, off)\n", "",

@@ -68,6 +68,10 @@ def swarm_config(seed: int, nodes: int | None = None) -> SimConfig:
         scenarios=tuple(n for n in SCENARIOS if rng.random() < 0.5) if rng.random() < 0.85 else (),
         scenario_rate=rng.choice((0.01, 0.03, 0.1)),
         workload=rng.choice(("register", "register", "tree")),
+        # drawn last, so the draws above stay what they were before snapshots existed
+        snapshot_entries=rng.choice((0, 10, 30)),
+        snapshot_margin=rng.choice((0, 2, 5)),
+        late_duplicate=rng.choice((0.0, 0.02, 0.2)),
     )
 
 
@@ -80,4 +84,6 @@ def describe_config(c: SimConfig) -> str:
             + (f" max_inflight={c.max_inflight_msgs}" if c.max_inflight_msgs < 256 else "")
             + ("" if c.pre_vote else " no-pre-vote") + ("" if c.check_quorum else " no-check-quorum")
             + (f" scenarios={','.join(c.scenarios)}@{c.scenario_rate:g}" if c.scenarios else "")
-            + (f" workload={c.workload}" if c.workload != "register" else ""))
+            + (f" workload={c.workload}" if c.workload != "register" else "")
+            + (f" snapshot_entries={c.snapshot_entries} margin={c.snapshot_margin}" if c.snapshot_entries else "")
+            + (f" late_dup={c.late_duplicate}" if c.late_duplicate else ""))

@@ -12,14 +12,16 @@ Invariants: ``applied`` only grows (apply refuses an index <= applied); ``"" in 
 root always exists); every key in ``values`` or ``dirs`` other than the root has its parent in
 ``dirs``; ``dirs[d]`` is exactly the set of child names of ``d``.
 
-The state is rebuilt on restart by replaying the log from index 1; ``snapshot()`` and
-``restore()`` are the seam for log compaction.
+On restart the state comes from the newest snapshot (``restore_image``) and the log after it.
+``image()`` is the cheap, consistent view a snapshot is written from: a shallow copy of the
+key -> value map (values are immutable bytes, so later writes cannot change the copy) and the
+directory names; the expensive part (encoding, CRC, disk) happens off the event loop.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from collections.abc import Iterable, Mapping
 
 from raftlab.impl.dtkv.commands import (
     BatchGet,
@@ -198,17 +200,21 @@ class Tree:
             h.update(b"d%d:%s;" % (len(d), d.encode()))
         return h.hexdigest()[:32]
 
-    # -- snapshot seam -----------------------------------------------------------------------
+    # -- snapshots ---------------------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, Any]:
-        """A msgpack-ready copy of the whole state (for log compaction, a later issue)."""
-        return {"applied": self.applied, "values": dict(self.values), "dirs": sorted(self.dirs)}
+    def image(self) -> tuple[dict[str, bytes], tuple[str, ...]]:
+        """(values, directory names): a frozen copy of the state at ``applied``."""
+        return dict(self.values), tuple(self.dirs)
 
-    def restore(self, snap: dict[str, Any]) -> None:
-        self.values = dict(snap["values"])
-        self.dirs = {d: set() for d in snap["dirs"]}
+    def restore_image(self, applied: int, values: Mapping[str, bytes], dirs: Iterable[str]) -> None:
+        """Replace the whole state by a snapshot's (children are rebuilt from the names)."""
+        self.values = dict(values)
+        self.dirs = {d: set() for d in dirs}
+        self.dirs.setdefault("", set())
         for key in [*self.dirs, *self.values]:
             if key:
                 parent, name = split(key)
+                if parent not in self.dirs:
+                    raise ValueError(f"snapshot holds {key!r} but not its directory {parent!r}")
                 self.dirs[parent].add(name)
-        self.applied = snap["applied"]
+        self.applied = applied

@@ -22,7 +22,7 @@ import msgpack
 from raftlab.impl.dtkv.commands import Command, CommandError, Result, from_wire, to_wire
 from raftlab.impl.raft.messages import Entry, EntryType, Message, MsgType
 
-NODE_OPS = ("status", "hello")  # answered by the node itself, not the tree
+NODE_OPS = ("status", "hello", "snapshot")  # answered by the node itself, not the tree
 
 _MSG_TYPES = {int(t): t for t in MsgType}
 _ENTRY_TYPES = {int(t): t for t in EntryType}
@@ -58,19 +58,19 @@ def encode_message(m: Message) -> bytes:
     return msgpack.packb(
         [int(m.type), m.to, m.from_, m.term, m.log_term, m.index,
          [(e.term, e.index, int(e.type), e.data) for e in m.entries],
-         m.commit, m.reject, m.reject_hint, m.hint_term, m.context],
+         m.commit, m.reject, m.reject_hint, m.hint_term, m.context, m.offset, m.data, m.done],
         use_bin_type=True,
     )
 
 
-_MSG_FIELDS = 12
+_MSG_FIELDS = 15
 
 
 def decode_message(payload: bytes) -> Message:
     obj = _unpack(payload)
     if type(obj) is not list or len(obj) != _MSG_FIELDS:
         raise WireError(f"field 'message': expected a list of {_MSG_FIELDS} fields")
-    mtype, to, frm, term, log_term, index, raw_entries, commit, reject, hint, hint_term, ctx = obj
+    mtype, to, frm, term, log_term, index, raw_entries, commit, reject, hint, hint_term, ctx, offset, data, done = obj
     msg_type = _MSG_TYPES.get(mtype) if type(mtype) is int else None
     if msg_type is None:
         raise WireError(f"field 'type': unknown message type {mtype!r:.40}")
@@ -87,10 +87,13 @@ def decode_message(payload: bytes) -> Message:
                              type=etype, data=_bytes(e[3], f"entries[{i}].data")))
     if type(reject) is not bool:
         raise WireError("field 'reject': expected a bool")
+    if type(done) is not bool:
+        raise WireError("field 'done': expected a bool")
     return Message(type=msg_type, to=_int(to, "to"), from_=_int(frm, "from"), term=_int(term, "term"),
                    log_term=_int(log_term, "log_term"), index=_int(index, "index"), entries=tuple(entries),
                    commit=_int(commit, "commit"), reject=reject, reject_hint=_int(hint, "reject_hint"),
-                   hint_term=_int(hint_term, "hint_term"), context=_bytes(ctx, "context"))
+                   hint_term=_int(hint_term, "hint_term"), context=_bytes(ctx, "context"),
+                   offset=_int(offset, "offset"), data=_bytes(data, "data"), done=done)
 
 
 # -- log entries -----------------------------------------------------------------------------

@@ -6,11 +6,14 @@ backoff when the connection fails. Sending never blocks the Ready loop: when the
 (a slow or dead peer) the newest message is dropped, which Raft tolerates (it retries by
 heartbeats and probes). A link's frames are written in the order they were queued.
 
-Inbound connections are served by ``serve_peers``: every frame is decoded by ``codec`` and handed
-to the node's ``deliver`` callback. A garbage, oversized or truncated frame closes that one
-connection with a log line; every other connection is untouched.
+Inbound connections are served by ``serve_peer_connection``: with a cluster key, the connection
+must first pass the handshake (``auth.py``) as another member, and every message on it must come
+from that member (``from`` is checked against the authenticated id, never trusted on its own);
+then every frame is decoded by ``codec`` and handed to the node's ``deliver`` callback. A garbage,
+oversized, slow or truncated frame, a failed handshake or a forged sender closes that one
+connection with a (rate-limited) log line; every other connection is untouched. Outbound links
+run the connector's side of the handshake and check that the member reached holds the key too.
 
-Tasks are owned by the caller's ``asyncio.TaskGroup`` (style rule 11).
 """
 
 from __future__ import annotations
@@ -20,10 +23,14 @@ import contextlib
 from collections import deque
 from collections.abc import Callable
 
+from raftlab.impl.net.auth import Acceptor, AuthError, Connector, Identity, Key
 from raftlab.impl.net.codec import WireError, decode_message, encode_message
 from raftlab.impl.net.framing import FrameError, encode_frame
-from raftlab.impl.net.streams import read_frames
+from raftlab.impl.net.streams import ConnectionGate, FrameReader, handshake_connect, nonce, serve_connection
 from raftlab.impl.raft.messages import Message
+
+PEER_IDLE_SECONDS = 30.0  # a live member sends heartbeats many times a second
+SLOW_FRAME_SECONDS = 60.0  # generous: a slowed lab link may carry a 1 MiB append slowly
 
 
 class PeerLink:
@@ -31,8 +38,11 @@ class PeerLink:
 
     def __init__(self, peer_id: int, host: str, port: int, *, max_queue: int = 8192,
                  logger: Callable[[str], None], connect_timeout: float = 1.0,
-                 min_backoff: float = 0.02, max_backoff: float = 0.5) -> None:
+                 min_backoff: float = 0.02, max_backoff: float = 0.5, key: Key | None = None,
+                 my_id: int = 0) -> None:
         self.peer_id = peer_id
+        self.key = key
+        self.my_id = my_id
         self.host = host
         self.port = port
         self.max_queue = max_queue
@@ -44,6 +54,7 @@ class PeerLink:
         self._queue: deque[bytes] = deque()
         self._wake = asyncio.Event()
         self._connected = False
+        self._auth_failed = False
 
     def send(self, msg: Message) -> None:
         if len(self._queue) >= self.max_queue:
@@ -57,9 +68,11 @@ class PeerLink:
         backoff = self.min_backoff
         while True:
             try:
-                _reader, writer = await asyncio.wait_for(
+                reader, writer = await asyncio.wait_for(
                     asyncio.open_connection(self.host, self.port), self.connect_timeout)
-            except (OSError, TimeoutError) as e:
+                if self.key is not None:
+                    await self._handshake(reader, writer)
+            except (OSError, TimeoutError, AuthError, FrameError) as e:
                 if self._connected:
                     self._log(f"peer {self.peer_id}: cannot connect to {self.host}:{self.port}: {e}")
                     self._connected = False
@@ -83,6 +96,19 @@ class PeerLink:
                     await writer.wait_closed()
             await asyncio.sleep(backoff)
 
+    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert self.key is not None
+        try:
+            await handshake_connect(reader, writer, Connector(self.key, "peer", nonce(), my_id=self.my_id,
+                                                              expect=self.peer_id))
+        except BaseException as e:
+            writer.close()
+            if isinstance(e, AuthError) and not self._auth_failed:  # once per run of failures
+                self._log(f"peer {self.peer_id}: authentication failed: {e}")
+                self._auth_failed = True
+            raise
+        self._auth_failed = False
+
     async def _pump(self, writer: asyncio.StreamWriter) -> None:
         queue = self._queue
         while True:
@@ -100,17 +126,19 @@ class PeerLink:
 
 
 async def serve_peer_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                                deliver: Callable[[Message], None], logger: Callable[[str], None]) -> None:
+                                deliver: Callable[[Message], None], note: Callable[[str, str], None], *,
+                                key: Key | None, my_id: int, members: tuple[int, ...],
+                                gate: ConnectionGate) -> None:
     """Read frames from one inbound peer connection until EOF or a protocol error."""
-    peer = writer.get_extra_info("peername")
-    try:
-        async for frame in read_frames(reader):
-            deliver(decode_message(frame))
-    except (FrameError, WireError) as e:
-        logger(f"peer connection from {peer}: {e}; closing it")
-    except (OSError, ConnectionError):
-        pass
-    except asyncio.CancelledError:  # the node is stopping; asyncio's stream callback would log it
-        return
-    finally:
-        writer.close()
+
+    async def session(frames: FrameReader, identity: Identity | None) -> None:
+        sender = identity.member if identity is not None else 0
+        async for frame in frames:
+            msg = decode_message(frame)
+            if sender and msg.from_ != sender:
+                raise WireError(f"member {sender} sent a message claiming to be from {msg.from_}")
+            deliver(msg)
+
+    acceptor = Acceptor(key, my_id, nonce(), members=members) if key is not None else None
+    await serve_connection(reader, writer, note, port="peer", gate=gate, acceptor=acceptor, idle=PEER_IDLE_SECONDS,
+                           slow_frame=SLOW_FRAME_SECONDS, session=session, close=writer.close)

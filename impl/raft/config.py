@@ -24,6 +24,9 @@ class RaftConfig:
     max_committed_per_ready: int = 8192
     read_only: Literal["safe", "lease"] = "safe"
     applied: int = 0  # entries already applied by the state machine (0: replay the whole log)
+    snapshot_chunk_bytes: int = 256 << 10  # bytes of snapshot per SNAP message
+    snapshot_window: int = 4  # SNAP chunks in flight beyond the follower's acknowledgement
+    rejoin: bool = False  # repaired as an empty member: no vote, no campaign until caught up with a leader
 
     def __post_init__(self) -> None:
         if self.id <= 0:
@@ -44,3 +47,5 @@ class RaftConfig:
             raise ConfigError("read_only='lease' needs check_quorum (the lease is the check-quorum window)")
         if self.applied < 0:
             raise ConfigError("applied must be >= 0")
+        if self.snapshot_chunk_bytes <= 0 or self.snapshot_window <= 0:
+            raise ConfigError("snapshot_chunk_bytes and snapshot_window must be positive")

@@ -22,6 +22,8 @@ Rules (with paper/thesis sections):
 * Commit: only an entry of the leader's current term is committed by counting (§5.4.2); a no-op
   is appended on election so that happens promptly (§8).
 * Reads: ReadIndex (thesis §6.4) and lease reads (thesis §6.4.1), in reads.py.
+* Snapshots: a follower that needs compacted entries gets the snapshot in chunks (thesis §5.3,
+  etcd's StateSnapshot), in snapshots.py.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ from .progress import Inflights, Progress, ProgressState
 from .quorum import MajorityConfig, VoteResult
 from .readonly import ReadOnly, decode_seq, encode_seq
 from .reads import NotLeader, ReadPath
+from .snapshots import SnapshotPath
+from .validate import MAX_VALUE, Refusals, Refused, check
 
 if TYPE_CHECKING:
     import random  # the core only calls the Random it is given; it never uses the global one
@@ -75,7 +79,7 @@ class Status:
                 f"applied={self.applied} last={self.last_index}")
 
 
-class RaftCore(ReadPath):
+class RaftCore(ReadPath, SnapshotPath):
     def __init__(self, config: RaftConfig, storage: Storage, *, rng: random.Random,
                  logger: Callable[[str], None] | None = None) -> None:
         self.config = config
@@ -84,6 +88,7 @@ class RaftCore(ReadPath):
         self.quorum = MajorityConfig(self.voters)
         self.rng = rng
         self.log_line = logger or (lambda _line: None)
+        self.refusals = Refusals(self.log_line)  # refused peer messages, counted per kind (validate.py)
         self.log = RaftLog(storage, config.applied)
         hs = storage.initial_state()
         self.term = hs.term
@@ -110,6 +115,10 @@ class RaftCore(ReadPath):
         self.lease_void = False  # set once a TIMEOUT_NOW went out: the transferee ignores our lease
         # lease mode: a booted node grants no vote for election_tick ticks, as if it had heard a leader
         self.boot_lease = config.read_only == "lease"
+        self._init_snapshots()
+        # repaired empty (`raftlab node repair --empty`): no vote, no campaign until a leader caught
+        # it up; then it counts as having voted for that leader in its term (docs/node.md, recovery)
+        self.rejoining = config.rejoin and len(self.voters) > 1
         self._prev_hs = HardState(term=hs.term, vote=hs.vote, commit=self.log.committed)
         self._prev_ss = SoftState()
         self._reset_randomized_timeout()
@@ -172,9 +181,20 @@ class RaftCore(ReadPath):
             self._send_append(to)
 
     def step(self, m: Message) -> None:
-        if m.to != self.id or m.from_ not in self.voters or m.from_ == self.id:
-            self.log_line(f"{self.id} drops a message not meant for this cluster: {m.describe()}")
-            return
+        """Step one peer message; one that breaks the protocol is refused (counted, logged at a
+        bounded rate) and changes nothing (validate.py)."""
+        try:
+            if m.to != self.id or m.from_ not in self.voters or m.from_ == self.id:
+                raise Refused("foreign", "not meant for this cluster")
+            check(self, m)
+            self._step(m)
+        except Refused as e:
+            self.refuse(e, m)
+
+    def refuse(self, e: Refused, m: Message) -> None:
+        self.refusals.note(e.kind, f"{self.id} refuses {m.describe()[:200]}: {e}", self.clock)
+
+    def _step(self, m: Message) -> None:
         if m.term > self.term:
             if m.type in (MsgType.VOTE, MsgType.PRE_VOTE):
                 in_lease = (self.config.check_quorum and (self.lead != NONE or self.boot_lease)
@@ -196,6 +216,10 @@ class RaftCore(ReadPath):
                 self._send_after(Message(type=MsgType.PRE_VOTE_RESP, to=m.from_, from_=self.id, term=self.term,
                                          reject=True))
             return
+        if self.installing() and m.type in (MsgType.APP, MsgType.SNAP, MsgType.VOTE, MsgType.PRE_VOTE):
+            # the log is about to be replaced: nothing may be appended to it or vouched for by it
+            self.log_line(f"{self.id} drops {m.type.name} from {m.from_}: installing a snapshot")
+            return
         if m.type in (MsgType.VOTE, MsgType.PRE_VOTE):
             self._handle_vote_request(m)
         elif self.role is Role.LEADER:
@@ -211,6 +235,7 @@ class RaftCore(ReadPath):
         return bool(
             self._bcast_pending or self._msgs or self._msgs_after or self.log.unstable
             or self.log.has_next_committed() or self._read_states or self._dropped_reads
+            or self._chunks or self._install_out is not None
             or self._hard_state() != self._prev_hs or self._soft_state() != self._prev_ss
         )
 
@@ -221,16 +246,19 @@ class RaftCore(ReadPath):
         hs = self._hard_state()
         ss = self._soft_state()
         entries = tuple(self.log.unstable)
+        chunks, install = self._take_snapshot_work()
         rd = Ready(
             entries=entries,
             hard_state=hs if hs != self._prev_hs else None,
-            must_sync=bool(entries) or hs.term != self._prev_hs.term or hs.vote != self._prev_hs.vote,
+            must_sync=bool(entries) or bool(chunks) or hs.term != self._prev_hs.term or hs.vote != self._prev_hs.vote,
             send_now=tuple(self._msgs),
             send_after_persist=tuple(self._msgs_after),
             committed=tuple(self.log.next_committed(self.config.max_committed_per_ready)),
             read_states=tuple(self._read_states),
             soft_state=ss if ss != self._prev_ss else None,
             dropped_reads=tuple(self._dropped_reads),
+            snapshot_chunks=chunks,
+            install=install,
         )
         self._msgs, self._msgs_after, self._read_states, self._dropped_reads = [], [], [], []
         return rd
@@ -242,6 +270,8 @@ class RaftCore(ReadPath):
             self._prev_ss = rd.soft_state
         if rd.committed:
             self.log.applied_to(rd.committed[-1].index)
+        if rd.install is not None:
+            self._advance_install(rd.install)
         if rd.entries:
             last = rd.entries[-1]
             self.log.stable_to(last.index, last.term)
@@ -315,6 +345,12 @@ class RaftCore(ReadPath):
     def _hup(self, transfer: bool = False) -> None:
         if self.role is Role.LEADER:
             return
+        if self.rejoining:
+            self.log_line(f"{self.id} does not campaign: rejoining, not caught up with a leader yet")
+            return
+        if self.term >= MAX_VALUE:  # a term stored by an older, unchecked version: never overflow
+            self.log_line(f"{self.id} cannot campaign: term {self.term} is at the limit {MAX_VALUE}")
+            return
         if self.config.pre_vote and not transfer:
             self._campaign(pre=True)
         else:
@@ -384,6 +420,9 @@ class RaftCore(ReadPath):
         can_vote = (self.vote == m.from_ or (self.vote == NONE and self.lead == NONE)
                     or (pre and m.term > self.term))
         resp = MsgType.PRE_VOTE_RESP if pre else MsgType.VOTE_RESP
+        if self.rejoining:
+            self.log_line(f"{self.id} refuses {m.type.name} from {m.from_}: rejoining, not caught up yet")
+            can_vote = False
         if can_vote and self.log.is_up_to_date(m.index, m.log_term):
             self._send_after(Message(type=resp, to=m.from_, from_=self.id, term=m.term))
             if not pre:
@@ -417,12 +456,18 @@ class RaftCore(ReadPath):
             self.election_elapsed = 0
             self.lead = m.from_
             self._handle_append(m)
+            if self.rejoining and 0 < m.commit <= self.log.committed:
+                self.rejoining = False
+                self.vote = m.from_
+                self.log_line(f"{self.id} caught up with leader {m.from_} at commit {m.commit}: votes again")
+        elif t is MsgType.SNAP:
+            self._handle_snapshot(m)  # a rejoining member catches up by the appends that follow the install
         elif t is MsgType.HEARTBEAT:
             self.election_elapsed = 0
             self.lead = m.from_
             self.log.commit_to(min(m.commit, self.log.last_index()))
             self._send(Message(type=MsgType.HEARTBEAT_RESP, to=m.from_, from_=self.id, term=self.term,
-                               index=m.index, context=m.context))
+                               index=m.index, context=m.context, reject_hint=self.log.last_index()))
         elif t is MsgType.READ_INDEX_RESP and self._take_forwarded(m.context):
             if m.reject:
                 self._dropped_reads.append(DroppedRead(context=m.context, reason=f"refused by {m.from_}"))
@@ -460,6 +505,9 @@ class RaftCore(ReadPath):
             return
         if t is MsgType.APP_RESP:
             pr.recent_active = True
+            if m.reject and m.reject_hint < pr.match <= m.index:
+                self._lost_entries(m.from_, pr, m.reject_hint)
+                return
             if m.reject:
                 next_probe = m.reject_hint
                 if m.hint_term > 0:
@@ -470,7 +518,12 @@ class RaftCore(ReadPath):
                     self._send_append(m.from_)
                 return
             if pr.maybe_update(m.index):
-                if pr.state is ProgressState.PROBE:
+                pr.match_stamp = self.clock
+                if pr.state is ProgressState.SNAPSHOT and pr.match + 1 >= self.log.first_index():
+                    self.log_line(f"{self.id} resumes appends to {m.from_} after its snapshot (match {pr.match})")
+                    pr.become_probe()
+                    pr.become_replicate()
+                elif pr.state is ProgressState.PROBE:
                     pr.become_replicate()
                 else:
                     pr.inflights.free_le(m.index)
@@ -480,13 +533,19 @@ class RaftCore(ReadPath):
                     self._send_append(m.from_)
                 if m.from_ == self.lead_transferee and pr.match == self.log.last_index():
                     self._send_timeout_now(m.from_)
+        elif t is MsgType.SNAP_RESP:
+            self._handle_snap_resp(m, pr)
         elif t is MsgType.HEARTBEAT_RESP:
             pr.recent_active = True
             if m.index > pr.lease_stamp:
                 pr.lease_stamp = m.index
             pr.probe_sent = False
-            if pr.new_heartbeat_round(m.index):
-                if pr.stalled():
+            if m.reject_hint < pr.match and m.index > pr.match_stamp:
+                self._lost_entries(m.from_, pr, m.reject_hint)
+            elif pr.new_heartbeat_round(m.index):
+                if pr.state is ProgressState.SNAPSHOT:
+                    self._snapshot_heartbeat(m.from_, pr)
+                elif pr.stalled():
                     self.log_line(f"{self.id} re-probes {m.from_}: no progress with {len(pr.inflights)} "
                                   "appends in flight")
                     pr.become_probe()
@@ -504,16 +563,29 @@ class RaftCore(ReadPath):
         pr = self.prs[to]
         if pr.is_paused():
             return
+        if pr.next < self.log.first_index():
+            self._send_snapshot(to)  # the entries it needs were compacted
+            return
         prev = pr.next - 1
         entries = self.log.entries(pr.next, self.log.last_index() + 1, self.config.max_size_per_msg)
         self._send(Message(type=MsgType.APP, to=to, from_=self.id, term=self.term, index=prev,
                            log_term=self.log.term(prev), entries=tuple(entries), commit=self.log.committed))
+        pr.sent = max(pr.sent, prev + len(entries))
         if pr.state is ProgressState.REPLICATE:
             if entries:
                 pr.next = entries[-1].index + 1
                 pr.inflights.add(entries[-1].index, sum(len(e.data) + 16 for e in entries))
         else:
             pr.probe_sent = True
+
+    def _lost_entries(self, to: int, pr: Progress, last: int) -> None:
+        """A follower's log ends below what it acknowledged (its disk lost a tail it had
+        synced, or it was repaired as an empty member): forget the match and back-track from
+        its real end, as a probe does, so it is sent the entries again. Commit never moves back."""
+        self.log_line(f"{self.id} back-tracks {to}: its log ends at {last}, below its acknowledged {pr.match}")
+        pr.match = last
+        pr.become_probe()
+        self._send_append(to)
 
     def _bcast_append(self) -> None:
         last = self.log.last_index()

@@ -1,6 +1,8 @@
 """RaftLog: the stable log (Storage) plus the unstable tail not yet handed to the shell to persist.
 
-Invariants: applied <= committed <= last_index(); unstable entries start at ``offset`` and are
+Invariants: first_index() - 1 <= applied <= committed <= last_index() (entries below
+first_index() were compacted into a snapshot, which the state machine was restored from or
+applied through); unstable entries start at ``offset`` and are
 contiguous; every entry in storage below ``offset`` is persisted. The shell persists the unstable
 tail from a Ready and ``stable_to`` drops it here (etcd's log.go / log_unstable.go). Entries are
 only ever handed to the state machine once (``applied`` is the index handed out, etcd's
@@ -14,6 +16,7 @@ from collections.abc import Sequence
 from raftlab.impl.storage import Storage
 
 from .messages import Entry
+from .validate import Refused
 
 
 class RaftLog:
@@ -24,8 +27,13 @@ class RaftLog:
         self.unstable: list[Entry] = []
         self.offset = storage.last_index() + 1
         hs = storage.initial_state()
-        self.committed = min(hs.commit, storage.last_index())
+        # a restored snapshot (``applied``) is committed even if the hard state's commit lags it
+        self.committed = max(min(hs.commit, storage.last_index()), min(applied, storage.last_index()))
         self.applied = min(applied, self.committed)
+
+    def first_index(self) -> int:
+        """The first index still in the log (below it: only the snapshot)."""
+        return self.storage.first_index()
 
     def last_index(self) -> int:
         if self.unstable:
@@ -105,7 +113,8 @@ class RaftLog:
         conflict = self.find_conflict(entries)
         if conflict:
             if conflict <= self.committed:
-                raise AssertionError(f"entry {conflict} conflicts with committed entry (committed={self.committed})")
+                raise Refused("conflict", f"entry {conflict} conflicts with a committed entry (committed "
+                                          f"through {self.committed})")
             self._truncate_and_append(entries[conflict - entries[0].index:])
         self.commit_to(min(commit, last_new))
         return last_new
@@ -141,6 +150,14 @@ class RaftLog:
     def next_committed(self, max_count: int) -> list[Entry]:
         hi = min(self.committed, self.applied + max_count) + 1
         return self.entries(self.applied + 1, hi)
+
+    def restore(self, index: int) -> None:
+        """An installed snapshot at ``index`` replaced the whole log (the storage already starts
+        after it): nothing is unstable, everything through ``index`` is committed and applied."""
+        self.unstable = []
+        self.offset = index + 1
+        self.committed = max(self.committed, index)
+        self.applied = max(self.applied, index)
 
     def applied_to(self, index: int) -> None:
         if index > self.applied:

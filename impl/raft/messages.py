@@ -30,7 +30,8 @@ class MsgType(enum.IntEnum):
     READ_INDEX = 9  # follower -> leader: please confirm a read index for context
     READ_INDEX_RESP = 10  # leader -> follower: index to wait for, for context
     TIMEOUT_NOW = 11  # leader -> transferee: campaign now (leader transfer)
-    SNAP = 12  # leader -> follower: install a snapshot (later issue)
+    SNAP = 12  # leader -> follower: one chunk of a snapshot (index/log_term name it, offset/data/done carry it)
+    SNAP_RESP = 13  # follower -> leader: offset = bytes of snapshot `index` it has on disk (reject: resend from offset)
 
 
 class EntryType(enum.IntEnum):
@@ -93,9 +94,12 @@ class Message:
     entries: tuple[Entry, ...] = ()
     commit: int = 0
     reject: bool = False
-    reject_hint: int = 0  # APP_RESP reject: follower's suggested match index (fast back-tracking)
+    reject_hint: int = 0  # APP_RESP reject: follower's suggested match index (fast back-tracking); HEARTBEAT_RESP: its last index
     hint_term: int = 0  # APP_RESP reject: term of the follower's entry at reject_hint
     context: bytes = b""  # READ_INDEX*: the caller's read id; HEARTBEAT*: the leader's read sequence number
+    offset: int = 0  # SNAP: where ``data`` starts in the snapshot file; SNAP_RESP: bytes the follower holds
+    data: bytes = b""  # SNAP: one chunk of the snapshot file
+    done: bool = False  # SNAP: ``data`` is the last chunk
 
     def describe(self) -> str:
         parts = [f"{self.from_}->{self.to} {self.type.name} Term:{self.term}"]
@@ -110,9 +114,42 @@ class Message:
             parts.append(f"Rejected (Hint: {self.hint_term}/{self.reject_hint})")
         if self.context:
             parts.append(f"Ctx:{self.context.hex()}")
+        if self.type in (MsgType.SNAP, MsgType.SNAP_RESP):
+            parts.append(f"Snap:{self.log_term}/{self.index} Offset:{self.offset}")
+            if self.data or self.done:
+                parts.append(f"Bytes:{len(self.data)}" + (" Done" if self.done else ""))
         if self.entries:
             parts.append("Entries:[" + ", ".join(e.describe() for e in self.entries) + "]")
         return " ".join(parts)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SnapshotMeta:
+    """Which state a snapshot holds: everything applied through ``index`` (whose entry has
+    ``term``), for the cluster ``voters``; ``size`` is its encoded length in bytes (0: none)."""
+
+    index: int = 0
+    term: int = 0
+    voters: tuple[int, ...] = ()
+    size: int = 0
+
+    def describe(self) -> str:
+        return f"snapshot {self.term}/{self.index} ({self.size} bytes)"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SnapshotChunk:
+    """Bytes ``[offset, offset + len(data))`` of the snapshot ``term``/``index`` a follower is
+    receiving; the shell writes it to the partial file (``offset`` 0 starts a new one)."""
+
+    index: int
+    term: int
+    offset: int
+    data: bytes
+    done: bool
+
+    def describe(self) -> str:
+        return f"chunk of {self.term}/{self.index} at {self.offset} ({len(self.data)} bytes{', done' if self.done else ''})"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -147,6 +184,11 @@ class Ready:
     3. only then send ``send_after_persist`` (append, vote and pre-vote responses);
     4. apply ``committed`` in order; serve ``read_states`` once applied >= their index;
     5. call ``core.advance(ready)``.
+
+    A follower receiving a snapshot gets ``snapshot_chunks`` to write (with the entries, step 2);
+    when ``install`` is set the last chunk is among them: the shell verifies the assembled file,
+    makes it the node's snapshot, resets the log to start after it, restores the state machine
+    from it (after step 4's entries, which are older) and tells the core with ``advance``.
     """
 
     entries: tuple[Entry, ...] = ()
@@ -158,6 +200,8 @@ class Ready:
     read_states: tuple[ReadState, ...] = ()
     soft_state: SoftState | None = None
     dropped_reads: tuple[DroppedRead, ...] = field(default=())  # each of our reads answered at most once
+    snapshot_chunks: tuple[SnapshotChunk, ...] = ()
+    install: SnapshotMeta | None = None
 
     def describe(self) -> str:
         lines = ["Ready MustSync=" + str(self.must_sync).lower() + ":"]
@@ -182,4 +226,8 @@ class Ready:
             lines.extend(r.describe() for r in self.read_states)
         if self.dropped_reads:
             lines.append("DroppedReads: " + ", ".join(d.describe() for d in self.dropped_reads))
+        if self.snapshot_chunks:
+            lines.append("SnapshotChunks: " + ", ".join(c.describe() for c in self.snapshot_chunks))
+        if self.install is not None:
+            lines.append("Install " + self.install.describe())
         return "\n".join(lines)

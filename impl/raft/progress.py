@@ -4,7 +4,11 @@ Invariant: 0 <= match < next. In PROBE the leader sends one MsgApp and waits (``
 until the follower answers, then moves ``next`` back by the follower's hint until the logs
 match; in REPLICATE it pipelines MsgApps optimistically (``next`` jumps ahead when sent), bounded
 by ``Inflights`` in both count and bytes, so a slow follower cannot make the leader buffer the
-whole log (etcd's tracker/progress.go, design.md).
+whole log (etcd's tracker/progress.go, design.md). In SNAPSHOT the follower needs entries the
+leader compacted: appends pause while the snapshot ``pending_snapshot`` streams in chunks
+(``snap_sent`` bytes sent, ``snap_acked`` confirmed on the follower's disk, at most a window of
+chunks beyond it), until the follower reports the snapshot installed (its match reaches it)
+and probing resumes from there (etcd's StateSnapshot / PendingSnapshot).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections import deque
 class ProgressState(enum.Enum):
     PROBE = "probe"
     REPLICATE = "replicate"
+    SNAPSHOT = "snapshot"
 
 
 class Inflights:
@@ -48,12 +53,15 @@ class Inflights:
 
 
 class Progress:
-    __slots__ = ("inflights", "lease_stamp", "match", "match_at_heartbeat", "next", "probe_sent", "recent_active",
-                 "stall_stamp", "stalls", "state")
+    __slots__ = ("inflights", "lease_stamp", "match", "match_at_heartbeat", "match_stamp", "next", "pending_snapshot",
+                 "probe_sent", "recent_active", "sent", "snap_acked", "snap_acked_at_heartbeat", "snap_sent",
+                 "snap_size", "snap_term", "stall_stamp", "stalls", "state")
 
     def __init__(self, next_index: int, inflights: Inflights) -> None:
         self.match = 0
         self.next = next_index
+        self.match_stamp = -1  # leader's clock when match last grew (heartbeat answers older than it are stale)
+        self.sent = 0  # the highest index any MsgApp to this follower reached this term (validate.py)
         self.state = ProgressState.PROBE
         self.probe_sent = False
         self.recent_active = False
@@ -62,6 +70,12 @@ class Progress:
         self.stalls = 0
         self.stall_stamp = -1  # the heartbeat round (leader tick stamp) stalled() last counted
         self.lease_stamp = -(1 << 62)  # leader's clock at the latest heartbeat this follower echoed (lease reads)
+        self.pending_snapshot = 0  # SNAPSHOT: the index of the snapshot being sent
+        self.snap_term = 0
+        self.snap_size = 0
+        self.snap_sent = 0  # bytes of it sent (snap_acked <= snap_sent <= snap_size)
+        self.snap_acked = 0  # bytes the follower reported on its disk
+        self.snap_acked_at_heartbeat = -1
 
     def new_heartbeat_round(self, stamp: int) -> bool:
         """True for the first answer to a heartbeat stamped ``stamp`` (the leader's tick). The
@@ -83,10 +97,33 @@ class Progress:
         return self.stalls >= 2
 
     def become_probe(self) -> None:
+        # after a snapshot, probing starts just past it (etcd: max(match + 1, pending + 1))
+        self.next = max(self.match + 1, self.pending_snapshot + 1) if self.state is ProgressState.SNAPSHOT \
+            else self.match + 1
         self.state = ProgressState.PROBE
-        self.next = self.match + 1
+        self.pending_snapshot = 0
         self.probe_sent = False
         self.inflights.reset()
+
+    def become_snapshot(self, index: int, term: int, size: int) -> None:
+        self.state = ProgressState.SNAPSHOT
+        self.pending_snapshot = index
+        self.snap_term = term
+        self.snap_size = size
+        self.snap_sent = self.snap_acked = 0
+        self.snap_acked_at_heartbeat = -1
+        self.probe_sent = False
+        self.inflights.reset()
+
+    def snapshot_stalled(self) -> bool:
+        """Chunks in flight but nothing acknowledged over two heartbeat rounds: some were lost
+        (a reconnect, a restart of the follower); resend from the acknowledged offset."""
+        if self.snap_sent == self.snap_acked or self.snap_acked != self.snap_acked_at_heartbeat:
+            self.snap_acked_at_heartbeat = self.snap_acked
+            self.stalls = 0
+            return False
+        self.stalls += 1
+        return self.stalls >= 2
 
     def become_replicate(self) -> None:
         self.state = ProgressState.REPLICATE
@@ -107,6 +144,8 @@ class Progress:
 
     def maybe_decr_to(self, rejected: int, match_hint: int) -> bool:
         """A rejection of the MsgApp at ``rejected``; False if it was stale."""
+        if self.state is ProgressState.SNAPSHOT:
+            return False  # no MsgApp is outstanding: a rejection is from before the snapshot
         if self.state is ProgressState.REPLICATE:
             if rejected <= self.match:
                 return False
@@ -119,9 +158,14 @@ class Progress:
         return True
 
     def is_paused(self) -> bool:
+        if self.state is ProgressState.SNAPSHOT:
+            return True
         if self.state is ProgressState.PROBE:
             return self.probe_sent
         return self.inflights.full()
 
     def describe(self) -> str:
+        if self.state is ProgressState.SNAPSHOT:
+            return (f"snapshot match={self.match} next={self.next} pending={self.pending_snapshot} "
+                    f"sent={self.snap_sent}/{self.snap_size} acked={self.snap_acked}")
         return f"{self.state.value} match={self.match} next={self.next} inflight={len(self.inflights)}"

@@ -10,10 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from raftlab.impl.raft.messages import Entry, HardState
+from raftlab.impl.raft.messages import Entry, HardState, SnapshotMeta
 
 
 class Storage(Protocol):
+    """What the core reads. ``term(first_index() - 1)`` is known (the entry below a compacted
+    log, or the snapshot's); ``snapshot_meta`` is the newest durable snapshot (index 0: none)
+    and ``snapshot_chunk`` reads its bytes for a follower (None once it is gone)."""
+
     def initial_state(self) -> HardState: ...
 
     def first_index(self) -> int: ...
@@ -23,6 +27,10 @@ class Storage(Protocol):
     def term(self, index: int) -> int: ...
 
     def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> list[Entry]: ...
+
+    def snapshot_meta(self) -> SnapshotMeta: ...
+
+    def snapshot_chunk(self, index: int, offset: int, size: int) -> bytes | None: ...
 
 
 class WritableStorage(Storage, Protocol):

@@ -41,6 +41,16 @@ EXIT = {True: 0, False: 1, "unknown": 3}
 @click.option("--no-disk-stalls", is_flag=True, help="Never stall a node's disk (persists completing late).")
 @click.option("--workload", type=click.Choice(["register", "tree"]), default="register", show_default=True,
               help="What the clients do: read/write/cas on a few keys, or the tree workload's ops (dtkv-dir model).")
+@click.option("--snapshot-entries", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Every node snapshots every N applied entries and compacts its log (0: never).")
+@click.option("--snapshot-margin", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Entries kept in the log below a snapshot when compacting.")
+@click.option("--late-duplicate", type=click.FloatRange(0.0, 1.0), default=0.02, show_default=True,
+              help="Chance a message is delivered once more, much later (stale snapshots, appends, votes).")
+@click.option("--adversary", is_flag=True,
+              help="Forge peer messages the validation layer must refuse (out-of-range terms, gaps, ...).")
+@click.option("--storage-faults", is_flag=True,
+              help="A crashed node's disk may lose a file or flip a bit; its recovery judges it on restart.")
 @click.option("--time-limit", type=click.FloatRange(min=0.0), default=60.0, show_default=True, metavar="S",
               help="Seconds for the linearizability check; past it the verdict is unknown.")
 @click.option("--swarm", is_flag=True,
@@ -50,7 +60,8 @@ EXIT = {True: 0, False: 1, "unknown": 3}
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 def sim(seed: int | None, steps: int, nodes: int | None, loss: float, read_only: str, no_crashes: bool,
         no_partitions: bool, clock_drift: float | None, clock_jumps: bool | None, no_pauses: bool,
-        no_disk_stalls: bool, workload: str, time_limit: float, swarm: bool, budget: float | None, as_json: bool) -> None:
+        no_disk_stalls: bool, workload: str, snapshot_entries: int, snapshot_margin: int, late_duplicate: float,
+        adversary: bool, storage_faults: bool, time_limit: float, swarm: bool, budget: float | None, as_json: bool) -> None:
     """Simulate a Raft cluster deterministically and check every step."""
     import random
 
@@ -62,7 +73,9 @@ def sim(seed: int | None, steps: int, nodes: int | None, loss: float, read_only:
         seed = random.SystemRandom().randrange(2**32)
     config = SimConfig(nodes=nodes or 5, loss=loss, read_only=read_only, crashes=not no_crashes,
                        partitions=not no_partitions, clock_drift=clock_drift, clock_jumps=clock_jumps,
-                       pauses=not no_pauses, disk_stalls=not no_disk_stalls, workload=workload)
+                       pauses=not no_pauses, disk_stalls=not no_disk_stalls, workload=workload,
+                       snapshot_entries=snapshot_entries, snapshot_margin=snapshot_margin, late_duplicate=late_duplicate,
+                       adversary=adversary, storage_faults=storage_faults)
     if budget is not None:
         result = hunt(seed, budget, steps, swarm=swarm, nodes=nodes, base=config, time_limit=time_limit)
         found = result.found

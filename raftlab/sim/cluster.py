@@ -14,7 +14,13 @@ loses what it wrote but did not sync) or restart it, and the faults real machine
 * ``pauses``: a node takes no events for a while (SIGSTOP, a GC pause); messages and client
   requests queue for it, then it gets the whole elapsed time at once;
 * ``disk_stalls``: a node's persist completes only after a while (a stalled disk); it keeps
-  receiving meanwhile, as the node does with its WAL writes in a worker thread.
+  receiving meanwhile, as the node does with its WAL writes in a worker thread;
+* snapshots (``snapshot_entries`` N, 0: off): every node snapshots every N applied entries and
+  now and then on demand (compaction at random points); the write completes some steps later
+  (a crash before then loses it, as a torn ``.tmp`` file is lost), then the log is compacted
+  up to ``snapshot_margin`` entries below it, so lagging or restarted followers are brought back
+  by InstallSnapshot, streamed in ``snapshot_chunk_bytes`` chunks (a crash mid-stream loses the
+  partial snapshot); late duplicates (network.py) bring stale snapshots to nodes that moved on. A node restarts from its storage's snapshot and the log after it.
 
 Each node's work is carried out as the shell does: ``ready()`` (send what it released),
 persist (append, hard state, sync) then ``persisted()`` (send acknowledgements, collect
@@ -38,10 +44,12 @@ from raftlab.impl.machine import MachineConfig, NodeMachine, Persist, Reply
 from raftlab.impl.net.codec import Request
 from raftlab.impl.raft import EntryType, RaftConfig, RaftCore, Role
 from raftlab.impl.storage.memory import MemoryStorage
-from raftlab.impl.storage.meta import decode_meta, encode_meta
+from raftlab.impl.storage.meta import StorageError, encode_meta, load_meta_bytes
+from raftlab.impl.storage.snapshot_format import SnapshotImage
 from raftlab.workloads.tree import TreeSpace
 
 from . import treeops
+from .hostile import DiskImage, forge
 from .invariants import Invariants
 from .network import SimNetwork
 from .scenarios import fire
@@ -53,6 +61,7 @@ class SimConfig:
     loss: float = 0.02
     duplicate: float = 0.01
     reorder: float = 0.1
+    late_duplicate: float = 0.02
     partitions: bool = True
     crashes: bool = True
     keys: int = 3
@@ -74,6 +83,12 @@ class SimConfig:
     scenarios: tuple[str, ...] = ()  # raftlab/sim/scenarios.py: targeted faults fired inside risky windows
     scenario_rate: float = 0.02  # chance per step that the scenario engine looks for an open window
     workload: str = "register"  # or "tree": the tree workload's ops (raftlab/sim/treeops.py), dtkv-dir model
+    snapshot_entries: int = 10  # 0: no snapshots, no compaction
+    snapshot_margin: int = 2
+    # None: each run draws 48 (a snapshot of a few keys streams in several chunks) or 4096 (one)
+    snapshot_chunk_bytes: int | None = None
+    adversary: bool = False  # forge peer messages the validation layer must refuse (hostile.py)
+    storage_faults: bool = False  # a crashed node's disk may lose a file or flip a bit (hostile.py)
 
     def drift(self) -> float:
         return self.clock_drift if self.clock_drift is not None else (0.5 if self.read_only == "safe" else 0.2)
@@ -107,6 +122,9 @@ class SimNode:
     disk_until: int = 0  # step: a persist does not complete before it
     persisting: Persist | None = None
     busy: bool = True  # has input, time or a persist to handle: an idle node is not worked (speed)
+    snapshot_write: tuple[int, SnapshotImage] | None = None  # (step it becomes durable, image)
+    image: DiskImage | None = None  # a damaged disk, judged by the node's recovery on restart
+    rejoin: bool = False  # repaired empty; durable until caught up (the manifest's flag in the node)
 
     @property
     def core(self) -> RaftCore:
@@ -125,7 +143,9 @@ class SimCluster:
         self.rng = random.Random(seed)
         self.ids = tuple(range(1, self.config.nodes + 1))
         self.net = SimNetwork(random.Random(self.rng.randrange(2**32)), loss=self.config.loss,
-                              duplicate=self.config.duplicate, reorder=self.config.reorder)
+                              duplicate=self.config.duplicate, reorder=self.config.reorder,
+                              late_duplicate=self.config.late_duplicate)
+        self.chunk_bytes = self.config.snapshot_chunk_bytes or self.rng.choice((48, 4096))
         self.now = 0.0  # global time, in ticks
         self.boots = 0
         self.nodes: dict[int, SimNode] = {i: self._boot(i, MemoryStorage()) for i in self.ids}
@@ -138,26 +158,29 @@ class SimCluster:
         self.generations: dict[int, int] = {}
         self.request_ids = 0
         self.stats = {"elections": 0, "commits": 0, "crashes": 0, "partitions": 0, "ops": 0, "pauses": 0,
-                      "disk_stalls": 0, "clock_jumps": 0, "scenarios": 0}
+                      "disk_stalls": 0, "clock_jumps": 0, "scenarios": 0, "snapshots": 0, "installs": 0,
+                      "forged": 0, "storage_faults": 0, "refused_starts": 0}
         self.leaders_seen: set[tuple[int, int]] = set()
         self.coverage = SimCoverage()  # only looks: which risky situations this run reached
         self.tree = TreeSpace(max(1, self.config.keys), 40) if self.config.workload == "tree" else None
 
-    def _boot(self, node_id: int, storage: MemoryStorage) -> SimNode:
+    def _boot(self, node_id: int, storage: MemoryStorage, *, rejoin: bool = False) -> SimNode:
         c = self.config
-        raft = RaftConfig(id=node_id, voters=self.ids, election_tick=c.election_tick,
+        raft = RaftConfig(id=node_id, voters=self.ids, election_tick=c.election_tick, rejoin=rejoin,
                           read_only=c.read_only,  # type: ignore[arg-type]
                           pre_vote=c.pre_vote, check_quorum=c.check_quorum,
-                          max_size_per_msg=c.max_size_per_msg, max_inflight_msgs=c.max_inflight_msgs)
+                          max_size_per_msg=c.max_size_per_msg, max_inflight_msgs=c.max_inflight_msgs,
+                          snapshot_chunk_bytes=self.chunk_bytes)
         self.boots += 1
         rate = 1.0 + self.rng.random() * c.drift()
         offset = self.rng.random() * 100
-        node = SimNode(id=node_id, storage=storage, machine=None, rate=rate, offset=offset)  # type: ignore[arg-type]
+        node = SimNode(id=node_id, storage=storage, machine=None, rate=rate, offset=offset,  # type: ignore[arg-type]
+                       rejoin=rejoin)
         node.machine = NodeMachine(
             MachineConfig(raft=raft, tick_seconds=1.0, incarnation=self.boots,
-                          unsafe_ack_before_fsync=c.ack_before_persist),
+                          unsafe_ack_before_fsync=c.ack_before_persist, snapshot_entries=c.snapshot_entries),
             storage, now=node.clock(self.now), rng=random.Random(self.rng.randrange(2**32)),
-            core_type=self.core_type)
+            core_type=self.core_type, snapshot=storage.image())
         return node
 
     # --- the event loop ----------------------------------------------------------------------
@@ -211,16 +234,34 @@ class SimCluster:
             node.busy = True
             self.stats["clock_jumps"] += 1
             self.trace.append(f"clock of {node.id} jumps {jump} ticks")
+        elif r < 0.975 and cfg.snapshot_entries:
+            node = self.nodes[self.rng.choice(self.ids)]
+            if node.up:
+                node.machine.request_snapshot()
+                node.busy = True
+                self.trace.append(f"snapshot asked of {node.id}")
+        elif r < 0.990 and cfg.adversary:
+            self._forge()
         if cfg.scenarios and self.rng.random() < cfg.scenario_rate:
             fire(self)
         worked = []  # the nodes whose log changed: the invariants check the pairs with one of them
         for node in self.nodes.values():
-            if node.up and node.busy and node.paused_until <= self.step_no:
-                if self._work(node):
+            if node.up and (node.busy or node.snapshot_write is not None) and node.paused_until <= self.step_no:
+                if self._snapshot_work(node) | self._work(node):
                     worked.append(node.id)
                 node.busy = node.persisting is not None
         self._expire_clients()
         self.invariants.check(self.nodes, self.step_no, worked)
+
+    def _forge(self) -> None:
+        node = self.nodes[self.rng.choice(self.ids)]
+        forged = forge(self.rng, node.core, self.ids) if node.up else None
+        if forged is not None:
+            kind, msg = forged
+            self.stats["forged"] += 1
+            self.trace.append(f"forge {kind}: {msg.describe()}")
+            node.machine.receive(msg)
+            node.busy = True
 
     def _partition_or_heal(self) -> None:
         if self.net.partitioned():
@@ -245,16 +286,23 @@ class SimCluster:
         self.crash(leader or self.rng.choice(self.ids))
 
     def crash(self, node_id: int) -> None:
-        """The node stops: it keeps what it synced (its hard state through the meta file's codec)."""
+        """The node stops: it keeps what it synced (its hard state through the meta file's codec);
+        with ``storage_faults``, its disk may then lose a file or flip a bit (hostile.py)."""
         node = self.nodes[node_id]
         if not node.up:
             return
         node.up = False
         node.persisting = None  # a write still in flight never completes
+        node.snapshot_write = None  # a snapshot still being written is lost with the process
         before = node.storage.last_index()
         node.storage = durable(node.storage)
         self.coverage.on_crash(node.id, before, node.storage.last_index())
         self.stats["crashes"] += 1
+        if self.config.storage_faults and self.rng.random() < 0.5 and not any(
+                n.image is not None or n.rejoin for n in self.nodes.values()):
+            node.image = DiskImage.of(node.storage)
+            self.trace.append(f"disk of {node.id}: {node.image.damage(self.rng)}")
+            self.stats["storage_faults"] += 1
         self.net.drop_for(node.id)
         for p in [p for p in self.pending.values() if p.node == node.id]:
             self._complete(p, OpType.INFO, error="node crashed")
@@ -263,8 +311,22 @@ class SimCluster:
     def restart(self, node_id: int) -> None:
         node = self.nodes[node_id]
         if not node.up:
-            self.nodes[node_id] = self._boot(node_id, node.storage)
-            self.trace.append(f"restart {node_id}")
+            self.nodes[node_id] = self._restart(node)
+
+    def _restart(self, node: SimNode) -> SimNode:
+        """Boot a crashed node; a damaged disk goes through the node's recovery first, and a
+        refusal through the documented repair (an empty member that rejoins)."""
+        if node.image is None:
+            self.trace.append(f"restart {node.id}")
+            return self._boot(node.id, node.storage, rejoin=node.rejoin)
+        recovered = node.image.recover()
+        if isinstance(recovered, StorageError):
+            self.stats["refused_starts"] += 1
+            self.trace.append(f"restart {node.id}: refused ({recovered}); repaired empty, rejoining")
+            return self._boot(node.id, MemoryStorage(), rejoin=True)
+        self.trace.append(f"restart {node.id}: recovered entries {recovered.first_index()}.."
+                          f"{recovered.last_index()} from the damaged disk")
+        return self._boot(node.id, recovered)
 
     def _leader(self) -> int | None:
         """The up node that leads the highest term (None: no leader)."""
@@ -296,15 +358,45 @@ class SimCluster:
             if node.disk_until > self.step_no:
                 break  # the disk is stalled: the sync completes later; a crash now loses the writes
             persist, node.persisting = node.persisting, None
+            for chunk in persist.snapshot_chunks:
+                node.storage.receive(chunk)
+            installed = node.storage.install(persist.install) if persist.install is not None else None
+            if installed is not None:
+                changed = True
+                self.stats["installs"] += 1
+                self.trace.append(f"node {node.id} installs {installed.meta.describe()}")
+                self.invariants.on_install(node.id, installed, self.step_no)
             if persist.must_sync:
                 node.storage.sync()
-            machine.persisted(persist)
+            machine.persisted(persist, installed)
+            if node.rejoin and not node.core.rejoining:  # caught up, its vote synced: as node.py does
+                node.rejoin = False
             for e in persist.ready.committed:
                 self.invariants.on_apply(node.id, e, self.step_no, node.core.term)
                 if e.type is EntryType.NORMAL and e.data:
                     self.stats["commits"] += 1
             self._send(node)
         return changed
+
+    def _snapshot_work(self, node: SimNode) -> bool:
+        """The background snapshot writer: take the machine's image, make it durable a few steps
+        later, then compact the log (as impl/node.py does between two Readys); True when it did."""
+        compacted = False
+        if node.snapshot_write is None:
+            image = node.machine.take_snapshot()
+            if image is not None:
+                node.snapshot_write = (self.step_no + self.rng.randrange(1, 30), image)
+        elif node.snapshot_write[0] <= self.step_no:
+            image = node.snapshot_write[1]
+            node.snapshot_write = None
+            meta = node.storage.save_snapshot(image)
+            node.machine.snapshot_saved(meta)
+            node.storage.compact(meta.index - self.config.snapshot_margin)
+            self.stats["snapshots"] += 1
+            self.trace.append(f"node {node.id}: {meta.describe()} durable; log starts at {node.storage.first_index()}")
+            compacted = True
+        self._send(node)
+        return compacted
 
     def _released(self, node: SimNode, persist: Persist) -> None:
         """A Ready was taken: note a new leader, send what may leave before the persist."""
@@ -424,6 +516,12 @@ class SimCluster:
         flags += "" if c.clock_drift is None else f" --clock-drift {c.clock_drift}"
         flags += "" if c.clock_jumps is None else (" --clock-jumps" if c.clock_jumps else " --no-clock-jumps")
         flags += "" if c.workload == "register" else f" --workload {c.workload}"
+        default = SimConfig()
+        flags += "" if c.snapshot_entries == default.snapshot_entries else f" --snapshot-entries {c.snapshot_entries}"
+        flags += "" if c.snapshot_margin == default.snapshot_margin else f" --snapshot-margin {c.snapshot_margin}"
+        flags += "" if c.late_duplicate == default.late_duplicate else f" --late-duplicate {c.late_duplicate}"
+        flags += " --adversary" if c.adversary else ""
+        flags += " --storage-faults" if c.storage_faults else ""
         return f"raftlab sim --seed {self.seed} --steps {steps} --nodes {c.nodes} --loss {c.loss}{flags}"
 
 
@@ -431,7 +529,7 @@ def durable(storage: MemoryStorage) -> MemoryStorage:
     """What a restarted node finds: the synced entries, and the synced hard state read back
     through the meta file's codec (so a mistake in impl/storage/meta.py shows here too)."""
     after = storage.crash()
-    after.set_hard_state(decode_meta(encode_meta(after.initial_state())))
+    after.set_hard_state(load_meta_bytes(encode_meta(after.initial_state()), "meta"))
     after.sync()
     return after
 
@@ -454,8 +552,9 @@ class SimOutcome:
         s = self.stats
         return (f"seed {self.seed}: {self.steps} steps, {s['elections']} elections, {s['commits']} entries applied, "
                 f"{s['ops']} client ops, {s['crashes']} crashes, {s['partitions']} partitions, {s['pauses']} pauses, "
-                f"{s['disk_stalls']} disk stalls, {s['clock_jumps']} clock jumps"
-                + (f", {s['scenarios']} scenarios" if s.get("scenarios") else "") + f": {word}")
+                f"{s['disk_stalls']} disk stalls, {s['clock_jumps']} clock jumps, {s.get('snapshots', 0)} snapshots, "
+                f"{s.get('installs', 0)} installs" + (f", {s['scenarios']} scenarios" if s.get("scenarios") else "")
+                + f": {word}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"seed": self.seed, "steps": self.steps, "valid": self.valid, "explanation": self.explanation,

@@ -11,13 +11,20 @@ reviewable transcript. Each node has its own clock, one second per tick.
 
 Commands (``key=value`` options after the positional arguments):
   add-nodes N [election-tick=10] [heartbeat-tick=1] [pre-vote=true] [check-quorum=true]
-      [read-only=safe|lease] [max-size-per-msg=B] [max-inflight-msgs=K]
+      [read-only=safe|lease] [max-size-per-msg=B] [max-inflight-msgs=K] [snapshot-chunk-bytes=B]
   campaign ID | tick ID [N] (N ticks, one at a time) | stall ID N (stopped N ticks: takes what arrived
       meanwhile and the elapsed time at once, as after SIGSTOP/SIGCONT) | propose ID DATA (raw entry data, straight to the core)
   put ID KEY VALUE | get ID KEY (client requests through the machine; replies print as
       ``reply ...`` when sent) | read-index ID CTX (raw, straight to the core) | transfer-leader FROM TO
   process-ready ID... | deliver-msgs ID... [type=APP] | drop-msgs [from=A] [to=B] [type=T]
   stabilize [ID...] | partition A,B C,D | heal | crash ID | restart ID | raft-log ID | status ID
+  snapshot ID [margin=M] (the node snapshots its tree now, the write completes, the log is compacted
+      to M entries below it) | hold-msgs [to=B] [type=T] [copy=true] (take messages, or copies of
+      them, out of flight to deliver later) | release-msgs (put the held ones back in flight: late duplicates, stale snapshots)
+  forge TYPE from=A to=B term=T [index= log-term= commit= reject=true hint= hint-term=
+      entries=T/I,T/I] (a message no member sent, straight into B: the validation layer's input)
+  cut-log ID N (crash ID; its disk keeps only entries 1..N, as a lost synced tail would)
+  refused ID (the node's counts of refused messages, by kind)
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from dataclasses import dataclass, field
 from raftlab.impl.dtkv.commands import Get, Put
 from raftlab.impl.machine import MachineConfig, NodeMachine
 from raftlab.impl.net.codec import Request
-from raftlab.impl.raft import Message, NotLeader, RaftConfig, RaftCore, Role
+from raftlab.impl.raft import Entry, Message, MsgType, NotLeader, RaftConfig, RaftCore, Role
 from raftlab.impl.storage.memory import MemoryStorage
 
 
@@ -59,6 +66,7 @@ class InteractionEnv:
         self.groups: list[set[int]] = []  # a partition: messages between groups are dropped
         self.out: list[str] = []
         self.request_ids = 0
+        self.held: list[Message] = []
 
     # --- the entry point ---------------------------------------------------------------------
 
@@ -102,7 +110,8 @@ class InteractionEnv:
                              pre_vote=flag("pre-vote", True), check_quorum=flag("check-quorum", True),
                              read_only=opts.get("read-only", "safe"),  # type: ignore[arg-type]
                              max_size_per_msg=int(opts.get("max-size-per-msg", 1 << 20)),
-                             max_inflight_msgs=int(opts.get("max-inflight-msgs", 256)))
+                             max_inflight_msgs=int(opts.get("max-inflight-msgs", 256)),
+                             snapshot_chunk_bytes=int(opts.get("snapshot-chunk-bytes", 256 << 10)))
             self._boot(i, cfg, MemoryStorage())
         self.out.append(f"added nodes {', '.join(map(str, ids))}")
 
@@ -112,7 +121,7 @@ class InteractionEnv:
         now = old.now if old is not None else 0.0
         machine: NodeMachine[str] = NodeMachine(
             MachineConfig(raft=cfg, tick_seconds=1.0, incarnation=incarnation), storage, now=now,
-            rng=random.Random(node_id), logger=self._logger)
+            rng=random.Random(node_id), logger=self._logger, snapshot=storage.image())
         self.nodes[node_id] = EnvNode(id=node_id, storage=storage, machine=machine, config=cfg,
                                       incarnation=incarnation, now=now)
 
@@ -123,6 +132,13 @@ class InteractionEnv:
         self.in_flight = [m for m in self.in_flight if node.id not in (m.to, m.from_)]
         self.out.append(f"crashed {node.id}: kept {node.storage.last_index()} synced entries, "
                         f"{node.storage.initial_state().describe()}")
+
+    def cmd_cut_log(self, args: list[str], opts: dict[str, str]) -> None:
+        node = self._node(args[0])
+        self.cmd_crash(args[:1], opts)
+        keep = int(args[1])
+        node.storage = MemoryStorage(node.storage.entries(1, keep + 1), node.storage.initial_state())
+        self.out.append(f"cut the log of {node.id} to {node.storage.last_index()} entries")
 
     def cmd_restart(self, args: list[str], opts: dict[str, str]) -> None:
         node = self._node(args[0])
@@ -168,6 +184,24 @@ class InteractionEnv:
         node.now += ticks
         node.machine.tick(node.now)
         node.machine.process_inputs()
+
+    def cmd_forge(self, args: list[str], opts: dict[str, str]) -> None:
+        def num(name: str) -> int:
+            return int(opts.get(name, 0))
+
+        entries = tuple(Entry(term=int(t), index=int(i), data=b"forged")
+                        for t, i in (e.split("/") for e in opts["entries"].split(","))) if "entries" in opts else ()
+        m = Message(type=MsgType[args[0]], to=num("to"), from_=num("from"), term=num("term"), index=num("index"),
+                    log_term=num("log-term"), commit=num("commit"), reject=opts.get("reject") == "true",
+                    reject_hint=num("hint"), hint_term=num("hint-term"), entries=entries)
+        self.out.append(f"forged: {m.describe()}")
+        target = self._node(opts["to"])
+        target.machine.receive(m)
+        target.machine.process_inputs()
+
+    def cmd_refused(self, args: list[str], opts: dict[str, str]) -> None:
+        counts = self._node(args[0]).core.refusals.counts
+        self.out.append(", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "none refused")
 
     def cmd_put(self, args: list[str], opts: dict[str, str]) -> None:
         self._request(args[0], Put(key=args[1], value=args[2].encode()))
@@ -226,8 +260,11 @@ class InteractionEnv:
             node.storage.append(persist.entries)
         if persist.hard_state is not None:
             node.storage.set_hard_state(persist.hard_state)
+        for chunk in persist.snapshot_chunks:
+            node.storage.receive(chunk)
+        installed = node.storage.install(persist.install) if persist.install is not None else None
         node.storage.sync()
-        node.machine.persisted(persist)
+        node.machine.persisted(persist, installed)
         self.in_flight.extend(node.machine.take_messages())
         node.applied.extend(e.describe() for e in rd.committed)
         self._print_replies(node)
@@ -258,6 +295,31 @@ class InteractionEnv:
             target.machine.process_inputs()
         return bool(msgs)
 
+    def cmd_hold_msgs(self, args: list[str], opts: dict[str, str]) -> None:
+        to = {int(opts["to"])} if "to" in opts else set(self.nodes)
+        for m in self._take(to, opts):
+            self.held.append(m)
+            self.out.append(f"held: {m.describe()}")
+            if opts.get("copy") == "true":  # a duplicate: the original stays in flight
+                self.in_flight.append(m)
+
+    def cmd_release_msgs(self, args: list[str], opts: dict[str, str]) -> None:
+        self.out.extend(f"released: {m.describe()}" for m in self.held)
+        self.in_flight.extend(self.held)
+        self.held = []
+
+    def cmd_snapshot(self, args: list[str], opts: dict[str, str]) -> None:
+        node = self._node(args[0])
+        node.machine.request_snapshot()
+        image = node.machine.take_snapshot()
+        if image is None:
+            self.out.append(f"{node.id}: nothing new to snapshot (snapshot at {node.machine.snapshot_index})")
+            return
+        meta = node.storage.save_snapshot(image)
+        node.machine.snapshot_saved(meta)
+        node.storage.compact(meta.index - int(opts.get("margin", 0)))
+        self.out.append(f"{node.id}: {meta.describe()} durable; log starts at {node.storage.first_index()}")
+
     def cmd_drop_msgs(self, args: list[str], opts: dict[str, str]) -> None:
         to = {int(opts["to"])} if "to" in opts else set(self.nodes)
         for m in self._take(to, opts):
@@ -279,7 +341,9 @@ class InteractionEnv:
 
     def cmd_raft_log(self, args: list[str], opts: dict[str, str]) -> None:
         log = self._node(args[0]).core.log
-        entries = log.entries(1, log.last_index() + 1)
+        if log.first_index() > 1:
+            self.out.append(f"(entries up to {log.first_index() - 1} compacted into a snapshot)")
+        entries = log.entries(log.first_index(), log.last_index() + 1)
         self.out.extend(e.describe() for e in entries)
         if not entries:
             self.out.append("log is empty")

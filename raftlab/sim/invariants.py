@@ -7,6 +7,10 @@
   (the leader that committed it applies it in the commit term), so a stale leader of an older
   term that has not yet heard of the commit is rightly not required to have it.
 * State-machine safety: no two nodes apply different entries at the same index.
+* State never rolls back: a running node's applied index never decreases, and a snapshot it
+  installs holds exactly the state of the entries applied through its index: its tree digest
+  equals the digest any node had when it applied that index (state-machine safety, §5.4.3,
+  for state that arrives by InstallSnapshot instead of by entries).
 * Nothing acknowledged before persisted: an append or vote response leaves a node only after
   what it promises is synced (the Ready contract), whichever list of the Ready it left in. A
   vote in term T is kept once term T and the vote are synced, or any later term is (a node never
@@ -19,6 +23,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from raftlab.impl.raft import Entry, Message, MsgType
+from raftlab.impl.storage.snapshot_format import SnapshotImage
 
 
 class InvariantViolation(AssertionError):
@@ -35,6 +40,8 @@ class Invariants:
         # term drops is queued again
         self._order: list[int] = []
         self._checked: dict[int, tuple[int, int, int]] = {}  # node -> (term, id of its core, position)
+        self.digests: dict[int, str] = {}  # applied index -> tree digest there (first node to reach it)
+        self.last_applied: dict[int, tuple[object, int]] = {}  # node -> (its machine, applied index)
 
     def on_leader(self, term: int, node: int, step: int) -> None:
         other = self.leader_of_term.setdefault(term, node)
@@ -53,6 +60,13 @@ class Invariants:
             self.applied[e.index] = (e.term, e.data, node_term)
             self._order.append(e.index)
 
+    def on_install(self, node: int, image: SnapshotImage, step: int) -> None:
+        index = image.meta.index
+        seen = self.applied.get(index)
+        if seen is not None and seen[0] != image.meta.term:
+            raise InvariantViolation(f"step {step}: state-machine safety: node {node} installed a snapshot of "
+                                     f"{image.meta.term}/{index}, but term {seen[0]} was applied at {index}")
+
     def on_send(self, node: Any, m: Message) -> None:
         storage = node.storage
         hs = storage.synced_hard_state()
@@ -67,6 +81,18 @@ class Invariants:
     def check(self, nodes: Mapping[int, Any], step: int, changed: Collection[int] | None = None) -> None:
         """After a step; ``changed`` names the nodes whose log the step changed (None: all)."""
         up = [n for n in nodes.values() if n.up]
+        for n in up:
+            tree = n.machine.tree
+            machine, before = self.last_applied.get(n.id, (None, 0))
+            if machine is n.machine and tree.applied < before:
+                raise InvariantViolation(f"step {step}: state rolled back: node {n.id} had applied {before}, "
+                                         f"now {tree.applied} (an older snapshot installed over newer state?)")
+            if machine is not n.machine or tree.applied != before:
+                self.last_applied[n.id] = (n.machine, tree.applied)
+                digest = self.digests.setdefault(tree.applied, tree.digest())
+                if digest != tree.digest():
+                    raise InvariantViolation(f"step {step}: state-machine safety: node {n.id}'s tree at applied "
+                                             f"index {tree.applied} differs from another node's at that index")
         # log matching: below the last entry two logs share (same index and term) they must be
         # equal. Every step checks the few entries under it for the pairs with a node the step
         # touched (only they can have changed); every 250th step checks every whole common prefix.
@@ -83,7 +109,8 @@ class Invariants:
                 k = hi
                 while k > 0 and la.term(k) != lb.term(k):
                     k -= 1
-                lo = 1 if full else max(1, k - 3)
+                # below either log's first index the entries were compacted into a snapshot
+                lo = max(1 if full else k - 3, la.first_index(), lb.first_index())
                 for ea, eb in zip(la.entries(lo, k + 1), lb.entries(lo, k + 1), strict=False):
                     if (ea.term, ea.data) != (eb.term, eb.data):
                         raise InvariantViolation(f"step {step}: log matching: nodes {a.id} and {b.id} differ at "
@@ -93,13 +120,14 @@ class Invariants:
             core = n.core
             if core.role.value != "leader":
                 continue
+            first = core.log.first_index()
             term_, core_id, pos = self._checked.get(n.id, (0, 0, 0))
             if (term_, core_id) != (core.term, id(core)):
                 pos = 0
             self._checked[n.id] = (core.term, id(core), len(self._order))
             for index in self._order[pos:]:
                 term, _data, commit_term = self.applied[index]
-                if core.term <= commit_term or (index <= core.log.last_index() and core.log.term(index) == term):
+                if core.term <= commit_term or index < first or (index <= core.log.last_index() and core.log.term(index) == term):
                     continue
                 raise InvariantViolation(f"step {step}: leader completeness: leader {n.id} of term {core.term} "
                                          f"lacks applied entry {term}/{index}")

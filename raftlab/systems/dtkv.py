@@ -14,7 +14,17 @@ shell command line), so the same code drives the local lab, network namespaces a
   output; ``teardown`` kills it (SIGCONT first, in case it is paused) and wipes its files;
 * ``kill`` is SIGKILL to the pid in the pid file and returns only once that pid is gone;
   ``start`` restarts a dead node on its data; ``pause``/``resume`` are SIGSTOP/SIGCONT;
-* ``primaries`` asks every node for its status and returns the leader of the highest term.
+* ``primaries`` asks every node for its status and returns the leader of the highest term;
+* snapshots: campaigns run the nodes with small snapshot intervals, so every campaign crosses
+  several snapshots, compactions and (after kills and partitions) InstallSnapshots, as Jepsen's
+  etcd test runs with ``--snapshot-count 100``: ``--system-opt snapshot-entries=N`` (default
+  100; 0 turns snapshots off), ``snapshot-margin=M`` (default 20) and ``wal-segment-bytes=B``
+  (default 16 KiB, so compaction has whole segments to delete). Snapshot files are
+  ``data/snapshot-*.snap`` (impl/storage/snapshot.py), WAL segments ``data/wal/*.seg``.
+* both ports bind the host's lab address (``lab.address``: 127.0.0.1 on the local lab), never
+  0.0.0.0, and the nodes authenticate: each ``DtkvDB`` makes a fresh cluster key, writes it to
+  ``cluster.key`` (mode 0600) in every node's directory at setup and passes ``--secret-file``;
+  its clients use the read-write key derived from it (``client_key``).
 
 ``DtkvClient`` maps the workloads' ops onto a ``KvClient`` (values are ints stored as decimal
 text): ``DefiniteError`` becomes ``fail``, ``IndeterminateError`` (or any other surprise) ``info``.
@@ -31,14 +41,33 @@ from typing import Any
 
 from raftlab.history import Op, OpType
 from raftlab.impl.client import CasMismatch, DefiniteError, IndeterminateError, KeyNotFound, KvClient
+from raftlab.impl.net.auth import encode_key, new_cluster_key
 from raftlab.nemesis.process import process_state, signal_pid_file
 from raftlab.protocols import Host, HostLab
-from raftlab.systems import System, SystemOptions, wait_serving
+from raftlab.systems import System, SystemLoadError, SystemOptions, wait_serving
 
 START_TIMEOUT = 15.0
 _ENTRY = "import sys; sys.argv[0] = 'raftlab'; from raftlab.cli import main; main()"
 KILL_TIMEOUT = 10.0
 SET_DIR = "set"
+KEY_FILE = "cluster.key"
+# campaign defaults: small, so a run of a minute crosses several snapshots
+SNAPSHOT_OPTS = {"snapshot-entries": 100, "snapshot-margin": 20, "wal-segment-bytes": 16 * 1024}
+
+
+def snapshot_args(extra: dict[str, Any]) -> tuple[str, ...]:
+    """Node flags for the snapshot options of ``--system-opt`` (ValueError names a bad one)."""
+    args: list[str] = []
+    for key, default in SNAPSHOT_OPTS.items():
+        raw = extra.get(key, default)
+        try:
+            value = int(raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"--system-opt {key}={raw!r}: expected a whole number") from None
+        if value < 0 or (key == "wal-segment-bytes" and value < 4096):
+            raise ValueError(f"--system-opt {key}={value}: must be >= {4096 if key == 'wal-segment-bytes' else 0}")
+        args += [f"--{key}", str(value)]
+    return tuple(args)
 
 
 class DBError(Exception):
@@ -82,6 +111,8 @@ class DtkvDB:
         self.seed = seed
         self.hosts = list(lab.hosts)
         self.start_env: dict[Host, dict[str, str]] = {}
+        self.cluster_key = new_cluster_key()  # a credential, not a test choice: never from the seed
+        self.client_key = self.cluster_key.derive("rw")
 
     def set_start_env(self, host: Host, env: Mapping[str, str]) -> None:
         """HasStartEnv: the node's next starts run with ``env`` (the clock faults' libfaketime)."""
@@ -128,15 +159,15 @@ class DtkvDB:
         peers = []
         for i, other in enumerate(self.hosts, start=1):
             if other == host:
-                peers.append(f"{i}=0.0.0.0:{self.peer_port(host)}")
+                peers.append(f"{i}={self.lab.address(host)}:{self.peer_port(host)}")
             else:
                 address, port = self.lab.endpoint(host, other, self.peer_port(other))
                 peers.append(f"{i}={address}:{port}")
         nd = self.node_dir(host)
         python = self.lab.python(host)
         args = ["node", "--id", str(me), "--data-dir", f"{nd}/data", "--peers", ",".join(peers),
-                "--client-port", str(self.client_port(host)), "--client-host", "0.0.0.0",
-                "--log-file", f"{nd}/node.log", "--pid-file", f"{nd}/node.pid",
+                "--client-port", str(self.client_port(host)), "--client-host", self.lab.address(host),
+                "--log-file", f"{nd}/node.log", "--pid-file", f"{nd}/node.pid", "--secret-file", f"{nd}/{KEY_FILE}",
                 "--seed", str((self.seed * 1000 + me) % 2**32), *self.options.node_args]
         env = [f"{k}={v}" for k, v in sorted(self.start_env.get(host, {}).items())]
         run = " ".join(shlex.quote(a) for a in [*(["env", *env] if env else []), python, "-c", _ENTRY, *args])
@@ -151,6 +182,8 @@ class DtkvDB:
 
     async def setup(self, host: Host) -> None:
         await self._wipe(host)
+        nd = shlex.quote(self.node_dir(host))
+        await self.lab.remote(host).run(f"cd {nd} && umask 077 && cat > {KEY_FILE}", stdin=encode_key(self.cluster_key))
         await self.start(host)
 
     async def teardown(self, host: Host) -> None:
@@ -159,7 +192,7 @@ class DtkvDB:
 
     async def _wipe(self, host: Host) -> None:
         nd = shlex.quote(self.node_dir(host))
-        await self.lab.remote(host).run(f"mkdir -p {nd} && cd {nd} && rm -rf data node.log node.out node.pid")
+        await self.lab.remote(host).run(f"mkdir -p {nd} && cd {nd} && rm -rf data node.log node.out node.pid {KEY_FILE}")
 
     async def _stop(self, host: Host) -> None:
         remote = self.lab.remote(host)
@@ -239,7 +272,7 @@ class DtkvDB:
     async def status(self, timeout: float = 0.5, hosts: list[Host] | None = None) -> dict[Host, dict[str, Any]]:
         """Each host's own status (``{"error": ...}`` for a host that did not answer)."""
         asked = self.hosts if hosts is None else hosts
-        kv = KvClient([self.client_endpoint(h) for h in asked], timeout=timeout)
+        kv = KvClient([self.client_endpoint(h) for h in asked], timeout=timeout, key=self.client_key)
         try:
             rows = await kv.status()
         finally:
@@ -265,7 +298,7 @@ class DtkvClient:
         self.timeout = timeout
         self.reads = reads
         self.endpoints = endpoints
-        self.kv = KvClient(endpoints, timeout=timeout) if endpoints else None
+        self.kv = KvClient(endpoints, timeout=timeout, key=db.client_key) if endpoints else None
 
     async def open(self, host: Host) -> DtkvClient:
         mine = self.db.client_endpoint(host)
@@ -280,7 +313,7 @@ class DtkvClient:
         if self.kv is None or self.endpoints is None:
             raise RuntimeError("invoke on a client that was not opened")
         fresh = self.reads == "local" and op.f == "read"
-        kv = KvClient(self.endpoints, timeout=self.timeout) if fresh else self.kv
+        kv = KvClient(self.endpoints, timeout=self.timeout, key=self.db.client_key) if fresh else self.kv
         kv.answered_by = None
         try:
             value = await self._call(kv, op)
@@ -358,6 +391,10 @@ async def _tree_call(kv: KvClient, op: Op) -> Any:
 
 
 def system(lab: HostLab, options: SystemOptions) -> System:
+    try:
+        options = replace(options, node_args=(*snapshot_args(options.extra), *options.node_args))
+    except ValueError as e:
+        raise SystemLoadError(f"dtkv: {e}") from None
     db = DtkvDB(lab, options, seed=int(options.extra.get("seed", 0)))
     return System(name="dtkv", db=db, client=DtkvClient(db, options.op_timeout,
                                                          reads=str(options.extra.get("reads", "local"))))

@@ -9,11 +9,15 @@ served from local state, without ReadIndex) is caught by the checker under parti
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from raftlab.impl.client import KvClient, Unavailable
 
 from raftlab.history import NEMESIS, History, OpType
 from raftlab.runner import Campaign, Outcome, run_campaign
@@ -42,6 +46,22 @@ async def set_up_and_elect(db: Any, hosts: Sequence[str]) -> str:
     raise AssertionError("no leader within 10 s of setup")
 
 
+def listen_addresses(pid: int) -> set[str]:
+    """The IPv4 addresses the process's listening TCP sockets are bound to (from /proc)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    out = set()
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and fields[9] in inodes:  # LISTEN
+            out.add(socket.inet_ntoa(bytes.fromhex(fields[1].split(":")[0])[::-1]))
+    return out
+
+
 def test_db_lifecycle_kill_start_pause_resume_teardown(lab_name: str, base_port: int) -> None:
     need_raft_core()
     from raftlab.lab import open_lab
@@ -54,6 +74,11 @@ def test_db_lifecycle_kill_start_pause_resume_teardown(lab_name: str, base_port:
             assert leader in lab.hosts
             pid = await db.running("n2")
             assert pid is not None and proc_state(pid) not in (None, "Z")
+            # campaign nodes bind loopback on the local lab (never 0.0.0.0) and authenticate
+            assert listen_addresses(pid) == {"127.0.0.1"}
+            assert Path(db.node_dir("n2"), "cluster.key").stat().st_mode & 0o777 == 0o600
+            with pytest.raises(Unavailable, match="requires authentication"):
+                await KvClient([db.client_endpoint("n2")], timeout=1.0).get("k")
             await db.kill("n2")
             assert proc_state(pid) in (None, "Z")  # really gone, not just signalled
             assert await db.running("n2") is None
@@ -144,3 +169,23 @@ def test_state_timed_faults_hit_the_leader_inside_their_window(tmp_path: Path, l
         assert o.value["when"] in ("uncommitted", "just-elected") and o.value["polls"] >= 1
         assert o.value["done"] == o.value["targets"] and len(o.value["targets"]) == 1
     assert any(o.value["when"] == "uncommitted" for o in hit)
+
+
+def test_campaign_nodes_snapshot_often_and_a_bad_snapshot_option_is_refused() -> None:
+    """The dtkv system passes small snapshot intervals to every node, --system-opt changes them,
+    and a value that is not a whole number stops the campaign (before any lab is touched) with
+    one line naming it."""
+    from typing import cast
+
+    from raftlab.protocols import HostLab
+    from raftlab.systems import SystemLoadError
+    from raftlab.systems.dtkv import snapshot_args, system
+
+    assert snapshot_args({}) == ("--snapshot-entries", "100", "--snapshot-margin", "20",
+                                 "--wal-segment-bytes", "16384")
+    assert snapshot_args({"snapshot-entries": "7"})[:2] == ("--snapshot-entries", "7")
+    no_lab = cast(HostLab, None)  # refused before the lab is used
+    with pytest.raises(SystemLoadError, match="snapshot-entries='x'"):
+        system(no_lab, SystemOptions(extra={"snapshot-entries": "x"}))
+    with pytest.raises(SystemLoadError, match="wal-segment-bytes=10"):
+        system(no_lab, SystemOptions(extra={"wal-segment-bytes": "10"}))

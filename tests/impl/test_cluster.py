@@ -132,7 +132,9 @@ def test_garbage_frames_close_only_their_connection(tmp_path: Path) -> None:
         asyncio.run(still_serving())
         assert all(cluster.running(i) for i in cluster.ids)
         log = cluster.log_file(2).read_text()
-        assert log.count("closing it") >= 4, log[-2000:]
+        # one line per kind of problem per 10 s (a flood cannot fill the disk through the log):
+        # the two malformed client frames share one
+        assert log.count("closing it") == 3, log[-2000:]
 
 
 def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:

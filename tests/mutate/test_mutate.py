@@ -116,7 +116,7 @@ def test_the_campaigns_node_processes_run_the_patched_copy(tmp_path: Path, monke
     """A mutant that makes every node refuse to start: the campaign cannot even begin, and says so."""
     monkeypatch.setenv("RAFTLAB_LABS_DIR", str(tmp_path / "labs"))
     broken = Mutant(id="wal-refuses", layer="storage", module="raftlab.impl.storage.wal",
-                    find="        self._recover()\n",
+                    find="        self._recover(node_id)\n",
                     replace="        raise StorageError('MUTANT-MARKER: refusing to recover')\n",
                     description="every node fails at start", rule="nodes start")
     plan = mut.Plan(methods=("campaign",), campaign_args="--workload register --time-limit 2 --nodes 3",

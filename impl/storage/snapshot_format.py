@@ -1,0 +1,90 @@
+"""The snapshot file format, pure: an image of the DtKV tree at one applied index <-> bytes.
+
+Pure (no file, clock or socket) so the node machine, the in-memory storage of the simulator and
+the file store (snapshot.py) share one encoder and one verifier. Format (big-endian)::
+
+    magic  "RLSNAP1\\n"                                  8 bytes
+    header u64 index | u64 term | u64 body length | u32 body CRC32
+    u32    CRC32 of magic + header
+    body   msgpack {"voters": [ids], "values": {key: bytes}, "dirs": [keys], "chain": bytes, "skipped": int}
+
+``decode`` refuses anything short, long, or failing either CRC, or a body that is not of this
+shape, with ``SnapshotError`` naming the file (its ``name`` argument): it cannot be mistaken
+for a snapshot, so it is never silently used.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import msgpack
+from raftlab.impl.raft.messages import SnapshotMeta
+from raftlab.impl.storage.meta import StorageError
+
+MAGIC = b"RLSNAP1\n"
+HEADER = struct.Struct(">QQQI")  # index, term, body length, body crc
+PREFIX = len(MAGIC) + HEADER.size + 4
+
+
+class SnapshotError(StorageError):
+    """A snapshot file that is not a whole, valid snapshot; names the file and the problem."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SnapshotImage:
+    """The replicated state at ``meta.index``: tree values and directories, plus the replica's
+    running hash of applied entries (``chain``) and its count of command-less entries, so a
+    node restored from it reports the same digest as one that replayed the log."""
+
+    meta: SnapshotMeta
+    values: Mapping[str, bytes] = field(default_factory=dict)
+    dirs: tuple[str, ...] = ("",)
+    chain: bytes = b""
+    skipped: int = 0
+
+
+def snapshot_name(index: int) -> str:
+    return f"snapshot-{index:020d}.snap"
+
+
+def encode(image: SnapshotImage) -> bytes:
+    m = image.meta
+    body = msgpack.packb({"voters": list(m.voters), "values": dict(image.values), "dirs": list(image.dirs),
+                          "chain": image.chain, "skipped": image.skipped}, use_bin_type=True)
+    head = MAGIC + HEADER.pack(m.index, m.term, len(body), zlib.crc32(body))
+    return head + struct.pack(">I", zlib.crc32(head)) + body
+
+
+def read_header(raw: bytes, name: str) -> tuple[int, int, int, int]:
+    """(index, term, body length, body crc) of a snapshot's first PREFIX bytes."""
+    if len(raw) < PREFIX or not raw.startswith(MAGIC):
+        raise SnapshotError(f"{name}: not a raftlab snapshot (bad magic or cut short at {len(raw)} bytes)")
+    (crc,) = struct.unpack_from(">I", raw, len(MAGIC) + HEADER.size)
+    if zlib.crc32(raw[: len(MAGIC) + HEADER.size]) != crc:
+        raise SnapshotError(f"{name}: header checksum mismatch (the file is corrupt)")
+    index, term, length, body_crc = HEADER.unpack_from(raw, len(MAGIC))
+    return index, term, length, body_crc
+
+
+def decode(raw: bytes, name: str) -> SnapshotImage:
+    index, term, length, body_crc = read_header(raw, name)
+    body = raw[PREFIX:]
+    if len(body) != length:
+        raise SnapshotError(f"{name}: body is {len(body)} bytes, the header says {length} (cut short or extended)")
+    if zlib.crc32(body) != body_crc:
+        raise SnapshotError(f"{name}: body checksum mismatch (the file is corrupt)")
+    try:
+        obj = msgpack.unpackb(body, raw=False, strict_map_key=True)
+        voters = tuple(int(v) for v in obj["voters"])
+        values = obj["values"]
+        dirs = tuple(obj["dirs"])
+        if not all(type(k) is str and type(v) is bytes for k, v in values.items()):
+            raise TypeError("values must map str to bytes")
+        image = SnapshotImage(meta=SnapshotMeta(index=index, term=term, voters=voters, size=len(raw)),
+                              values=values, dirs=dirs, chain=bytes(obj["chain"]), skipped=int(obj["skipped"]))
+    except Exception as e:  # a body that passed its CRC but is not ours: written by something else
+        raise SnapshotError(f"{name}: body is not a snapshot of this format ({e})") from None
+    return image
