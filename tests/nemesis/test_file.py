@@ -46,7 +46,7 @@ def test_a_damaged_wal_is_refused_or_recovered_and_said(tmp_path: Path) -> None:
         try:
             await asyncio.gather(*(db.setup(h) for h in lab.hosts))
             leader = await leader_of(db)
-            kv = KvClient([db.client_endpoint(h) for h in lab.hosts], timeout=2.0)
+            kv = KvClient([db.client_endpoint(h) for h in lab.hosts], timeout=2.0, key=db.client_key)
             for i in range(60):
                 await kv.put(f"k{i % 7}", str(i).encode())
             follower = next(h for h in lab.hosts if h != leader)

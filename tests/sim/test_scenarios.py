@@ -31,7 +31,7 @@ def test_every_scenario_has_an_action_and_fires_in_a_busy_run_that_stays_valid()
 
 
 def test_crash_minority_leader_fires_only_with_entries_on_a_minority() -> None:
-    cluster = SimCluster(3, SimConfig(nodes=5, crashes=False, partitions=False, pauses=False, disk_stalls=False,
+    cluster = SimCluster(3, SimConfig(nodes=5, crashes=False, partitions=False, pauses=False, disk_stalls=False, snapshot_entries=0,
                                       scenarios=("crash-minority-leader",), scenario_rate=0.0))
     cluster.run(600)
     leader = next(n for n in cluster.nodes.values() if n.core.role.value == "leader")
