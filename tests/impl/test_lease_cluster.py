@@ -10,6 +10,7 @@ owner-only, handed to the queued waiter on unlock with a larger fencing token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import time
 from pathlib import Path
@@ -68,10 +69,8 @@ async def watch_through_a_leader_kill(cluster: LocalCluster) -> tuple[list[int],
             cluster.kill(leader)
         if i == 40:
             cluster.start(leader)
-        try:
+        with contextlib.suppress(IndeterminateError):
             acked.append(await client.put("w.k", str(i).encode()))
-        except IndeterminateError:
-            pass
         await asyncio.sleep(0.02)
     end = await client.put("w.k", b"end")
     deadline = time.monotonic() + 20
@@ -110,10 +109,8 @@ async def lease_failover(cluster: LocalCluster) -> None:
     cluster.kill(leader)
     for _ in range(8):  # 4 s of refreshes every 0.5 s, through the election
         await asyncio.sleep(0.5)
-        try:
+        with contextlib.suppress(IndeterminateError):
             await client.refresh("t", "owner", 1500)
-        except IndeterminateError:
-            pass
     assert await client.get("t") == b"alive"
     with pytest.raises(NotOwner):
         await client.unlock("l", "c")
