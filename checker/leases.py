@@ -14,7 +14,8 @@ or not, so a report shows more than a verdict.
   poll must report exactly the union's events in its ``[from, next)`` range (a gap or a
   duplicate shows up as a difference), in index order; a worker's next poll starts where its
   last one ended (unless it was told ``compacted``); and every watcher ends past the last
-  acknowledged write (convergence). Lag: how long after a write was acknowledged watchers saw it.
+  acknowledged write (convergence: every worker that polls after that write was acknowledged
+  must end past it; workers replaced after an ``info`` stop without converging). Lag: how long after a write was acknowledged watchers saw it.
 * ``check_ttl``: premature expiry: a read (or refresh) that found the node gone, invoked after
   an acknowledged create/refresh completed, and completed less than TTL after that write was
   *invoked* (the leader arms the TTL only once it applies the write, later still, so no clock
@@ -25,6 +26,7 @@ or not, so a report shows more than a verdict.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections import defaultdict
 from typing import Any
@@ -99,7 +101,7 @@ def check_lock(history: History, *, time_limit: float | None = None) -> Result:
         verdict = False
         problems.append(f"lock-guarded list lost {len(lost)} acknowledged elements (overlapping holds), e.g. {lost[:5]}")
     tokens = [t for t, _ in items]
-    backwards = [(a, b) for a, b in zip(tokens, tokens[1:], strict=False) if b < a]
+    backwards = [(a, b) for a, b in itertools.pairwise(tokens) if b < a]
     if backwards:
         verdict = False
         problems.append(f"fencing: a write with token {backwards[0][1]} came after one with {backwards[0][0]}")
@@ -165,9 +167,11 @@ def check_watch(history: History) -> Result:
         checked += 1
         lags += [(done.time - acked_at[i]) / 1e9 for i in got if i in acked_at and done.time >= acked_at[i]]
     end = max(acked_at, default=0)
-    behind = sorted(p for p, d in last.items() if d.value["next"] <= end)
+    final_polls = {inv.process for inv, _ in polls if inv.time > acked_at.get(end, 0)}
+    behind = sorted(p for p, d in last.items() if p in final_polls and d.value["next"] <= end)
     if behind:
-        problems.append(f"watchers {behind} never caught up past the last acknowledged write (index {end})")
+        problems.append(f"watchers {behind} polled after the last acknowledged write (index {end}) "
+                        "but never caught up past it")
     lines = [f"{len(writes)} acknowledged writes, {checked} polls checked by {len(last)} watchers, "
              f"{len(truth)} committed indexes seen"]
     if lags:
