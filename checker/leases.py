@@ -126,6 +126,9 @@ def check_watch(history: History) -> Result:
         for index, kind, key, value in done.value["events"]:
             by_index[index].append((kind, key, value))
         for index, events in by_index.items():
+            if len(set(events)) != len(events):
+                problems.append(f"p{done.process}: index {index} reported twice in one poll: {events[:2]}")
+                events = list(dict.fromkeys(events))
             seen = reported.setdefault(index, tuple(events))
             if seen != tuple(events):
                 problems.append(f"index {index} reported as {seen} and as {tuple(events)}")
