@@ -49,7 +49,7 @@ Theory of operation.
   all of them, each with its full TTL, when it takes over), and a due one is proposed as
   ``Expire(key, index)``, with no client waiting. Followers run no timer; ``expire`` from a
   client is refused.
-* Watches (``impl/watches.py``): every applied entry's changes become events; a ``watch`` poll
+* Watches (``impl/dtkv/watches.py``): every applied entry's changes become events; a ``watch`` poll
   is answered by the leader (others answer not-leader, so a watcher follows failovers) once it
   has events at or after its index, or empty after a short wait; a node that stops leading
   answers its parked polls not-leader.
@@ -73,6 +73,7 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 from raftlab.impl.dtkv.commands import Command, ErrorKind, Expire, Result, Watch
 from raftlab.impl.dtkv.leases import LeaseTimers
 from raftlab.impl.dtkv.tree import Tree
+from raftlab.impl.dtkv.watches import Watches
 from raftlab.impl.net.codec import Request, WireError, decode_command, encode_command, result_body
 from raftlab.impl.raft import NotLeader, RaftConfig, RaftCore
 from raftlab.impl.raft.messages import (
@@ -88,7 +89,6 @@ from raftlab.impl.raft.messages import (
 from raftlab.impl.raft.validate import Refused
 from raftlab.impl.storage import Storage
 from raftlab.impl.storage.snapshot_format import SnapshotImage
-from raftlab.impl.watches import Watches
 
 if TYPE_CHECKING:
     import random  # injected; never the global one

@@ -1,5 +1,5 @@
 """Temp nodes, locks and watches: the pure tree, the leader's lease timers and the machine's watch
-polls (impl/dtkv/tree.py, impl/dtkv/leases.py, impl/watches.py, impl/machine.py).
+polls (impl/dtkv/tree.py, impl/dtkv/leases.py, impl/dtkv/watches.py, impl/machine.py).
 
 Single-voter machines on in-memory storage, driven by hand: time is what the test passes to
 ``tick``, so every expiry below happens at an exact, asserted moment, never by sleeping.
