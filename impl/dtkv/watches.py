@@ -13,7 +13,8 @@ which indexes the answer covered even when none of them touched the key.
 A poll with no events yet waits (up to ``WAIT_SECONDS`` of the machine's time, then answers
 empty) so a watcher learns of a change as soon as it is applied, without busy polling. The
 buffer keeps events from ``floor`` on: it starts after the state the node restored (a snapshot),
-holds at most ``max_events`` and never reaches below the log's first index; a watch from an
+holds at most ``max_events`` events and ``max_bytes`` of their values, and never reaches below
+the log's first index; a watch from an
 older index is answered ``compacted`` with the floor, and the client must re-read the key and
 watch from the read's index + 1. ``from_index`` 0 means "from now" (the next applied index).
 
@@ -59,8 +60,10 @@ class _Poll(Generic[H]):
 
 
 class Watches(Generic[H]):
-    def __init__(self, *, max_events: int = 100_000, unsafe_skip: bool = False) -> None:
+    def __init__(self, *, max_events: int = 100_000, max_bytes: int = 64 << 20, unsafe_skip: bool = False) -> None:
         self.max_events = max_events
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self.unsafe_skip = unsafe_skip
         self.events: deque[tuple[int, str, str, bytes | None]] = deque()  # (index, kind, key, value)
         self.floor = 1  # events at indexes >= floor are all here
@@ -70,6 +73,7 @@ class Watches(Generic[H]):
     def reset(self, applied: int) -> None:
         """The state was replaced (a snapshot restored or installed): events before are gone."""
         self.events.clear()
+        self.bytes = 0
         self.floor = applied + 1
         self.applied = applied
 
@@ -78,14 +82,17 @@ class Watches(Generic[H]):
         self.applied = index
         for kind, key, value in changes:
             self.events.append((index, kind, key, value))
-        if len(self.events) > self.max_events:
-            self.trim(self.events[len(self.events) - self.max_events][0])
+            self.bytes += len(key) + (len(value) if value else 0)
+        events = self.events
+        while len(events) > self.max_events or (self.bytes > self.max_bytes and len(events) > 1):
+            self.trim(events[0][0] + 1)
 
     def trim(self, first_index: int) -> None:
         """Forget the events before ``first_index`` (the log no longer holds them)."""
         events = self.events
         while events and events[0][0] < first_index:
-            events.popleft()
+            _, _, key, value = events.popleft()
+            self.bytes -= len(key) + (len(value) if value else 0)
         self.floor = max(self.floor, first_index)
 
     def poll(self, key: str, from_index: int, handle: H, request_id: int, now: float) -> Answer[H] | None:

@@ -229,3 +229,15 @@ def test_broken_watch_skips_the_event_at_the_resume_index() -> None:
     rid = n.send(Watch(key="a", from_index=index))
     n.at(n.now + 0.6)
     assert n.replies.pop(rid).body["events"] == []  # the put at ``index`` was skipped
+
+
+def test_the_event_buffer_is_bounded_and_moves_its_floor() -> None:
+    from raftlab.impl.dtkv.watches import Watches
+
+    w: Watches[str] = Watches(max_events=3, max_bytes=1000)
+    for i in range(1, 6):
+        w.record(i, [("put", "k", b"v")])
+    assert [e[0] for e in w.events] == [3, 4, 5] and w.floor == 3
+    w.record(6, [("put", "big", b"x" * 2000)])  # over the byte budget: only the newest is kept
+    assert [e[0] for e in w.events] == [6] and w.floor == 6
+    assert w.poll("k", 2, "h", 1, now=0.0).error == "compacted"
