@@ -241,3 +241,33 @@ def test_the_event_buffer_is_bounded_and_moves_its_floor() -> None:
     w.record(6, [("put", "big", b"x" * 2000)])  # over the byte budget: only the newest is kept
     assert [e[0] for e in w.events] == [6] and w.floor == 6
     assert w.poll("k", 2, "h", 1, now=0.0).error == "compacted"
+
+
+def test_a_new_leader_rearms_from_replicated_state_and_followers_never_expire() -> None:
+    """Three machines, messages moved by hand (one second per tick): the lease is created under
+    leader 1, which then crashes; node 2 takes over and expires it TTL after its takeover, not
+    after the creation; the follower never proposes an expiry."""
+    from raftlab.sim.interaction import InteractionEnv
+
+    env = InteractionEnv()
+    env.handle("add-nodes 3 election-tick=3")
+    env.handle("campaign 1")
+    env.handle("stabilize")
+    env.nodes[1].machine.submit(Request(id=1, op="put_temp", command=PutTemp(key="t", value=b"v", owner="o",
+                                                                             ttl_ms=4000)), "c")
+    env.handle("stabilize")
+    assert all(n.machine.tree.values.get("t") == b"v" for n in env.nodes.values())
+    assert len(env.nodes[2].machine.timers) == 0  # followers arm nothing
+    env.handle("crash 1")
+    env.handle("tick 3 3")  # node 3 stops hearing 1 (so it grants 2 its pre-vote)
+    env.handle("campaign 2")
+    env.handle("stabilize")
+    assert env.nodes[2].machine.role.value == "leader" and len(env.nodes[2].machine.timers) == 1
+    for second in range(1, 8):
+        env.handle("tick 2")
+        env.handle("tick 3")
+        env.handle("stabilize")
+        if "t" not in env.nodes[2].machine.tree.values:
+            break
+    assert 4 <= second <= 5, f"expired {second} s after the takeover, TTL 4 s"
+    assert "t" not in env.nodes[3].machine.tree.values and not env.nodes[3].machine.tree.leases
