@@ -11,7 +11,11 @@ raftlab/systems/dtkv_leases.py, which documents the values):
 
 Each worker is its own lock contender, watcher and temp-node owner (owner id ``p<process>``).
 Options (``--workload-opt``): lock ``lease_ms`` (default 2000), ``hold_ms`` (300, a refresh in
-the middle: longer than half the lease would need it), ``interval`` (0.05 s between holds);
+the middle: longer than half the lease would need it), ``interval`` (0.05 s between holds),
+``pause_ms`` (0; else the holder stalls that long without refreshing, as in a GC pause, and then
+writes anyway: longer than the lease, this shows what a lease lock cannot promise) and
+``fenced`` (false; true: the guarded write is refused when a newer token was written, which is
+what fencing tokens are for: the data survives the overlap the lease could not prevent);
 watch ``keys`` (5); ttl ``ttl_ms`` (800), ``refreshes`` (4), ``bound`` (3.0 s: a leader
 change re-arms the TTL in full and costs an election, so expiry may be up to about TTL +
 election late per change).
@@ -56,13 +60,16 @@ class TtlChecker:
         return check_ttl(history, ttl_ms=self.ttl_ms, bound_s=self.bound)
 
 
-def lock(*, lease_ms: int = 2000, hold_ms: int = 300, interval: float = 0.05, final_retry: float = 0.1,
-         check_time_limit: float | None = 60.0, **_: Any) -> Workload:
-    if lease_ms < 10 or hold_ms < 0:
-        raise ValueError(f"lock needs lease_ms >= 10 and hold_ms >= 0, not {lease_ms}, {hold_ms}")
+def lock(*, lease_ms: int = 2000, hold_ms: int = 300, pause_ms: int = 0, fenced: bool | str = False,
+         interval: float = 0.05, final_retry: float = 0.1, check_time_limit: float | None = 60.0,
+         **_: Any) -> Workload:
+    if lease_ms < 10 or hold_ms < 0 or pause_ms < 0:
+        raise ValueError(f"lock needs lease_ms >= 10, hold_ms >= 0, pause_ms >= 0, not {lease_ms}, {hold_ms}, {pause_ms}")
+    fence = fenced in (True, 1, "1", "true", "yes")
     elems = itertools.count()
     holds = gen.stagger(interval, gen.lift(lambda ctx: {"f": "hold", "key": "lock", "value": {
-        "elem": next(elems), "lease_ms": int(lease_ms), "hold_ms": int(hold_ms)}}))
+        "elem": next(elems), "lease_ms": int(lease_ms), "hold_ms": int(hold_ms), "pause_ms": int(pause_ms),
+        "fenced": fence}}))
     final = gen.until_ok(gen.stagger(final_retry, gen.repeat({"f": "read-set"})))
     return Workload(name="lock", generator=holds, final_generator=final, checker=LockChecker(check_time_limit),
                     final_fs=frozenset({"read-set"}), probe={"f": "read-set"})

@@ -5,11 +5,15 @@ ops carry the worker's own state between calls: the index its watch resumes from
 its current temp node. A worker's owner id is ``p<process>``, so a lock or temp node of a
 crashed worker (a new process) is never mistaken for its successor's.
 
-* ``hold`` (value ``{"elem", "lease_ms", "hold_ms"}``): try-lock ``lock`` without queueing
-  (``fail`` when held), read the guarded list ``lockset``, wait half of ``hold_ms``, refresh the
-  lease, wait the other half, write the list back with ``[token, elem]`` appended, unlock. ok
-  value: ``{"elem", "token", "acquired_ns", "released_ns"}`` (nanoseconds after the op began:
-  when the lock was granted and when the unlock was sent). ``read-set``: the guarded list.
+* ``hold`` (value ``{"elem", "lease_ms", "hold_ms", "pause_ms", "fenced"}``): try-lock ``lock``
+  without queueing (``fail`` when held), read the guarded list ``lockset``, wait half of
+  ``hold_ms``, refresh the lease, wait the other half, write the list back with ``[token, elem]``
+  appended, unlock. With ``pause_ms`` the holder instead stalls that long without refreshing (a
+  GC pause: it does not know whether it still holds the lock) and then writes anyway. With
+  ``fenced`` the write is a fenced one: refused (``fail``) when the list already holds a newer
+  token, else a compare-and-set of the list as read. ok value: ``{"elem", "token",
+  "acquired_ns", "released_ns"}`` (nanoseconds after the op began: when the lock was granted and
+  when the unlock was sent). ``read-set``: the guarded list.
 * ``wput`` (key, value int): a put under ``w``; ok value ``[value, index]``. ``watch``: one
   poll of ``w`` from the worker's next index; ok value ``{"from", "next", "events"}`` with
   events ``[index, kind, key, value]``; a ``compacted`` fail restarts the worker's watch "from
@@ -28,13 +32,19 @@ import time
 from typing import Any
 
 from raftlab.history import Op
-from raftlab.impl.client import Compacted, KeyNotFound, KvClient, NotOwner
+from raftlab.impl.client import Compacted, DefiniteError, KeyNotFound, KvClient, NotOwner
 
 LOCK_KEY = "lock"
 LOCK_SET = "lockset"
 WATCH_DIR = "w"
 TTL_DIR = "ttl"
 LEASE_FS = frozenset({"hold", "read-set", "wput", "watch", "ttl-create", "ttl-refresh", "ttl-read"})
+
+
+class Fenced(DefiniteError):
+    """A fenced write refused: the guarded resource has seen a newer token."""
+
+    kind = "fenced"
 
 
 def ttl_key(process: Any, n: int) -> str:
@@ -89,10 +99,19 @@ class LeaseOps:
         acquired = time.monotonic_ns() - began
         raw = await kv.get(LOCK_SET)
         items = json.loads(raw) if raw else []
-        await asyncio.sleep(half)
-        await kv.refresh(LOCK_KEY, owner, lease_ms)
-        await asyncio.sleep(half)
-        await kv.put(LOCK_SET, json.dumps([*items, [token, arg["elem"]]]).encode())
+        if arg.get("pause_ms"):
+            await asyncio.sleep(float(arg["pause_ms"]) / 1000)
+        else:
+            await asyncio.sleep(half)
+            await kv.refresh(LOCK_KEY, owner, lease_ms)
+            await asyncio.sleep(half)
+        new = json.dumps([*items, [token, arg["elem"]]]).encode()
+        if arg.get("fenced"):
+            if any(t > token for t, _ in items):
+                raise Fenced(f"token {token} is older than one already written")
+            await kv.cas(LOCK_SET, raw, new)  # CasMismatch (fail) if a newer holder wrote since the read
+        else:
+            await kv.put(LOCK_SET, new)
         released = time.monotonic_ns() - began
         with contextlib.suppress(NotOwner):  # it expired meanwhile (the checker sees any overlap)
             await kv.unlock(LOCK_KEY, owner)

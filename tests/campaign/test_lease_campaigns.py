@@ -42,3 +42,19 @@ def test_each_broken_mode_is_caught(tmp_path: Path, lab_name: str, base_port: in
                    node_args=(flag,), workload_opts=opts)
     result = out.results["checkers"]["workload"]
     assert result["valid"] is False and words in result["explanation"], result
+
+
+@pytest.mark.parametrize("fenced", [False, True])
+def test_a_holder_paused_past_its_lease_breaks_the_lock_and_fencing_saves_the_data(
+        tmp_path: Path, lab_name: str, base_port: int, fenced: bool) -> None:
+    """The correct node, no fault: holders stall 600 ms (a GC pause) on a 300 ms lease and write
+    anyway. The lease lock cannot keep holds exclusive then, so the guarded list loses writes;
+    with fencing (the write refused when a newer token was written, else a cas of the list as
+    read) no acknowledged write is lost, though the holds may still overlap in time."""
+    out = campaign(tmp_path, lab_name, base_port, workload="lock", nemesis=(), concurrency=4, time_limit=8.0,
+                   workload_opts={"lease_ms": 300, "pause_ms": 600, "fenced": fenced})
+    result = out.results["checkers"]["workload"]
+    if fenced:
+        assert "lost" not in result["explanation"] and "tokens increasing" in result["explanation"], result
+    else:
+        assert result["valid"] is False and "lock-guarded list lost" in result["explanation"], result
