@@ -44,6 +44,8 @@ def test_cli_temp_node_lock_and_watch(tmp_path: Path) -> None:
         assert other.returncode == 1 and "lock-held" in other.stderr and "w1" in other.stderr
         assert kv(cluster, "unlock", "locks", "--owner", "w2").returncode == 1
         assert kv(cluster, "unlock", "locks", "--owner", "w1").returncode == 0
+        held = kv(cluster, "lock", "locks", "--owner", "w3", "--lease", "300", "--hold", "1")
+        assert held.returncode == 0 and "ok unlocked" in held.stdout, held  # refreshed past its 300 ms lease
         watched = kv(cluster, "watch", "svc", "--from", str(created), "--count", "2", timeout=60)
         # the put, then (nobody refreshes) the expiry about 1.5 s later
         lines = watched.stdout.splitlines()
