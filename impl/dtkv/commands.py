@@ -234,14 +234,10 @@ class PutTemp:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class MkdirTemp:
-    """A temporary directory: on expiry it goes with everything under it."""
-
+class _OwnedTtl:
     key: str
     owner: str
     ttl_ms: int
-    op = "mkdir_temp"
-    write = True
 
     def __post_init__(self) -> None:
         check_key(self.key)
@@ -250,19 +246,19 @@ class MkdirTemp:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Refresh:
-    """Restart the TTL of a temp node/dir, or the lease of a held lock, by its owner."""
+class MkdirTemp(_OwnedTtl):
+    """A temporary directory: on expiry it goes with everything under it."""
 
-    key: str
-    owner: str
-    ttl_ms: int
-    op = "refresh"
+    op = "mkdir_temp"
     write = True
 
-    def __post_init__(self) -> None:
-        check_key(self.key)
-        check_owner(self.owner)
-        check_ttl(self.ttl_ms)
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Refresh(_OwnedTtl):
+    """Restart the TTL of a temp node/dir, or the lease of a held lock, by its owner."""
+
+    op = "refresh"
+    write = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
