@@ -131,3 +131,19 @@ def test_temp_node_and_lock_across_a_killed_leader(tmp_path: Path) -> None:
     with LocalCluster(3, tmp_path, base_port=BASE + 400) as cluster:
         cluster.start_all()
         asyncio.run(lease_failover(cluster))
+
+
+def test_a_watch_older_than_the_compacted_log_says_re_read(tmp_path: Path) -> None:
+    with LocalCluster(1, tmp_path, base_port=BASE + 600, node_args=("--snapshot-margin", "0")) as cluster:
+        cluster.start_all()
+        for i in range(20):
+            assert kv(cluster, "put", f"k{i % 3}", str(i)).returncode == 0
+        assert kv(cluster, "snapshot").returncode == 0
+        cluster.stop(1)
+        cluster.start(1)  # restarted from the snapshot: events before it are gone
+        old = kv(cluster, "watch", "", "--from", "1", "--count", "1")
+        assert old.returncode == 1 and "compacted" in old.stderr and "re-read" in old.stderr, old
+        put = kv(cluster, "put", "k0", "new")
+        index = int(put.stdout.split("index=")[1])
+        fresh = kv(cluster, "watch", "", "--from", str(index), "--count", "1")
+        assert fresh.stdout.strip() == f"{index} put k0 new", fresh
