@@ -31,6 +31,7 @@ from raftlab.impl.client import (
     Unavailable,
     ValidationError,
 )
+from raftlab.impl.dtkv.commands import MAX_TTL_MS, MIN_TTL_MS
 from raftlab.impl.net.auth import AuthError, Key, new_cluster_key, read_key_file, write_key_file
 from raftlab.impl.storage.compaction import (
     DEFAULT_MARGIN,
@@ -120,13 +121,17 @@ def run_async(main: Awaitable[Any]) -> Any:
 @click.option("--unsafe-local-reads", is_flag=True, help="BROKEN ON PURPOSE: serve reads from local state.")
 @click.option("--unsafe-ack-before-fsync", is_flag=True,
               help="BROKEN ON PURPOSE: acknowledge appends and votes before the WAL fsync.")
+@click.option("--unsafe-expiry", is_flag=True,
+              help="BROKEN ON PURPOSE: the leader's lease timers ignore refreshes (temp nodes, locks expire early).")
+@click.option("--unsafe-watch-skip", is_flag=True,
+              help="BROKEN ON PURPOSE: watch answers start one index late (a resumed watch loses an event).")
 @click.pass_context
 def node(ctx: click.Context, node_id: int | None, data_dir: Path | None,
          peers: tuple[tuple[int, str, int], ...] | None, client_port: int | None, client_host: str, fsync: str,
          read_mode: str, tick_ms: int, election_ticks: int, seed: int | None, log_file: Path | None,
          pid_file: Path | None, snapshot_entries: int, snapshot_wal_bytes: int, snapshot_margin: int,
          wal_segment_bytes: int, secret_file: Path | None, unsafe_local_reads: bool,
-         unsafe_ack_before_fsync: bool) -> None:
+         unsafe_ack_before_fsync: bool, unsafe_expiry: bool, unsafe_watch_skip: bool) -> None:
     """Run one Raft + DtKV member until SIGTERM (or use `node status`)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -146,6 +151,7 @@ def node(ctx: click.Context, node_id: int | None, data_dir: Path | None,
                             client_host=client_host, fsync=fsync, read_mode=read_mode, tick_ms=tick_ms,
                             election_ticks=election_ticks, seed=seed, unsafe_local_reads=unsafe_local_reads,
                             unsafe_ack_before_fsync=unsafe_ack_before_fsync,
+                            unsafe_expiry=unsafe_expiry, unsafe_watch_skip=unsafe_watch_skip,
                             snapshots=SnapshotPolicy(entries=snapshot_entries, wal_bytes=snapshot_wal_bytes,
                                                      margin=snapshot_margin),
                             wal_segment_bytes=wal_segment_bytes, key=key)
@@ -153,7 +159,7 @@ def node(ctx: click.Context, node_id: int | None, data_dir: Path | None,
         log = make_logger(node_id, log_file)
     except (ValueError, OSError) as e:
         raise click.UsageError(str(e)) from None
-    if unsafe_local_reads or unsafe_ack_before_fsync:
+    if unsafe_local_reads or unsafe_ack_before_fsync or unsafe_expiry or unsafe_watch_skip:
         log("WARNING: running a deliberately broken variant (unsafe flags); do not keep data here")
     if pid_file is not None:
         pid_file.write_text(f"{os.getpid()}\n")
@@ -380,14 +386,28 @@ def get(ctx: click.Context, key: str) -> None:
     _run(ctx, action)
 
 
+DEFAULT_OWNER = "raftlab-cli"
+
+
+def ttl_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--owner", default=DEFAULT_OWNER, show_default=True,
+                     help="Owner id of the temp node or lock (refresh/unlock must give the same).")(f)
+    return click.option("--ttl", "ttl_ms", type=click.IntRange(MIN_TTL_MS, MAX_TTL_MS),
+                        help="Make it temporary: it expires TTL milliseconds after its owner's last refresh.")(f)
+
+
 @kv.command()
 @click.argument("key")
 @click.argument("value")
+@ttl_options
 @click.pass_context
-def put(ctx: click.Context, key: str, value: str) -> None:
+def put(ctx: click.Context, key: str, value: str, ttl_ms: int | None, owner: str) -> None:
     """Set KEY to VALUE (its parent directory must exist)."""
     async def action(c: KvClient) -> int:
-        click.echo(f"ok index={await c.put(key, value.encode())}")
+        if ttl_ms is None:
+            click.echo(f"ok index={await c.put(key, value.encode())}")
+        else:
+            click.echo(f"ok index={await c.put_temp(key, value.encode(), owner, ttl_ms)} ttl_ms={ttl_ms} owner={owner}")
         return 0
     _run(ctx, action)
 
@@ -434,11 +454,15 @@ def ls(ctx: click.Context, key: str) -> None:
 
 @kv.command()
 @click.argument("key")
+@ttl_options
 @click.pass_context
-def mkdir(ctx: click.Context, key: str) -> None:
+def mkdir(ctx: click.Context, key: str, ttl_ms: int | None, owner: str) -> None:
     """Create directory KEY (its parent must exist; no-op if it exists)."""
     async def action(c: KvClient) -> int:
-        click.echo(f"ok index={await c.mkdir(key)}")
+        if ttl_ms is None:
+            click.echo(f"ok index={await c.mkdir(key)}")
+        else:
+            click.echo(f"ok index={await c.mkdir_temp(key, owner, ttl_ms)} ttl_ms={ttl_ms} owner={owner}")
         return 0
     _run(ctx, action)
 
@@ -467,3 +491,6 @@ def kv_snapshot(ctx: click.Context, as_json: bool) -> None:
                 click.echo(f"{row['endpoint']:<22} snapshot index={row['index']} bytes={row['bytes']}")
         return 0 if all("error" not in r for r in rows) else 3
     _run(ctx, action)
+
+
+from raftlab.impl import cli_leases  # noqa: E402,F401  (registers refresh, lock, unlock, watch on `kv`)

@@ -15,6 +15,13 @@ Every failure is one of two kinds (style rule 10):
 - ``IndeterminateError``: a write was sent and then the connection died or the deadline
   passed; it may or may not have been applied. It is never retried.
 
+Temp nodes, locks and watches (``put_temp``, ``mkdir_temp``, ``refresh``, ``try_lock``, ``lock``,
+``unlock``, ``watch``): a try-lock retried by the same owner after an indeterminate answer gets
+the same hold and token back, so ``lock`` may retry; ``watch`` is an async iterator of events
+that follows the leader across failovers and resumes from the next index it was told, so it
+sees every committed change under its key once, in order (``Compacted`` if the cluster no
+longer keeps that far back).
+
 Definite failures that say "try elsewhere" (not-leader, dropped, connection refused) are
 retried until the per-call ``timeout``; reads, being idempotent, are also retried after a lost
 connection. Everything else surfaces to the caller.
@@ -23,8 +30,11 @@ connection. Everything else surfaces to the caller.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from raftlab.impl.dtkv.commands import (
@@ -38,8 +48,14 @@ from raftlab.impl.dtkv.commands import (
     Get,
     List,
     Mkdir,
+    MkdirTemp,
     Put,
+    PutTemp,
+    Refresh,
     Remove,
+    TryLock,
+    Unlock,
+    Watch,
 )
 from raftlab.impl.net.auth import (
     CHALLENGE_PREFIX,
@@ -120,9 +136,40 @@ class Unavailable(DefiniteError):
     kind = "unavailable"
 
 
+class NotOwner(DefiniteError):
+    kind = ErrorKind.NOT_OWNER
+
+
+class LockHeld(DefiniteError):
+    """``holder`` is the owner that holds the lock."""
+
+    kind = ErrorKind.LOCK_HELD
+
+    @property
+    def holder(self) -> str:
+        return bytes(self.body.get("value") or b"").decode(errors="replace")
+
+
+class Compacted(DefiniteError):
+    """The watch asked for events older than the node keeps: re-read, then watch from there."""
+
+    kind = ErrorKind.COMPACTED
+
+
 ERRORS: dict[str, type[DefiniteError]] = {
     cls.kind: cls for cls in (NotLeader, KeyNotFound, NotADir, IsADir, DirNotEmpty, CasMismatch, TooLarge,
-                              ValidationError, Dropped)}
+                              ValidationError, Dropped, NotOwner, LockHeld, Compacted)}
+LOCK_POLL = 0.05  # between try-locks while queued for a lock
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WatchEvent:
+    """One committed change: ``kind`` put (``value`` set), dir (created) or del (removed)."""
+
+    index: int
+    kind: str
+    key: str
+    value: bytes | None
 
 
 class _ConnectionLost(Exception):
@@ -268,6 +315,55 @@ class KvClient:
 
     async def batch_remove(self, keys: list[str]) -> int:
         return (await self._call(_build(BatchRemove, keys=tuple(keys))))["index"]
+
+    async def put_temp(self, key: str, value: bytes, owner: str, ttl_ms: int) -> int:
+        return (await self._call(_build(PutTemp, key=key, value=value, owner=owner, ttl_ms=ttl_ms)))["index"]
+
+    async def mkdir_temp(self, key: str, owner: str, ttl_ms: int) -> int:
+        return (await self._call(_build(MkdirTemp, key=key, owner=owner, ttl_ms=ttl_ms)))["index"]
+
+    async def refresh(self, key: str, owner: str, ttl_ms: int) -> int:
+        return (await self._call(_build(Refresh, key=key, owner=owner, ttl_ms=ttl_ms)))["index"]
+
+    async def try_lock(self, key: str, owner: str, lease_ms: int, *, wait: bool = False) -> int:
+        """The fencing token of the hold (raises LockHeld; ``wait`` queues for a hand-off)."""
+        return (await self._call(_build(TryLock, key=key, owner=owner, lease_ms=lease_ms, wait=wait)))["token"]
+
+    async def lock(self, key: str, owner: str, lease_ms: int, *, wait: float) -> int:
+        """Acquire within ``wait`` seconds (queued, so unlock or expiry hands it over); the
+        fencing token. On giving up, leaves the queue (best effort) and raises LockHeld."""
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            try:
+                return await self.try_lock(key, owner, lease_ms, wait=True)
+            except (LockHeld, IndeterminateError, Unavailable):
+                if asyncio.get_running_loop().time() >= deadline:
+                    with contextlib.suppress(KvError):
+                        await self.unlock(key, owner)  # leave the queue; if it was just handed over, release
+                    raise
+            await asyncio.sleep(LOCK_POLL)
+
+    async def unlock(self, key: str, owner: str) -> int:
+        return (await self._call(_build(Unlock, key=key, owner=owner)))["index"]
+
+    async def watch_poll(self, key: str, from_index: int) -> tuple[list[WatchEvent], int]:
+        """One long poll: the events at or after ``from_index`` and the index to poll next."""
+        body = await self._call(_build(Watch, key=key, from_index=from_index))
+        events = [WatchEvent(index=e[0], kind=e[1], key=e[2], value=e[3]) for e in body.get("events", [])]
+        return events, int(body["next"])
+
+    async def watch(self, key: str, from_index: int = 0) -> AsyncIterator[WatchEvent]:
+        """Every committed change at or under ``key`` from ``from_index`` (0: from now), forever.
+        Lost connections, timeouts and leader changes are retried from the same index (a poll
+        changes nothing); Compacted and validation errors end the iteration by raising."""
+        next_index = from_index
+        while True:
+            try:
+                events, next_index = await self.watch_poll(key, next_index)
+            except (IndeterminateError, Unavailable):
+                continue
+            for event in events:
+                yield event
 
     async def status(self) -> list[dict[str, Any]]:
         """Every endpoint's status, or ``{"endpoint", "error"}`` for one that did not answer."""

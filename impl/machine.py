@@ -44,9 +44,21 @@ Theory of operation.
   image to ``persisted(persist, installed)`` (None: it did not verify) and the tree is restored
   from it. A machine built with ``snapshot=`` starts from that image (a restart).
 
-Two deliberately broken switches let the checker be shown to catch them: ``unsafe_local_reads``
+* Leases (temp nodes, locks; ``dtkv/leases.py``): while leader, the machine runs ``LeaseTimers``
+  on its own monotonic clock: every lease is armed when its entry is applied (a new leader arms
+  all of them, each with its full TTL, when it takes over), and a due one is proposed as
+  ``Expire(key, index)``, with no client waiting. Followers run no timer; ``expire`` from a
+  client is refused.
+* Watches (``impl/dtkv/watches.py``): every applied entry's changes become events; a ``watch`` poll
+  is answered by the leader (others answer not-leader, so a watcher follows failovers) once it
+  has events at or after its index, or empty after a short wait; a node that stops leading
+  answers its parked polls not-leader.
+
+Deliberately broken switches let the checkers be shown to catch them: ``unsafe_local_reads``
 answers reads from the local tree at once, ``unsafe_ack_before_fsync`` sends acknowledgements
-and votes before the writes they promise are persisted.
+and votes before the writes they promise are persisted, ``unsafe_expiry`` keeps each lease's
+first deadline through refreshes and expires it with the lease's current index (so a refreshed
+node or lock is taken away early), ``unsafe_watch_skip`` starts each watch answer one index late.
 """
 
 from __future__ import annotations
@@ -58,8 +70,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
-from raftlab.impl.dtkv.commands import Command, ErrorKind, Result
+from raftlab.impl.dtkv.commands import Command, ErrorKind, Expire, Result, Watch
+from raftlab.impl.dtkv.leases import LeaseTimers
 from raftlab.impl.dtkv.tree import Tree
+from raftlab.impl.dtkv.watches import Watches
 from raftlab.impl.net.codec import Request, WireError, decode_command, encode_command, result_body
 from raftlab.impl.raft import NotLeader, RaftConfig, RaftCore
 from raftlab.impl.raft.messages import (
@@ -90,6 +104,8 @@ class MachineConfig:
     incarnation: int = 0  # differs on every start of this node (read contexts never repeat)
     unsafe_local_reads: bool = False
     unsafe_ack_before_fsync: bool = False
+    unsafe_expiry: bool = False
+    unsafe_watch_skip: bool = False
     snapshot_entries: int = 0  # take a snapshot every N applied entries (0: only when asked)
 
     def __post_init__(self) -> None:
@@ -151,6 +167,9 @@ class NodeMachine(Generic[H]):
         self._snapshot_writing = False  # taken, not yet saved
         self._snapshot_asked = False
         self._snapshot_waiters: list[tuple[H, int]] = []
+        self.timers = LeaseTimers()
+        self._timing = False  # the timers run (this node leads)
+        self.watches: Watches[H] = Watches(unsafe_skip=config.unsafe_watch_skip)
         raft = config.raft
         if snapshot is not None:
             self._restore(snapshot)
@@ -187,6 +206,11 @@ class NodeMachine(Generic[H]):
                 self.request_snapshot()
         elif request.command is None:
             self._reply(handle, request.id, ErrorKind.VALIDATION, {"message": f"unknown operation {request.op!r}"})
+        elif isinstance(request.command, Expire):
+            self._reply(handle, request.id, ErrorKind.VALIDATION,
+                        {"message": "expire is proposed by the leader's lease timers only"})
+        elif isinstance(request.command, Watch):
+            self._watch(request.command, handle, request.id)
         elif request.command.write:
             self._inbox.proposals.append((request.command, handle, request.id))
         elif self.config.unsafe_local_reads:
@@ -229,6 +253,9 @@ class NodeMachine(Generic[H]):
             core.step(msg)
         if due:
             core.run_timeouts(due)  # after the messages: a stall must not time out a live leader
+        self._run_leases()
+        for a in self.watches.ready(self._now):
+            self._reply(a.handle, a.request_id, a.error, a.body)
         for command, handle, request_id in inbox.proposals:
             try:
                 term, index = core.propose(encode_command(command))
@@ -295,6 +322,49 @@ class NodeMachine(Generic[H]):
         self.core.advance(rd)
         self._persisting = None
 
+    # -- leases and watches --------------------------------------------------------------------
+
+    def _run_leases(self) -> None:
+        """Start, stop or run the leader's lease timers; propose what is due."""
+        leading = self.core.role is Role.LEADER
+        if leading != self._timing:
+            self._timing = leading
+            self.timers.clear()
+            if leading:  # re-arm every lease from replicated state, each with its full TTL
+                for key, lease in self.tree.leases.items():
+                    self.timers.arm(key, lease.index, lease.ttl_ms, self._now)
+            else:
+                for a in self.watches.drop_all(ErrorKind.NOT_LEADER, {"leader": self.core.lead}):
+                    self._reply(a.handle, a.request_id, a.error, a.body)
+        if not leading:
+            return
+        for key, index in self.timers.due(self._now):
+            if self.config.unsafe_expiry and key in self.tree.leases:
+                index = self.tree.leases[key].index  # BROKEN ON PURPOSE: the current lease, an old deadline
+            try:
+                self.core.propose(encode_command(Expire(key=key, index=index)))
+            except NotLeader:
+                return
+
+    def _leases_changed(self, keys: list[str]) -> None:
+        if not self._timing:
+            return
+        for key in keys:
+            lease = self.tree.leases.get(key)
+            if lease is None:
+                self.timers.disarm(key)
+            elif not (self.config.unsafe_expiry and key in self.timers):
+                self.timers.arm(key, lease.index, lease.ttl_ms, self._now)
+
+    def _watch(self, cmd: Watch, handle: H, request_id: int) -> None:
+        if self.core.role is not Role.LEADER:
+            self._reply(handle, request_id, ErrorKind.NOT_LEADER, {"leader": self.core.lead})
+            return
+        self.watches.trim(self.core.log.first_index())
+        a = self.watches.poll(cmd.key, cmd.from_index, handle, request_id, self._now)
+        if a is not None:
+            self._reply(a.handle, a.request_id, a.error, a.body)
+
     # -- snapshots ---------------------------------------------------------------------------
 
     def request_snapshot(self) -> None:
@@ -339,14 +409,20 @@ class NodeMachine(Generic[H]):
         values, dirs = self.tree.image()
         return SnapshotImage(meta=SnapshotMeta(index=self.tree.applied, term=self._applied_term,
                                                voters=self.config.raft.voters),
-                             values=values, dirs=dirs, chain=self.chain, skipped=self.skipped)
+                             values=values, dirs=dirs, chain=self.chain, skipped=self.skipped,
+                             leases=self.tree.lease_image())
 
     def _restore(self, image: SnapshotImage) -> None:
-        self.tree.restore_image(image.meta.index, image.values, image.dirs)
+        self.tree.restore_image(image.meta.index, image.values, image.dirs, image.leases)
         self.chain = image.chain
         self.skipped = image.skipped
         self._applied_term = image.meta.term
         self.snapshot_index = max(self.snapshot_index, image.meta.index)
+        self.watches.reset(image.meta.index)
+        if self._timing:  # the whole state changed: re-arm from it
+            self.timers.clear()
+            for key, lease in self.tree.leases.items():
+                self.timers.arm(key, lease.index, lease.ttl_ms, self._now)
 
     def _install(self, image: SnapshotImage) -> None:
         self._restore(image)
@@ -403,8 +479,11 @@ class NodeMachine(Generic[H]):
                         self.skipped += 1
                 if command is not None:
                     result = tree.apply(entry.index, command)
+                    if tree.touched:
+                        self._leases_changed(tree.touched)
             if result is None:
                 tree.skip(entry.index)
+            self.watches.record(entry.index, tree.changes if result is not None else [])
             for term, _, handle, request_id in proposals:
                 if term == entry.term and result is not None:
                     self._answer(result, handle, request_id)

@@ -63,6 +63,8 @@ class NodeConfig:
     seed: int = 0
     unsafe_local_reads: bool = False
     unsafe_ack_before_fsync: bool = False
+    unsafe_expiry: bool = False
+    unsafe_watch_skip: bool = False
     snapshots: SnapshotPolicy = field(default_factory=SnapshotPolicy)
     wal_segment_bytes: int = SEGMENT_BYTES
     key: Key | None = None  # the cluster key (--secret-file): both ports authenticate; None: open ports
@@ -146,6 +148,7 @@ class Node:
             MachineConfig(raft=raft, tick_seconds=cfg.tick_ms / 1000, incarnation=incarnation,
                           unsafe_local_reads=cfg.unsafe_local_reads,
                           unsafe_ack_before_fsync=cfg.unsafe_ack_before_fsync,
+                          unsafe_expiry=cfg.unsafe_expiry, unsafe_watch_skip=cfg.unsafe_watch_skip,
                           snapshot_entries=cfg.snapshots.entries),
             storage, now=time.monotonic(), rng=random.Random(cfg.seed), logger=self.log, snapshot=recovered.image)
         host, port = cfg.peer_address(cfg.id)

@@ -158,6 +158,9 @@ def render(run: RunDir) -> str:
            f" &nbsp; node args {esc(' '.join(campaign.get('node_args', [])) or 'none')}</span></p>"]
     if results.get("error"):
         out.append(f"<p class=bad>Could not complete: {esc(results['error'].get('message'))}</p>")
+    wl_text = results.get("checkers", {}).get("workload", {}).get("explanation")
+    if wl_text:  # the workload's own account (lock holds, watcher lag, expiry delays, or the violation)
+        out.append(f"<h2>Workload result</h2><pre>{esc(wl_text)}</pre>")
     if found:
         out.append(_findings_html(found))
     if results.get("reasons"):

@@ -11,6 +11,7 @@ each workload is its contract with clients:
 | register | read key: null/int, write key: int, cas key: [old, new] | a read of every key in use | the ``kv`` model |
 | set | add: unique int; read: sorted list of ints | a read of the whole set | the set checker |
 | tree | mkdir, rmdir, list, put, get, cas-key, remove, batch-put, batch-get, batch-remove in one directory | a batch-get of each directory in use | the ``dtkv-dir`` model |
+| lock, watch, ttl | locks, watch polls and temp nodes (``workloads/leases.py``) | see there | ``checker/leases.py`` |
 
 ``WORKLOADS`` maps each name to a factory ``make(**opts) -> Workload``.
 """
@@ -60,7 +61,17 @@ def _tree(**opts: Any) -> Workload:
     return workload(**opts)
 
 
-WORKLOADS: dict[str, Callable[..., Workload]] = {"register": _register, "set": _set, "tree": _tree}
+def _leases(name: str) -> Callable[..., Workload]:
+    def make(**opts: Any) -> Workload:
+        from raftlab.workloads import leases
+
+        return getattr(leases, name)(**opts)
+    return make
+
+
+WORKLOADS: dict[str, Callable[..., Workload]] = {"register": _register, "set": _set, "tree": _tree,
+                                                 "lock": _leases("lock"), "watch": _leases("watch"),
+                                                 "ttl": _leases("ttl")}
 
 
 class UnknownWorkload(ValueError):

@@ -14,12 +14,15 @@ Error kinds are the strings clients see; each means the command was definitely n
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 MAX_KEY_BYTES = 1024
 MAX_VALUE_BYTES = 1024 * 1024
 MAX_BATCH = 1024
+MAX_OWNER_BYTES = 128
+MIN_TTL_MS = 10
+MAX_TTL_MS = 7 * 24 * 3600 * 1000
 
 
 class ErrorKind(enum.StrEnum):
@@ -32,6 +35,9 @@ class ErrorKind(enum.StrEnum):
     TOO_LARGE = "too-large"
     VALIDATION = "validation"  # malformed request (names the field)
     DROPPED = "dropped"  # the proposal's log slot was taken by another term's entry: never applied
+    NOT_OWNER = "not-owner"  # the key is a temp node or lock of another owner (or not a lease at all)
+    LOCK_HELD = "lock-held"  # try-lock found another holder; the reply's value names it
+    COMPACTED = "compacted"  # a watch from an index older than the node keeps: re-read, then watch
 
 
 class CommandError(Exception):
@@ -72,6 +78,27 @@ def check_batch(items: object, field: str) -> tuple[Any, ...]:
     if len(items) > MAX_BATCH:
         raise CommandError(ErrorKind.TOO_LARGE, f"field '{field}': {len(items)} items exceeds {MAX_BATCH}")
     return tuple(items)
+
+
+def check_owner(owner: object) -> str:
+    if not isinstance(owner, str) or not owner:
+        raise CommandError(ErrorKind.VALIDATION, "field 'owner': expected a non-empty string")
+    if len(owner.encode()) > MAX_OWNER_BYTES:
+        raise CommandError(ErrorKind.TOO_LARGE, f"field 'owner': longer than {MAX_OWNER_BYTES} bytes")
+    return owner
+
+
+def check_ttl(ttl_ms: object, field: str = "ttl_ms") -> int:
+    if type(ttl_ms) is not int or not MIN_TTL_MS <= ttl_ms <= MAX_TTL_MS:
+        raise CommandError(ErrorKind.VALIDATION,
+                           f"field '{field}': expected milliseconds in [{MIN_TTL_MS}, {MAX_TTL_MS}], got {ttl_ms!r:.40}")
+    return ttl_ms
+
+
+def check_index(index: object, field: str) -> int:
+    if type(index) is not int or index < 0:
+        raise CommandError(ErrorKind.VALIDATION, f"field '{field}': expected a raft index >= 0, got {index!r:.40}")
+    return index
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -187,7 +214,120 @@ class BatchRemove:
             check_key(key, f"keys[{i}]")
 
 
-Command = Put | Get | Remove | Mkdir | List | Cas | BatchPut | BatchGet | BatchRemove
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PutTemp:
+    """Create or update a temporary value owned by ``owner``; it lives while refreshed within
+    ``ttl_ms`` (writing it again by its owner is a refresh)."""
+
+    key: str
+    value: bytes
+    owner: str
+    ttl_ms: int
+    op = "put_temp"
+    write = True
+
+    def __post_init__(self) -> None:
+        check_key(self.key)
+        check_value(self.value)
+        check_owner(self.owner)
+        check_ttl(self.ttl_ms)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _OwnedTtl:
+    key: str
+    owner: str
+    ttl_ms: int
+
+    def __post_init__(self) -> None:
+        check_key(self.key)
+        check_owner(self.owner)
+        check_ttl(self.ttl_ms)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MkdirTemp(_OwnedTtl):
+    """A temporary directory: on expiry it goes with everything under it."""
+
+    op = "mkdir_temp"
+    write = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Refresh(_OwnedTtl):
+    """Restart the TTL of a temp node/dir, or the lease of a held lock, by its owner."""
+
+    op = "refresh"
+    write = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TryLock:
+    """Take the lock ``key`` for ``owner`` with a lease; when held by another, fail with
+    ``lock-held`` and (``wait``) queue the owner to be handed the lock on unlock or expiry."""
+
+    key: str
+    owner: str
+    lease_ms: int
+    wait: bool = False
+    op = "try_lock"
+    write = True
+
+    def __post_init__(self) -> None:
+        check_key(self.key)
+        check_owner(self.owner)
+        check_ttl(self.lease_ms, "lease_ms")
+        if type(self.wait) is not bool:
+            raise CommandError(ErrorKind.VALIDATION, "field 'wait': expected a bool")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unlock:
+    """Release the lock (its holder), or leave its queue (a waiter)."""
+
+    key: str
+    owner: str
+    op = "unlock"
+    write = True
+
+    def __post_init__(self) -> None:
+        check_key(self.key)
+        check_owner(self.owner)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Expire:
+    """The leader's decision that the lease on ``key`` last set at raft index ``index`` ran out;
+    applied only if that is still the lease's index (a refresh since makes it a no-op). Proposed
+    by the leader's timer only: the client port refuses it."""
+
+    key: str
+    index: int
+    op = "expire"
+    write = True
+
+    def __post_init__(self) -> None:
+        check_key(self.key)
+        check_index(self.index, "index")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Watch:
+    """Stream the changes at or under ``key`` (``""``: everything) from raft index ``from_index``;
+    answered by the node (any node: events are committed entries), never proposed."""
+
+    key: str
+    from_index: int
+    op = "watch"
+    write = False
+
+    def __post_init__(self) -> None:
+        check_key(self.key, root_ok=True)
+        check_index(self.from_index, "from_index")
+
+
+Command = (Put | Get | Remove | Mkdir | List | Cas | BatchPut | BatchGet | BatchRemove
+           | PutTemp | MkdirTemp | Refresh | TryLock | Unlock | Expire | Watch)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -205,6 +345,7 @@ class Result:
     values: tuple[bytes | None, ...] = ()
     children: tuple[str, ...] = ()
     count: int = 0
+    token: int = 0  # try_lock: the fencing token of the hold (the raft index that granted it)
 
 
 def to_wire(cmd: Command) -> list[Any]:
@@ -218,6 +359,16 @@ def to_wire(cmd: Command) -> list[Any]:
             return ["batch_put", [list(p) for p in items]]
         case BatchGet(keys=keys) | BatchRemove(keys=keys):
             return [cmd.op, list(keys)]
+        case PutTemp(key=k, value=v, owner=o, ttl_ms=t):
+            return ["put_temp", k, v, o, t]
+        case MkdirTemp(key=k, owner=o, ttl_ms=t) | Refresh(key=k, owner=o, ttl_ms=t):
+            return [cmd.op, k, o, t]
+        case TryLock(key=k, owner=o, lease_ms=t, wait=w):
+            return ["try_lock", k, o, t, w]
+        case Unlock(key=k, owner=o):
+            return ["unlock", k, o]
+        case Expire(key=k, index=i) | Watch(key=k, from_index=i):
+            return [cmd.op, k, i]
         case _:
             return [cmd.op, cmd.key]
 
@@ -251,4 +402,14 @@ def from_wire(obj: object) -> Command:
         _need(obj, 2, op)
         keys = check_batch(obj[1], "keys")
         return (BatchGet if op == "batch_get" else BatchRemove)(keys=keys)
+    if op in _LEASE_OPS:
+        cls, n = _LEASE_OPS[op]
+        _need(obj, n, op)
+        return cls(**dict(zip([f.name for f in fields(cls)], obj[1:], strict=True)))
     raise CommandError(ErrorKind.VALIDATION, f"field 'command': unknown operation {op!r}")
+
+
+_LEASE_OPS: dict[str, tuple[Any, int]] = {
+    "put_temp": (PutTemp, 5), "mkdir_temp": (MkdirTemp, 4), "refresh": (Refresh, 4),
+    "try_lock": (TryLock, 5), "unlock": (Unlock, 3), "expire": (Expire, 3), "watch": (Watch, 3),
+}

@@ -8,6 +8,16 @@ with the index applied so far. Both return a ``Result``; user errors (missing ke
 mismatch, ...) are results, not exceptions, and leave the state untouched: batches validate
 every item before changing anything, so they are atomic.
 
+Temporary nodes/dirs and locks (``leases.py``): ``leases`` maps a key to its Lease (owner, TTL,
+the index that last set it; a lock's token and waiters). A lock key holds its holder's owner id
+as its value while held and is absent while free. Plain writes (put, cas, batch-put) to a leased
+key are refused ``not-owner``; remove may drop a temp node (an operator's cleanup) but not a
+lock. ``expire(key, index)`` acts only if the lease's index is still ``index``: a temp node or
+dir goes (a dir with everything under it), a lock passes to its first waiter (token: the index
+of the hand-off) or is freed. After each ``apply``, ``changes`` lists what it changed as
+``(kind, key, value)`` with kind ``put``/``dir``/``del`` (the watch events), and
+``touched`` the keys whose lease changed (the leader's timers re-arm them).
+
 Invariants: ``applied`` only grows (apply refuses an index <= applied); ``"" in dirs`` (the
 root always exists); every key in ``values`` or ``dirs`` other than the root has its parent in
 ``dirs``; ``dirs[d]`` is exactly the set of child names of ``d``.
@@ -24,6 +34,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 
 from raftlab.impl.dtkv.commands import (
+    MAX_BATCH,
     BatchGet,
     BatchPut,
     BatchRemove,
@@ -31,13 +42,22 @@ from raftlab.impl.dtkv.commands import (
     Command,
     CommandError,
     ErrorKind,
+    Expire,
     Get,
     List,
     Mkdir,
+    MkdirTemp,
     Put,
+    PutTemp,
+    Refresh,
     Remove,
     Result,
+    TryLock,
+    Unlock,
 )
+from raftlab.impl.dtkv.leases import LOCK, TEMP, Lease
+
+Change = tuple[str, str, bytes | None]  # (put | dir | del, key, value)
 
 
 def split(key: str) -> tuple[str, str]:
@@ -47,12 +67,15 @@ def split(key: str) -> tuple[str, str]:
 
 
 class Tree:
-    __slots__ = ("applied", "dirs", "values")
+    __slots__ = ("applied", "changes", "dirs", "leases", "touched", "values")
 
     def __init__(self) -> None:
         self.values: dict[str, bytes] = {}
         self.dirs: dict[str, set[str]] = {"": set()}
+        self.leases: dict[str, Lease] = {}
         self.applied = 0
+        self.changes: list[Change] = []
+        self.touched: list[str] = []
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -61,7 +84,11 @@ class Tree:
         if index <= self.applied:
             raise ValueError(f"apply at index {index} but {self.applied} is already applied")
         self.applied = index
+        self.changes = []
+        self.touched = []
         try:
+            if isinstance(command, PutTemp | MkdirTemp | Refresh | TryLock | Unlock | Expire):
+                return self._apply_lease(index, command)
             return self._apply(index, command)
         except CommandError as e:
             return Result(index=index, error=e.kind, message=e.message)
@@ -75,12 +102,13 @@ class Tree:
         values = self.values
         match cmd:
             case Put(key=key, value=value):
+                self._not_leased(key)
                 if key not in values:
                     self._check_parent(key)
                     if key in self.dirs:
                         raise CommandError(ErrorKind.IS_A_DIR, f"{key!r} is a directory")
                     self.dirs[split(key)[0]].add(split(key)[1])
-                values[key] = value
+                self._set(key, value)
                 return Result(index=index)
             case Cas(key=key, expected=expected, new=new):
                 if key in self.dirs:
@@ -89,12 +117,14 @@ class Tree:
                 if current != expected:
                     return Result(index=index, error=ErrorKind.CAS_MISMATCH, value=current,
                                   message=f"{key!r} is {current!r}, expected {expected!r}")
+                self._not_leased(key)
                 if current is None:
                     self._check_parent(key)
                     self.dirs[split(key)[0]].add(split(key)[1])
-                values[key] = new
+                self._set(key, new)
                 return Result(index=index)
             case Remove(key=key):
+                self._not_locked(key)
                 self._remove_check(key)
                 self._remove(key)
                 return Result(index=index, count=1)
@@ -104,13 +134,12 @@ class Tree:
                 if key in values:
                     raise CommandError(ErrorKind.NOT_A_DIR, f"{key!r} holds a value")
                 self._check_parent(key)
-                parent, name = split(key)
-                self.dirs[parent].add(name)
-                self.dirs[key] = set()
+                self._mkdir(key)
                 return Result(index=index)
             case BatchPut(items=items):
                 planned: set[str] = set()
                 for key, _ in items:
+                    self._not_leased(key)
                     if key in values or key in planned:
                         continue
                     self._check_parent(key)
@@ -121,11 +150,12 @@ class Tree:
                     if key not in values:
                         parent, name = split(key)
                         self.dirs[parent].add(name)
-                    values[key] = value
+                    self._set(key, value)
                 return Result(index=index, count=len(items))
             case BatchRemove(keys=keys):
                 present = [k for k in dict.fromkeys(keys) if k in values or k in self.dirs]
                 for key in present:
+                    self._not_locked(key)
                     self._remove_check(key, removing=set(present))
                 # children before parents, so an emptied directory can go in the same batch
                 for key in sorted(present, key=lambda k: -k.count(".")):
@@ -165,6 +195,136 @@ class Tree:
         if self.values.pop(key, None) is None:
             del self.dirs[key]
         self.dirs[parent].discard(name)
+        self.changes.append(("del", key, None))
+        if self.leases.pop(key, None) is not None:
+            self.touched.append(key)
+
+    def _set(self, key: str, value: bytes) -> None:
+        self.values[key] = value
+        self.changes.append(("put", key, value))
+
+    def _mkdir(self, key: str) -> None:
+        parent, name = split(key)
+        self.dirs[parent].add(name)
+        self.dirs[key] = set()
+        self.changes.append(("dir", key, None))
+
+    def _remove_tree(self, key: str) -> None:
+        """Remove ``key`` and everything under it (an expired temp dir), deepest first."""
+        for child in sorted(self.dirs.get(key, ())):
+            self._remove_tree(f"{key}.{child}")
+        self._remove(key)
+
+    # -- leases: temp nodes/dirs and locks -----------------------------------------------------
+
+    def _not_leased(self, key: str) -> None:
+        lease = self.leases.get(key)
+        if lease is not None:
+            raise CommandError(ErrorKind.NOT_OWNER, f"{key!r} is a {lease.kind} of {lease.owner!r}: "
+                               f"only its owner changes it ({'put --ttl' if lease.kind == TEMP else 'lock/unlock'})")
+
+    def _not_locked(self, key: str) -> None:
+        lease = self.leases.get(key)
+        if lease is not None and lease.kind == LOCK:
+            raise CommandError(ErrorKind.NOT_OWNER, f"{key!r} is a lock held by {lease.owner!r}: use unlock")
+
+    def _lease(self, key: str, lease: Lease) -> None:
+        self.leases[key] = lease
+        self.touched.append(key)
+
+    def _owned(self, key: str, owner: str, kind: str | None) -> Lease | None:
+        """The lease on ``key`` if ``owner`` holds it; None if the key is free; else not-owner."""
+        lease = self.leases.get(key)
+        if lease is None:
+            if key in self.values or key in self.dirs:
+                raise CommandError(ErrorKind.NOT_OWNER, f"{key!r} exists and is not a temporary node or lock")
+            return None
+        if (kind is not None and lease.kind != kind) or lease.owner != owner:
+            raise CommandError(ErrorKind.NOT_OWNER, f"{key!r} is a {lease.kind} of {lease.owner!r}, not of {owner!r}")
+        return lease
+
+    def _apply_lease(self, index: int, cmd: Command) -> Result:
+        match cmd:
+            case PutTemp(key=key, value=value, owner=owner, ttl_ms=ttl):
+                if self._owned(key, owner, TEMP) is None:
+                    self._check_parent(key)
+                    self.dirs[split(key)[0]].add(split(key)[1])
+                elif key in self.dirs:
+                    raise CommandError(ErrorKind.IS_A_DIR, f"{key!r} is a temporary directory")
+                self._set(key, value)
+                self._lease(key, Lease(kind=TEMP, owner=owner, ttl_ms=ttl, index=index))
+                return Result(index=index)
+            case MkdirTemp(key=key, owner=owner, ttl_ms=ttl):
+                if self._owned(key, owner, TEMP) is None:
+                    self._check_parent(key)
+                    self._mkdir(key)
+                elif key not in self.dirs:
+                    raise CommandError(ErrorKind.NOT_A_DIR, f"{key!r} is a temporary value, not a directory")
+                self._lease(key, Lease(kind=TEMP, owner=owner, ttl_ms=ttl, index=index))
+                return Result(index=index)
+            case Refresh(key=key, owner=owner, ttl_ms=ttl):
+                lease = self._owned(key, owner, None)
+                if lease is None:
+                    raise CommandError(ErrorKind.KEY_NOT_FOUND, f"{key!r} does not exist")
+                self._lease(key, Lease(kind=lease.kind, owner=owner, ttl_ms=ttl, index=index,
+                                       token=lease.token, waiters=lease.waiters))
+                return Result(index=index, token=lease.token)
+            case TryLock():
+                return self._try_lock(index, cmd)
+            case Unlock(key=key, owner=owner):
+                lease = self.leases.get(key)
+                if lease is None or lease.kind != LOCK:
+                    raise CommandError(ErrorKind.KEY_NOT_FOUND, f"no lock {key!r} is held")
+                if lease.owner == owner:
+                    self._release(index, key, lease)
+                    return Result(index=index, count=1)
+                if any(w == owner for w, _ in lease.waiters):  # a waiter gives up its place
+                    self._lease(key, Lease(kind=LOCK, owner=lease.owner, ttl_ms=lease.ttl_ms, index=lease.index,
+                                           token=lease.token, waiters=tuple(w for w in lease.waiters if w[0] != owner)))
+                    return Result(index=index)
+                raise CommandError(ErrorKind.NOT_OWNER, f"lock {key!r} is held by {lease.owner!r}, not {owner!r}")
+            case Expire(key=key, index=expected):
+                lease = self.leases.get(key)
+                if lease is None or lease.index != expected:
+                    return Result(index=index)  # refreshed, released or gone since: a stale decision
+                if lease.kind == LOCK:
+                    self._release(index, key, lease)
+                else:
+                    self._remove_tree(key)
+                return Result(index=index, count=1)
+            case _:
+                raise CommandError(ErrorKind.VALIDATION, f"'{cmd.op}' is not a lease operation")
+
+    def _try_lock(self, index: int, cmd: TryLock) -> Result:
+        key, owner = cmd.key, cmd.owner
+        lease = self.leases.get(key)
+        if lease is None:
+            self._owned(key, owner, LOCK)  # a plain key or dir of that name: not-owner
+            self._check_parent(key)
+            self.dirs[split(key)[0]].add(split(key)[1])
+            self._set(key, owner.encode())
+            self._lease(key, Lease(kind=LOCK, owner=owner, ttl_ms=cmd.lease_ms, index=index, token=index))
+            return Result(index=index, token=index, value=owner.encode())
+        if lease.kind != LOCK:
+            raise CommandError(ErrorKind.NOT_OWNER, f"{key!r} is a temporary node, not a lock")
+        if lease.owner == owner:  # held already (a retried try-lock): refresh, same token
+            self._lease(key, Lease(kind=LOCK, owner=owner, ttl_ms=cmd.lease_ms, index=index,
+                                   token=lease.token, waiters=lease.waiters))
+            return Result(index=index, token=lease.token, value=owner.encode())
+        if cmd.wait and all(w != owner for w, _ in lease.waiters) and len(lease.waiters) < MAX_BATCH:
+            self._lease(key, Lease(kind=LOCK, owner=lease.owner, ttl_ms=lease.ttl_ms, index=lease.index,
+                                   token=lease.token, waiters=(*lease.waiters, (owner, cmd.lease_ms))))
+        return Result(index=index, error=ErrorKind.LOCK_HELD, value=lease.owner.encode(),
+                      message=f"lock {key!r} is held by {lease.owner!r}")
+
+    def _release(self, index: int, key: str, lease: Lease) -> None:
+        """The holder unlocked or its lease expired: hand the lock to the first waiter or free it."""
+        if lease.waiters:
+            (owner, ttl), rest = lease.waiters[0], lease.waiters[1:]
+            self._set(key, owner.encode())
+            self._lease(key, Lease(kind=LOCK, owner=owner, ttl_ms=ttl, index=index, token=index, waiters=rest))
+        else:
+            self._remove(key)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -198,6 +358,8 @@ class Tree:
             h.update(self.values[key])
         for d in sorted(self.dirs):
             h.update(b"d%d:%s;" % (len(d), d.encode()))
+        for wire in self.lease_image():
+            h.update(repr(wire).encode())
         return h.hexdigest()[:32]
 
     # -- snapshots ---------------------------------------------------------------------------
@@ -206,8 +368,18 @@ class Tree:
         """(values, directory names): a frozen copy of the state at ``applied``."""
         return dict(self.values), tuple(self.dirs)
 
-    def restore_image(self, applied: int, values: Mapping[str, bytes], dirs: Iterable[str]) -> None:
+    def lease_image(self) -> tuple[list[object], ...]:
+        """The leases in their snapshot form (Lease values are frozen: the copy is cheap)."""
+        return tuple(lease.to_wire(key) for key, lease in sorted(self.leases.items()))
+
+    def restore_image(self, applied: int, values: Mapping[str, bytes], dirs: Iterable[str],
+                      leases: Iterable[object] = ()) -> None:
         """Replace the whole state by a snapshot's (children are rebuilt from the names)."""
+        dirs = tuple(dirs)
+        self.leases = dict(Lease.from_wire(obj) for obj in leases)
+        for key in self.leases:
+            if key not in values and key not in dirs:
+                raise ValueError(f"snapshot holds a lease on {key!r} but not the key")
         self.values = dict(values)
         self.dirs = {d: set() for d in dirs}
         self.dirs.setdefault("", set())

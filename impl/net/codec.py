@@ -4,7 +4,8 @@ Peer frames carry one ``Message`` as a flat list (field order below, entries as
 ``[term, index, type, data]``). Client frames carry a request ``[id, op, ...arguments]`` (``op`` a
 DtKV command from ``dtkv/commands.py``, or ``"status"`` / ``"hello"``) and replies
 ``[id, error, body]``: ``error`` is None or an error kind string, ``body`` a map with any of
-``index value values children count message leader id status``.
+``index value values children count message leader id status token``, or for a ``watch``
+``events next``.
 
 Every decoder validates the shape and types and raises ``WireError`` naming the offending field
 (h11's RemoteProtocolError): the caller closes that one connection and keeps serving the rest. A
@@ -164,6 +165,8 @@ def result_body(result: Result) -> dict[str, Any]:
         body["count"] = result.count
     if result.message:
         body["message"] = result.message
+    if result.token:
+        body["token"] = result.token
     return body
 
 

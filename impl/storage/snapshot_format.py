@@ -6,7 +6,11 @@ the file store (snapshot.py) share one encoder and one verifier. Format (big-end
     magic  "RLSNAP1\\n"                                  8 bytes
     header u64 index | u64 term | u64 body length | u32 body CRC32
     u32    CRC32 of magic + header
-    body   msgpack {"voters": [ids], "values": {key: bytes}, "dirs": [keys], "chain": bytes, "skipped": int}
+    body   msgpack {"voters": [ids], "values": {key: bytes}, "dirs": [keys], "chain": bytes, "skipped": int,
+           "leases": [[key, kind, owner, ttl_ms, index, token, [[owner, ttl_ms], ...]], ...]}
+
+``leases`` (temp nodes/dirs and locks, impl/dtkv/leases.py) is absent in snapshots written
+before it existed; such a body decodes with no leases.
 
 ``decode`` refuses anything short, long, or failing either CRC, or a body that is not of this
 shape, with ``SnapshotError`` naming the file (its ``name`` argument): it cannot be mistaken
@@ -19,8 +23,10 @@ import struct
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgpack
+from raftlab.impl.dtkv.leases import Lease
 from raftlab.impl.raft.messages import SnapshotMeta
 from raftlab.impl.storage.meta import StorageError
 
@@ -44,6 +50,7 @@ class SnapshotImage:
     dirs: tuple[str, ...] = ("",)
     chain: bytes = b""
     skipped: int = 0
+    leases: tuple[list[Any], ...] = ()
 
 
 def snapshot_name(index: int) -> str:
@@ -53,7 +60,8 @@ def snapshot_name(index: int) -> str:
 def encode(image: SnapshotImage) -> bytes:
     m = image.meta
     body = msgpack.packb({"voters": list(m.voters), "values": dict(image.values), "dirs": list(image.dirs),
-                          "chain": image.chain, "skipped": image.skipped}, use_bin_type=True)
+                          "chain": image.chain, "skipped": image.skipped, "leases": list(image.leases)},
+                         use_bin_type=True)
     head = MAGIC + HEADER.pack(m.index, m.term, len(body), zlib.crc32(body))
     return head + struct.pack(">I", zlib.crc32(head)) + body
 
@@ -83,8 +91,11 @@ def decode(raw: bytes, name: str) -> SnapshotImage:
         dirs = tuple(obj["dirs"])
         if not all(type(k) is str and type(v) is bytes for k, v in values.items()):
             raise TypeError("values must map str to bytes")
+        for lease in obj.get("leases", ()):
+            Lease.from_wire(lease)  # raises on a malformed one
         image = SnapshotImage(meta=SnapshotMeta(index=index, term=term, voters=voters, size=len(raw)),
-                              values=values, dirs=dirs, chain=bytes(obj["chain"]), skipped=int(obj["skipped"]))
+                              values=values, dirs=dirs, chain=bytes(obj["chain"]), skipped=int(obj["skipped"]),
+                              leases=tuple(obj.get("leases", ())))
     except Exception as e:  # a body that passed its CRC but is not ours: written by something else
         raise SnapshotError(f"{name}: body is not a snapshot of this format ({e})") from None
     return image

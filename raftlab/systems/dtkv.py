@@ -27,7 +27,7 @@ shell command line), so the same code drives the local lab, network namespaces a
   its clients use the read-write key derived from it (``client_key``).
 
 ``DtkvClient`` maps the workloads' ops onto a ``KvClient`` (values are ints stored as decimal
-text): ``DefiniteError`` becomes ``fail``, ``IndeterminateError`` (or any other surprise) ``info``.
+text; the lock, watch and ttl workloads' ops are in ``dtkv_leases.py``): ``DefiniteError`` becomes ``fail``, ``IndeterminateError`` (or any other surprise) ``info``.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from raftlab.impl.net.auth import encode_key, new_cluster_key
 from raftlab.nemesis.process import process_state, signal_pid_file
 from raftlab.protocols import Host, HostLab
 from raftlab.systems import System, SystemLoadError, SystemOptions, wait_serving
+from raftlab.systems.dtkv_leases import LEASE_FS, LeaseOps
 
 START_TIMEOUT = 15.0
 _ENTRY = "import sys; sys.argv[0] = 'raftlab'; from raftlab.cli import main; main()"
@@ -299,6 +300,7 @@ class DtkvClient:
         self.reads = reads
         self.endpoints = endpoints
         self.kv = KvClient(endpoints, timeout=timeout, key=db.client_key) if endpoints else None
+        self.leases = LeaseOps()  # this worker's watch index and temp node
 
     async def open(self, host: Host) -> DtkvClient:
         mine = self.db.client_endpoint(host)
@@ -335,6 +337,8 @@ class DtkvClient:
         return op if host is None else replace(op, extra={**(op.extra or {}), "node": host})
 
     async def _call(self, kv: KvClient, op: Op) -> Any:
+        if op.f in LEASE_FS:
+            return await self.leases.call(kv, op)
         match op.f:
             case "read" if op.key is not None:
                 return _decode(await kv.get(str(op.key)))

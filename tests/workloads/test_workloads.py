@@ -21,9 +21,23 @@ def campaign(name: str, n: int, seed: int, complete: gen.Completer | None = None
 
 
 def test_registry_names_and_unknown_workload() -> None:
-    assert set(WORKLOADS) == {"register", "set", "tree"}
-    with pytest.raises(UnknownWorkload, match="known: register, set, tree"):
+    assert set(WORKLOADS) == {"register", "set", "tree", "lock", "watch", "ttl"}
+    with pytest.raises(UnknownWorkload, match="known: register, set, tree, lock, watch, ttl"):
         make("bank")
+
+
+def test_lease_workloads_speak_their_vocabulary(seed: int) -> None:
+    locks = [o for o in campaign("lock", 50, seed) if o.type is OpType.INVOKE]
+    assert {o.f for o in locks} == {"hold", "read-set"}
+    assert len({o.value["elem"] for o in locks if o.f == "hold"}) == 50  # unique elements
+    watch = {o.f for o in campaign("watch", 200, seed) if o.type is OpType.INVOKE}
+    assert watch == {"wput", "watch"}
+    w = make("ttl", ttl_ms=300, refreshes=2, bound=0.5)
+    ops = simulate(gen.on_clients(gen.limit(40, w.generator)), concurrency=2, seed=seed)
+    fs = [o.f for o in ops if o.type is OpType.INVOKE and o.process == 0]
+    assert fs[:4] == ["ttl-create", "ttl-refresh", "ttl-refresh", "ttl-read"]
+    with pytest.raises(ValueError, match="ttl_ms"):
+        make("ttl", ttl_ms=1)
 
 
 def test_register_ops_follow_the_kv_vocabulary(seed: int) -> None:
