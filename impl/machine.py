@@ -337,8 +337,10 @@ class NodeMachine(Generic[H]):
     def image(self) -> SnapshotImage:
         """The replicated state at the applied index, frozen (values are immutable bytes)."""
         values, dirs = self.tree.image()
-        return SnapshotImage(meta=SnapshotMeta(index=self.tree.applied, term=self._applied_term,
-                                               voters=self.config.raft.voters),
+        m = self.core.membership_at(self.tree.applied)
+        meta = SnapshotMeta(index=self.tree.applied, term=self._applied_term, voters=m.voters, learners=m.learners,
+                            outgoing=m.outgoing, outgoing_learners=m.outgoing_learners, auto_leave=m.auto_leave)
+        return SnapshotImage(meta=meta,
                              values=values, dirs=dirs, chain=self.chain, skipped=self.skipped)
 
     def _restore(self, image: SnapshotImage) -> None:

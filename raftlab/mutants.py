@@ -28,6 +28,7 @@ READONLY = "raftlab.impl.raft.readonly"
 LOG = "raftlab.impl.raft.log"
 SNAPSHOTS = "raftlab.impl.raft.snapshots"
 QUORUM = "raftlab.impl.raft.quorum"
+CONFCHANGE = "raftlab.impl.raft.confchange"
 TREE = "raftlab.impl.dtkv.tree"
 CLIENT = "raftlab.impl.client"
 WAL = "raftlab.impl.storage.wal"
@@ -209,6 +210,12 @@ CATALOGUE: tuple[Mutant, ...] = (
        "a follower refuses a stale snapshot only while its log still holds that index, so it "
        "installs an older snapshot over newer state once it has compacted past it",
        "a follower never installs a snapshot at or below its commit index (Raft §7, etcd restore)"),
+    _m("conf-skip-joint", "raft", CONFCHANGE,
+       "outgoing=tuple(sorted(m.voters)),", "outgoing=(),",
+       "a membership change goes straight from the old voters to the new ones, with no joint "
+       "phase: it commits under the old majority alone, and members that applied it and members "
+       "that did not yet can elect two leaders of one term from disjoint majorities",
+       "joint consensus: old and new majorities both decide while the configuration changes (thesis §4.3)"),
     # --- storage -----------------------------------------------------------------------------
     _m("wal-truncate-memory-only", "storage", WAL,
        "        os.ftruncate(self._fd, off)\n", "",

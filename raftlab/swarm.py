@@ -66,6 +66,7 @@ def swarm_config(seed: int, nodes: int | None = None) -> SimConfig:
         snapshot_entries=rng.choice((0, 10, 30)),
         snapshot_margin=rng.choice((0, 2, 5)),
         late_duplicate=rng.choice((0.0, 0.02, 0.2)),
+        membership=rng.random() < 0.4,  # drawn after snapshots, for the same reason
     )
 
 
@@ -77,4 +78,5 @@ def describe_config(c: SimConfig) -> str:
             + (f" max_size_per_msg={c.max_size_per_msg}" if c.max_size_per_msg < 1 << 20 else "")
             + (f" max_inflight={c.max_inflight_msgs}" if c.max_inflight_msgs < 256 else "")
             + (f" snapshot_entries={c.snapshot_entries} margin={c.snapshot_margin}" if c.snapshot_entries else "")
-            + (f" late_dup={c.late_duplicate}" if c.late_duplicate else ""))
+            + (f" late_dup={c.late_duplicate}" if c.late_duplicate else "")
+            + (" membership" if c.membership else ""))

@@ -2,9 +2,10 @@
 
 ``MajorityConfig.committed_index`` is the largest index acknowledged by a majority (the same
 function decides lease starts from echoed stamps); ``vote_result`` decides an election from the
-votes so far. Both are pure. Joint consensus (a later issue) is two majorities on top: a
+votes so far. Both are pure. Joint consensus (confchange.py) is two majorities on top: a
 ``JointConfig`` whose committed index is the minimum of the two and whose vote is won only when
-both are won, with the same two methods.
+both are won (lost as soon as either is lost), with the same two methods, so the core asks one
+``Quorum`` either way (etcd's quorum/joint.go).
 """
 
 from __future__ import annotations
@@ -50,6 +51,32 @@ class MajorityConfig:
         if len(self.voters) - rejected < q:
             return VoteResult.LOST
         return VoteResult.PENDING
+
+
+@dataclass(frozen=True, slots=True)
+class JointConfig:
+    """The quorum of a joint configuration: a majority of ``incoming`` and one of ``outgoing``."""
+
+    incoming: MajorityConfig
+    outgoing: MajorityConfig
+
+    @property
+    def voters(self) -> tuple[int, ...]:
+        return tuple(sorted(set(self.incoming.voters) | set(self.outgoing.voters)))
+
+    def committed_index(self, acked: Mapping[int, int]) -> int:
+        return min(self.incoming.committed_index(acked), self.outgoing.committed_index(acked))
+
+    def vote_result(self, votes: Mapping[int, bool]) -> VoteResult:
+        a, b = self.incoming.vote_result(votes), self.outgoing.vote_result(votes)
+        if a is b:
+            return a
+        if VoteResult.LOST in (a, b):
+            return VoteResult.LOST
+        return VoteResult.PENDING
+
+
+Quorum = MajorityConfig | JointConfig
 
 
 def committed_index(voters: Iterable[int], acked: Mapping[int, int]) -> int:

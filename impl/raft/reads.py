@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .config import RaftConfig
     from .log import RaftLog
     from .progress import Progress
-    from .quorum import MajorityConfig
+    from .quorum import Quorum
     from .readonly import ReadOnly
 
 
@@ -54,7 +54,7 @@ class ReadPath:
         clock: int
         config: RaftConfig
         voters: tuple[int, ...]
-        quorum: MajorityConfig
+        quorum: Quorum
         log: RaftLog
         prs: dict[int, Progress]
         read_only: ReadOnly

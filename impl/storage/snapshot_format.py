@@ -6,7 +6,11 @@ the file store (snapshot.py) share one encoder and one verifier. Format (big-end
     magic  "RLSNAP1\\n"                                  8 bytes
     header u64 index | u64 term | u64 body length | u32 body CRC32
     u32    CRC32 of magic + header
-    body   msgpack {"voters": [ids], "values": {key: bytes}, "dirs": [keys], "chain": bytes, "skipped": int}
+    body   msgpack {"voters": [ids], "values": {key: bytes}, "dirs": [keys], "chain": bytes, "skipped": int,
+                    "learners": [ids], "outgoing": [ids], "outgoing_learners": [ids], "auto_leave": bool}
+
+(the membership keys are written only for a configuration with learners or a change under way;
+without them it is the simple configuration of ``voters``).
 
 ``decode`` refuses anything short, long, or failing either CRC, or a body that is not of this
 shape, with ``SnapshotError`` naming the file (its ``name`` argument): it cannot be mistaken
@@ -52,8 +56,12 @@ def snapshot_name(index: int) -> str:
 
 def encode(image: SnapshotImage) -> bytes:
     m = image.meta
-    body = msgpack.packb({"voters": list(m.voters), "values": dict(image.values), "dirs": list(image.dirs),
-                          "chain": image.chain, "skipped": image.skipped}, use_bin_type=True)
+    obj = {"voters": list(m.voters), "values": dict(image.values), "dirs": list(image.dirs),
+           "chain": image.chain, "skipped": image.skipped}
+    if m.learners or m.outgoing or not m.auto_leave:  # a simple configuration is written as before
+        obj |= {"learners": list(m.learners), "outgoing": list(m.outgoing),
+                "outgoing_learners": list(m.outgoing_learners), "auto_leave": m.auto_leave}
+    body = msgpack.packb(obj, use_bin_type=True)
     head = MAGIC + HEADER.pack(m.index, m.term, len(body), zlib.crc32(body))
     return head + struct.pack(">I", zlib.crc32(head)) + body
 
@@ -83,7 +91,10 @@ def decode(raw: bytes, name: str) -> SnapshotImage:
         dirs = tuple(obj["dirs"])
         if not all(type(k) is str and type(v) is bytes for k, v in values.items()):
             raise TypeError("values must map str to bytes")
-        image = SnapshotImage(meta=SnapshotMeta(index=index, term=term, voters=voters, size=len(raw)),
+        ids = {k: tuple(int(v) for v in obj.get(k, ())) for k in ("learners", "outgoing", "outgoing_learners")}
+        meta = SnapshotMeta(index=index, term=term, voters=voters, size=len(raw), **ids,
+                            auto_leave=bool(obj.get("auto_leave", True)))
+        image = SnapshotImage(meta=meta,
                               values=values, dirs=dirs, chain=bytes(obj["chain"]), skipped=int(obj["skipped"]))
     except Exception as e:  # a body that passed its CRC but is not ours: written by something else
         raise SnapshotError(f"{name}: body is not a snapshot of this format ({e})") from None
