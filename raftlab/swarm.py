@@ -47,7 +47,7 @@ def draw(seed: int, faults: Sequence[str], interval: float) -> SwarmDraw:
 def swarm_config(seed: int, nodes: int | None = None) -> SimConfig:
     """The fault mix of run ``seed``: every probability and switch drawn from the seed alone."""
     rng = random.Random(f"swarm:{seed}")
-    return SimConfig(
+    config = SimConfig(
         nodes=nodes or rng.choice((3, 5, 5)),
         loss=rng.choice((0.0, 0.02, 0.1, 0.25)),
         duplicate=rng.choice((0.0, 0.01, 0.05)),
@@ -66,8 +66,10 @@ def swarm_config(seed: int, nodes: int | None = None) -> SimConfig:
         snapshot_entries=rng.choice((0, 10, 30)),
         snapshot_margin=rng.choice((0, 2, 5)),
         late_duplicate=rng.choice((0.0, 0.02, 0.2)),
-        membership=rng.random() < 0.4,  # drawn after snapshots, for the same reason
     )
+    if rng.random() < 0.4:  # drawn after snapshots, for the same reason
+        config.membership, config.spares = True, 2
+    return config
 
 
 def describe_config(c: SimConfig) -> str:

@@ -76,7 +76,8 @@ def sim(seed: int | None, steps: int, nodes: int | None, loss: float, read_only:
                        partitions=not no_partitions, clock_drift=clock_drift, clock_jumps=clock_jumps,
                        pauses=not no_pauses, disk_stalls=not no_disk_stalls, snapshot_entries=snapshot_entries,
                        snapshot_margin=snapshot_margin, late_duplicate=late_duplicate, adversary=adversary,
-                       storage_faults=storage_faults, membership=membership)
+                       storage_faults=storage_faults, membership=membership,
+                       spares=2 if membership else 0)
     if budget is not None:
         result = hunt(seed, budget, steps, swarm=swarm, nodes=nodes, base=config, time_limit=time_limit)
         found = result.found

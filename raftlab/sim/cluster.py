@@ -87,8 +87,8 @@ class SimConfig:
     snapshot_chunk_bytes: int | None = None
     adversary: bool = False  # forge peer messages the validation layer must refuse (hostile.py)
     storage_faults: bool = False  # a crashed node's disk may lose a file or flip a bit (hostile.py)
-    membership: bool = False  # joint membership changes, learners, wiped re-adds (membership.py)
-    spares: int = 2  # with membership: ids beyond the bootstrap voters, running as non-members
+    membership: bool = False  # random joint membership changes, learners, wiped re-adds (membership.py)
+    spares: int = 0  # ids beyond the bootstrap voters, running as non-members (2 with --membership)
 
     def drift(self) -> float:
         return self.clock_drift if self.clock_drift is not None else (0.5 if self.read_only == "safe" else 0.2)
@@ -141,7 +141,7 @@ class SimCluster:
         self.config = config or SimConfig()
         self.rng = random.Random(seed)
         self.voters = tuple(range(1, self.config.nodes + 1))  # the bootstrap configuration
-        self.ids = tuple(range(1, self.config.nodes + 1 + (self.config.spares if self.config.membership else 0)))
+        self.ids = tuple(range(1, self.config.nodes + 1 + self.config.spares))
         self.net = SimNetwork(random.Random(self.rng.randrange(2**32)), loss=self.config.loss,
                               duplicate=self.config.duplicate, reorder=self.config.reorder,
                               late_duplicate=self.config.late_duplicate)
