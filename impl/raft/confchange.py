@@ -34,7 +34,7 @@ from typing import Any
 
 import msgpack
 
-from .quorum import JointConfig, MajorityConfig, Quorum
+from .quorum import JointConfig, MajorityConfig
 
 OPS = ("enter", "leave", "abort")
 
@@ -55,7 +55,7 @@ class Membership:
     def joint(self) -> bool:
         return bool(self.outgoing)
 
-    def quorum(self) -> Quorum:
+    def quorum(self) -> MajorityConfig | JointConfig:
         incoming = MajorityConfig(self.voters)
         return JointConfig(incoming, MajorityConfig(self.outgoing)) if self.joint else incoming
 

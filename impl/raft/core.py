@@ -332,7 +332,7 @@ class RaftCore(ReadPath, SnapshotPath, MembershipPath):
         self.lease_void = False
         last = self.log.last_index()
         self.prs = {v: Progress(last + 1, Inflights(self.config.max_inflight_msgs, self.config.max_inflight_bytes))
-                    for v in self.membership.members()}
+                    for v in sorted(set(self.membership.members()) | set(self.latest_membership.members()))}
         self.pending_conf_index = last  # whatever change is in our log must be applied before another
         for v, pr in self.prs.items():
             pr.recent_active = v == self.id
@@ -495,6 +495,7 @@ class RaftCore(ReadPath, SnapshotPath, MembershipPath):
             return
         last_new = self.log.maybe_append(m.index, m.log_term, m.commit, m.entries)
         if last_new is not None:
+            self._note_appended(m.entries)
             self._send_after(Message(type=MsgType.APP_RESP, to=m.from_, from_=self.id, term=self.term,
                                      index=last_new))
             return

@@ -8,8 +8,16 @@ bootstrap one (``RaftConfig.voters``/``learners``), then every ``CONF_CHANGE`` e
 * ``voters`` (both sides while joint) are asked for votes and counted by ``quorum`` (a
   ``JointConfig`` while joint): elections, commits, ReadIndex confirmations, leases and
   check-quorum all go through it;
-* the leader keeps a ``Progress`` for every member, learners too (they get the log and
-  snapshots, never count); members that arrive get one, members that leave lose theirs;
+* while the log holds changes not yet applied, ``quorum`` is ``AllOf`` the applied
+  configuration and the one those changes lead to (``latest``). The applied one alone is not
+  enough: a member whose commit index was not synced restarts not knowing that a change in its
+  log committed (say the removal of the other voters of a one-voter configuration); counting
+  votes by the configuration it applied, it could elect itself beside the real leader. Asking
+  for the configuration in its log as well (the thesis's rule) is only ever stricter, so both
+  rules' safety arguments hold, and a change commits under old and new voters alike;
+* the leader keeps a ``Progress`` for every member of either configuration, learners too (they
+  get the log and snapshots, never count); members that arrive get one, members that leave
+  lose theirs;
 * only a voter campaigns, and not while a committed change is still unapplied (etcd's hup check:
   it would count votes under a configuration that is no longer the cluster's);
 * a leader that is no longer a voter (it led the commit of the change that removed it, under the
@@ -37,6 +45,7 @@ from typing import TYPE_CHECKING
 from .confchange import ConfChange, ConfChangeError, Membership, apply, decode_change, encode_change, validate
 from .messages import NONE, Entry, EntryType, Role, SnapshotMeta
 from .progress import Inflights, Progress
+from .quorum import AllOf
 from .reads import NotLeader
 
 if TYPE_CHECKING:
@@ -78,7 +87,11 @@ class MembershipPath:
         self._memberships: list[tuple[int, Membership]] = [(meta.index, base)]
         self.pending_conf_index = 0
         self._conf_applied = self.log.applied  # entries through here were handed out to apply
-        self._use_membership(base)
+        lo, hi = max(self._conf_applied + 1, self.log.first_index()), self.log.last_index() + 1
+        # (index, term) of the membership changes in the log above the applied index
+        self._log_confs: list[tuple[int, int]] = [(e.index, e.term) for e in self.log.entries(lo, hi)
+                                                  if e.type is EntryType.CONF_CHANGE] if lo < hi else []
+        self._refresh_membership()
 
     @property
     def membership(self) -> Membership:
@@ -103,6 +116,8 @@ class MembershipPath:
         self.log.append((Entry(term=self.term, index=index, type=EntryType.CONF_CHANGE,
                                data=encode_change(change)),))
         self.pending_conf_index = index
+        self._log_confs.append((index, self.term))
+        self._refresh_membership()
         self._bcast_pending = True
         self.log_line(f"{self.id} proposes membership change ({change.describe()}) at {index}")
         return self.term, index
@@ -124,34 +139,60 @@ class MembershipPath:
             self.log_line(f"{self.id} {line} at {e.index}")
             if new != self.membership:
                 self._remember(e.index, new)
+        if committed and self._log_confs and self._log_confs[0][0] <= self._conf_applied:
+            self._log_confs = [c for c in self._log_confs if c[0] > self._conf_applied]
+            self._refresh_membership()
         self._maybe_auto_leave()
+
+    def _note_appended(self, entries: Sequence[Entry]) -> None:
+        """A follower appended ``entries`` (perhaps replacing a suffix): track its changes."""
+        log = self.log
+        kept = [(i, t) for i, t in self._log_confs if i <= log.last_index() and log.term(i) == t]
+        new = [(e.index, e.term) for e in entries if e.type is EntryType.CONF_CHANGE
+               and e.index > self._conf_applied and (e.index, e.term) not in kept]
+        if new or len(kept) != len(self._log_confs):
+            self._log_confs = sorted(kept + new)
+            self._refresh_membership()
 
     def _remember(self, index: int, m: Membership) -> None:
         self._memberships.append((index, m))
         del self._memberships[:-KEEP]
-        self._use_membership(m)
+        self._refresh_membership()
 
     def _restore_membership(self, meta: SnapshotMeta) -> None:
         """An installed snapshot replaced the log: its configuration is the one in force."""
         stored = self.log.storage.snapshot_meta()
         self._conf_applied = max(self._conf_applied, meta.index)
+        self._log_confs = []
         if stored.index == meta.index and stored.voters:
             self._remember(meta.index, membership_of(stored))
+        else:
+            self._refresh_membership()
 
-    def _use_membership(self, m: Membership) -> None:
-        self.voters: tuple[int, ...] = m.all_voters()
-        self.quorum: Quorum = m.quorum()
-        self.known |= set(m.members())
+    def _refresh_membership(self) -> None:
+        """Recompute ``latest`` (the applied configuration with the log's pending changes
+        applied), ``voters``, ``quorum`` and the leader's progress set."""
+        m = latest = self.membership
+        for index, _ in self._log_confs:
+            try:
+                latest = apply(latest, decode_change(self.log.entries(index, index + 1)[0].data))[0]
+            except ConfChangeError:
+                continue
+        self.latest_membership = latest
+        self.voters: tuple[int, ...] = tuple(sorted(set(m.all_voters()) | set(latest.all_voters())))
+        self.quorum: Quorum = m.quorum() if latest == m else AllOf((m.quorum(), latest.quorum()))
+        members = set(m.members()) | set(latest.members())
+        self.known |= members
         if self.role is not Role.LEADER:
             return
         last = self.log.last_index()
-        for v in m.members():
+        for v in sorted(members):
             if v not in self.prs:
                 pr = Progress(last + 1, Inflights(self.config.max_inflight_msgs, self.config.max_inflight_bytes))
                 pr.recent_active = True  # a new member is not held against check-quorum at once
                 self.prs[v] = pr
                 self._bcast_pending = True
-        for v in [v for v in self.prs if v not in m.members() and v != self.id]:
+        for v in [v for v in self.prs if v not in members and v != self.id]:
             del self.prs[v]
         if self.lead_transferee not in (NONE, *self.voters):
             self.lead_transferee = NONE
@@ -159,9 +200,10 @@ class MembershipPath:
 
     def _maybe_hand_over(self) -> None:
         """A leader removed from the voters transfers leadership to the best-placed new voter."""
-        if self.role is not Role.LEADER or self.id in self.voters or self.lead_transferee != NONE:
+        voters = self.membership.all_voters()
+        if self.role is not Role.LEADER or self.id in voters or self.lead_transferee != NONE:
             return
-        best = max(self.voters, key=lambda v: (self.prs[v].match, -v))
+        best = max(voters, key=lambda v: (self.prs[v].match, -v))
         self.log_line(f"{self.id} is no longer a voter ({self.membership.describe()}): hands leadership to {best}")
         self.transfer_leader(best)
 

@@ -5,7 +5,7 @@ function decides lease starts from echoed stamps); ``vote_result`` decides an el
 votes so far. Both are pure. Joint consensus (confchange.py) is two majorities on top: a
 ``JointConfig`` whose committed index is the minimum of the two and whose vote is won only when
 both are won (lost as soon as either is lost), with the same two methods, so the core asks one
-``Quorum`` either way (etcd's quorum/joint.go).
+``Quorum`` either way (etcd's quorum/joint.go); ``AllOf`` is the same over any number of them.
 """
 
 from __future__ import annotations
@@ -76,7 +76,28 @@ class JointConfig:
         return VoteResult.PENDING
 
 
-Quorum = MajorityConfig | JointConfig
+@dataclass(frozen=True, slots=True)
+class AllOf:
+    """Every one of several quorums: the applied configuration and the one a membership change
+    still pending in the log leads to (membership.py), each a majority or a joint one."""
+
+    parts: tuple[MajorityConfig | JointConfig, ...]
+
+    @property
+    def voters(self) -> tuple[int, ...]:
+        return tuple(sorted({v for p in self.parts for v in p.voters}))
+
+    def committed_index(self, acked: Mapping[int, int]) -> int:
+        return min(p.committed_index(acked) for p in self.parts)
+
+    def vote_result(self, votes: Mapping[int, bool]) -> VoteResult:
+        results = {p.vote_result(votes) for p in self.parts}
+        if results == {VoteResult.WON}:
+            return VoteResult.WON
+        return VoteResult.LOST if VoteResult.LOST in results else VoteResult.PENDING
+
+
+Quorum = MajorityConfig | JointConfig | AllOf
 
 
 def committed_index(voters: Iterable[int], acked: Mapping[int, int]) -> int:

@@ -171,4 +171,6 @@ def test_the_membership_survives_a_restart_from_snapshot_and_log() -> None:
         node = c.nodes[i]
         node.up = False
         c.nodes[i] = c._restart(node)
+        assert c.nodes[i].core.latest_membership == want, i  # snapshot + the log's changes
+        c._work(c.nodes[i])  # the first Ready applies the committed rest of the log
         assert c.nodes[i].core.membership == want, i

@@ -55,4 +55,4 @@ def test_skipping_the_joint_phase_is_caught(skip_joint: None) -> None:
             found = outcome
             break
     assert found is not None, "16 seeds of membership changes did not catch a change made without a joint phase"
-    assert "safety" in found.explanation, found.explanation
+    assert found.explanation.startswith(("invariant violated", "not linearizable")), found.explanation
