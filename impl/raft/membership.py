@@ -111,6 +111,10 @@ class MembershipPath:
         if self.pending_conf_index > self._conf_applied:
             raise ConfChangeError(f"a membership change is in progress (entry {self.pending_conf_index} "
                                   f"is not applied yet)")
+        strangers = sorted(set(change.voters + change.learners) - self.known)
+        if strangers:
+            raise ConfChangeError(f"unknown member {strangers}: not among this cluster's peers (the shell "
+                                  "must be able to reach a member before it is added)")
         validate(self.membership, change)
         index = self.log.last_index() + 1
         self.log.append((Entry(term=self.term, index=index, type=EntryType.CONF_CHANGE,

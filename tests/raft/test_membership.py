@@ -160,6 +160,12 @@ def test_one_change_at_a_time_and_a_prepared_change_can_be_aborted() -> None:
     assert_linearizable(c)
 
 
+def test_a_stranger_cannot_be_added() -> None:
+    c = cluster(spares=0)
+    with pytest.raises(ConfChangeError, match=r"unknown member \[9\]"):
+        c.nodes[leader(c)].core.propose_conf_change(enter((1, 2, 3, 9)))
+
+
 def test_the_membership_survives_a_restart_from_snapshot_and_log() -> None:
     c = cluster(snapshot_entries=5, snapshot_margin=0)
     lead = leader(c)
