@@ -18,6 +18,7 @@ and is never assumed to have worked.
 | lose-unfsynced | crash one/minority | restart | FUSE + Killable |
 | host-pause | host-pause one/minority/leader | host-resume | containers lab |
 | power-cut | power-cut one/minority/leader | power-on | containers lab (+ Killable to restart the node) |
+| member | shrink one/leader/wipe | grow | DB Reconfigurable (+ HasPrimaries for leader) |
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from raftlab.nemesis.disk import DiskNemesis
+from raftlab.nemesis.member import SHRINK_VALUES, MemberNemesis
 from raftlab.nemesis.package import (
     ComposedNemesis,
     Fault,
@@ -67,6 +69,8 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           component="host", color="#8E7CC3", doc="freeze every process of a host (cgroup freezer), like pausing its VM"),
     Fault(name="power-cut", start="power-cut", stop="power-on", values=("one", "minority", "leader"),
           component="host", color="#CC4125", doc="SIGKILL a host's PID 1 (all its processes at once), then boot it"),
+    Fault(name="member", start="shrink", stop="grow", values=SHRINK_VALUES, component="member", color="#7CC3A8",
+          doc="remove a member (the leader too; or wipe it, to be re-added empty), then restore the full membership"),
 ]}
 
 
@@ -102,6 +106,8 @@ def package(faults: str | Sequence[str], *, db: object, lab: object, rng: random
         names = {f.name for f in chosen}
         disk = DiskNemesis(db, rng, pause="disk-pause" in names, lose_unfsynced="lose-unfsynced" in names)
         components.append(disk)
+    if "member" in kinds:
+        components.append(MemberNemesis(db, rng))
     if "host" in kinds:  # imported only when used: it needs the containers lab (paramiko)
         from raftlab.lab.containers_faults import HostNemesis
 

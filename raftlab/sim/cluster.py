@@ -292,7 +292,8 @@ class SimCluster:
                 self.stats["storage_faults"] += 1
             if (self.config.membership and node.image is None and not node.rejoin and self.rng.random() < 0.5
                     and may_wipe(node.id, self.nodes)):
-                node.storage = MemoryStorage()  # kill + wipe: a removed member's disk is gone
+                node.storage = MemoryStorage()  # kill + wipe: a removed member's disk is gone; it
+                node.rejoin = True  # restarts as `node repair --empty` leaves it (no vote until caught up)
                 self.stats["wipes"] += 1
                 self.trace.append(f"disk of {node.id} wiped (no configuration names it)")
             self.net.drop_for(node.id)

@@ -12,7 +12,8 @@ in five is prepared without ``auto_leave`` and later left or aborted. A refusal
 (``ConfChangeError``: a change in progress, nothing to change) is part of the run, traced.
 
 A member that every node's configuration has dropped may also be wiped when it crashes (it
-restarts with an empty disk, as Jepsen's etcd member nemesis does) and can be re-added later:
+restarts with an empty disk and the rejoin flag of `raftlab node repair --empty`, as the
+member nemesis does to a real node) and can be re-added later:
 it then gets the log or a snapshot like any new member. The invariants and the
 linearizability check of the run judge all of it; ``tests/sim`` shows that a core which skips
 the joint phase (the ``conf-skip-joint`` mutant) breaks election safety under these changes.

@@ -20,11 +20,14 @@ def config() -> SimConfig:
     return SimConfig(nodes=3, membership=True, spares=2)
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_membership_changes_among_faults_stay_safe_and_linearizable(seed: int) -> None:
-    outcome = simulate(seed, 12000, config(), time_limit=30)
-    assert outcome.valid is not False, f"{outcome.explanation}\nreplay: {outcome.replay}"
-    assert outcome.stats["conf_changes"] > 5
+def test_membership_changes_among_faults_stay_safe_and_linearizable() -> None:
+    changes = wipes = 0
+    for seed in range(6):
+        outcome = simulate(seed, 12000, config(), time_limit=30)
+        assert outcome.valid is not False, f"{outcome.explanation}\nreplay: {outcome.replay}"
+        changes += outcome.stats["conf_changes"]
+        wipes += outcome.stats["wipes"]
+    assert changes > 30 and wipes > 0, (changes, wipes)  # the runs really changed the membership
 
 
 @pytest.fixture
