@@ -125,49 +125,60 @@ def show(ctx: click.Context, as_json: bool) -> None:
     _run(ctx, action)
 
 
+def target_of(command: str, ident: int, voters: set[int], learners: set[int]) -> tuple[set[int], set[int]]:
+    """The configuration a one-member command asks for (exit 2 naming what is wrong)."""
+    if command == "remove":
+        _member(ident, voters | learners, "a voter or a learner")
+        return voters - {ident}, learners - {ident}
+    if command == "promote":
+        _member(ident, learners, "a learner")
+    elif command == "add-learner":
+        if ident in voters:
+            raise click.exceptions.Exit(_refuse(f"{ident} is already a voter"))
+        return voters, learners | {ident}
+    return voters | {ident}, learners - {ident}
+
+
+def _one_member(ctx: click.Context, command: str, ident: int, prepared: bool = False) -> None:
+    _change(ctx, lambda v, lr: target_of(command, ident, v, lr), not prepared)
+
+
+ident_argument = click.argument("ident", metavar="ID", type=click.IntRange(min=1))
+
+
 @admin.command("add")
-@click.argument("ident", metavar="ID", type=click.IntRange(min=1))
+@ident_argument
 @auto_leave_option
 @click.pass_context
 def add(ctx: click.Context, ident: int, prepared: bool) -> None:
     """Add ID as a voter (better: add-learner, wait until it caught up, then promote)."""
-    _change(ctx, lambda v, lr: (v | {ident}, lr - {ident}), not prepared)
+    _one_member(ctx, "add", ident, prepared)
 
 
 @admin.command("remove")
-@click.argument("ident", metavar="ID", type=click.IntRange(min=1))
+@ident_argument
 @auto_leave_option
 @click.pass_context
 def remove(ctx: click.Context, ident: int, prepared: bool) -> None:
     """Remove voter or learner ID (the leader too: it hands over once the change is applied)."""
-    def target(v: set[int], lr: set[int]) -> tuple[set[int], set[int]]:
-        _member(ident, v | lr, "a voter or a learner")
-        return v - {ident}, lr - {ident}
-    _change(ctx, target, not prepared)
+    _one_member(ctx, "remove", ident, prepared)
 
 
 @admin.command("add-learner")
-@click.argument("ident", metavar="ID", type=click.IntRange(min=1))
+@ident_argument
 @click.pass_context
 def add_learner(ctx: click.Context, ident: int) -> None:
     """Add ID as a learner: it receives the log (a snapshot when it starts empty) and votes never."""
-    def target(v: set[int], lr: set[int]) -> tuple[set[int], set[int]]:
-        if ident in v:
-            raise click.exceptions.Exit(_refuse(f"{ident} is already a voter"))
-        return v, lr | {ident}
-    _change(ctx, target)
+    _one_member(ctx, "add-learner", ident)
 
 
 @admin.command("promote")
-@click.argument("ident", metavar="ID", type=click.IntRange(min=1))
+@ident_argument
 @auto_leave_option
 @click.pass_context
 def promote(ctx: click.Context, ident: int, prepared: bool) -> None:
     """Make learner ID a voter."""
-    def target(v: set[int], lr: set[int]) -> tuple[set[int], set[int]]:
-        _member(ident, lr, "a learner")
-        return v | {ident}, lr - {ident}
-    _change(ctx, target, not prepared)
+    _one_member(ctx, "promote", ident, prepared)
 
 
 @admin.command("change-peers")
