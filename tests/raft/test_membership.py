@@ -7,6 +7,9 @@ from collections.abc import Callable
 
 import pytest
 from raftlab.checker import check
+from raftlab.impl.dtkv.commands import Get
+from raftlab.impl.machine import Reply
+from raftlab.impl.net.codec import Request
 from raftlab.impl.raft import Role
 from raftlab.impl.raft.confchange import (
     ConfChange,
@@ -138,6 +141,13 @@ def test_a_learner_catches_up_by_snapshot_counts_for_nothing_then_is_promoted() 
     assert c.nodes[4].core.role is Role.FOLLOWER
     # a learner is never asked for a vote and never campaigns
     assert 4 not in c.nodes[lead].core.voters
+    # it serves a linearizable read by ReadIndex through the leader
+    replies: list[Reply[int]] = []
+    seen = c._on_reply
+    c._on_reply = lambda node, reply: replies.append(reply) if reply.handle == -1 else seen(node, reply)  # type: ignore[method-assign]
+    c.nodes[4].machine.submit(Request(id=999, op="get", command=Get(key="k0")), -1)
+    run_until(c, lambda: bool(replies))
+    assert replies[0].error is None, replies[0]
     lead = leader(c)
     c.nodes[lead].core.propose_conf_change(enter((1, 2, 3, 4)))
     run_until(c, lambda: everyone_has(c, Membership(voters=(1, 2, 3, 4)), (1, 2, 3, 4)))
