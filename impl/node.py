@@ -105,6 +105,7 @@ class Node:
         self._saved: list[SnapshotMeta | None] = []  # written by the background task, not yet compacted
         self._writer: asyncio.Task[None] | None = None
         self._tg: asyncio.TaskGroup | None = None  # run()'s task group, which owns the snapshot writer
+        self._wal_checked = 0.0  # monotonic time of the last WAL-size check
         self.machine: NodeMachine[ClientConnection] | None = None
         self.ready_event = asyncio.Event()  # set once both ports listen
 
@@ -200,16 +201,10 @@ class Node:
         machine, storage = self.machine, self.storage
         assert machine is not None and storage is not None
         last_flush = time.monotonic()
-        last_wal_check = time.monotonic()
         while not self._stop.is_set():
             await self._wake.wait()
             self._wake.clear()
             self._after_snapshots()
-            if time.monotonic() - last_wal_check > 1.0:
-                last_wal_check = time.monotonic()
-                if should_snapshot(self.config.snapshots, machine.tree.applied, machine.snapshot_index,
-                                   storage.wal_bytes()):
-                    machine.request_snapshot()
             machine.tick(time.monotonic())
             if machine.due_ticks() > 1:  # we stalled: let peer readers woken with us deliver first
                 await asyncio.sleep(0)
@@ -227,7 +222,7 @@ class Node:
                     installed = self._write(persist)  # only the commit index changed: no I/O
                 machine.persisted(persist, installed)
                 self._flush()
-                self._start_snapshot_write()
+                self._after_snapshots()  # under steady load this loop may not return to the top for long
                 if storage.manifest.rejoin and not machine.core.rejoining:  # caught up; its vote is on disk
                     await asyncio.to_thread(storage.clear_rejoin)
             if self.config.fsync == "async" and time.monotonic() - last_flush > ASYNC_FLUSH_SECONDS:
@@ -279,9 +274,16 @@ class Node:
         self._wake.set()
 
     def _after_snapshots(self) -> None:
-        """Between two Readys: report written snapshots and compact the log after them."""
+        """Between two Readys (no WAL write in flight): report written snapshots and compact the
+        log after them; about once a second, the WAL-size trigger; start the next write."""
         machine, storage, snapshots = self.machine, self.storage, self.snapshots
         assert machine is not None and storage is not None and snapshots is not None
+        now = time.monotonic()
+        if now - self._wal_checked > 1.0:
+            self._wal_checked = now
+            if should_snapshot(self.config.snapshots, machine.tree.applied, machine.snapshot_index,
+                               storage.wal_bytes()):
+                machine.request_snapshot()
         while self._saved:
             meta = self._saved.pop(0)
             machine.snapshot_saved(meta)

@@ -153,3 +153,23 @@ def test_a_campaign_over_ssh_in_network_namespaces(tmp_path: Path, lab_name: str
             and not o.error]
     assert cuts and all(o.value["grudge"] for o in cuts)
     assert (out.run.path / "nodes" / "n3" / "node.log").stat().st_size > 0
+
+
+def test_campaign_nodes_snapshot_often_and_a_bad_snapshot_option_is_refused() -> None:
+    """The dtkv system passes small snapshot intervals to every node, --system-opt changes them,
+    and a value that is not a whole number stops the campaign (before any lab is touched) with
+    one line naming it."""
+    from typing import cast
+
+    from raftlab.protocols import HostLab
+    from raftlab.systems import SystemLoadError
+    from raftlab.systems.dtkv import snapshot_args, system
+
+    assert snapshot_args({}) == ("--snapshot-entries", "100", "--snapshot-margin", "20",
+                                 "--wal-segment-bytes", "16384")
+    assert snapshot_args({"snapshot-entries": "7"})[:2] == ("--snapshot-entries", "7")
+    no_lab = cast(HostLab, None)  # refused before the lab is used
+    with pytest.raises(SystemLoadError, match="snapshot-entries='x'"):
+        system(no_lab, SystemOptions(extra={"snapshot-entries": "x"}))
+    with pytest.raises(SystemLoadError, match="wal-segment-bytes=10"):
+        system(no_lab, SystemOptions(extra={"wal-segment-bytes": "10"}))
