@@ -108,6 +108,8 @@ class MembershipPath:
         """Append a membership change (leader only); ``ConfChangeError`` if it is not allowed now."""
         if self.role is not Role.LEADER:
             raise NotLeader(self.lead)
+        if self.lead_transferee != NONE or self.id not in self.membership.all_voters():
+            raise NotLeader(self.lead_transferee)  # handing leadership over: no more changes here
         if self.pending_conf_index > self._conf_applied:
             raise ConfChangeError(f"a membership change is in progress (entry {self.pending_conf_index} "
                                   f"is not applied yet)")
