@@ -33,7 +33,7 @@ try:  # the harness's sentinel, once raftlab/generator.py exists
 except ImportError:  # pragma: no cover - until the harness lands
     PENDING = "pending"
 
-HEAL_ORDER = ("host-resume", "disk-resume", "resume", "stop-partition", "restart", "power-on", "start")
+HEAL_ORDER = ("host-resume", "disk-resume", "resume", "stop-partition", "restart", "power-on", "start", "grow")
 
 
 class NemesisContractError(AssertionError):
