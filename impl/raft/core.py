@@ -416,6 +416,7 @@ class RaftCore(ReadPath, SnapshotPath, MembershipPath):
                 self.log_line(f"{self.id} aborts the transfer to {self.lead_transferee}")
                 self.lead_transferee = NONE
             self._maybe_hand_over()  # a leader removed from the voters tries again
+            self._maybe_auto_leave()  # e.g. after a transfer that held it back was aborted
         if self.heartbeat_elapsed >= self.config.heartbeat_tick:
             self.heartbeat_elapsed = 0
             self._bcast_heartbeat(self.read_only.last_seq())

@@ -215,7 +215,8 @@ class MembershipPath:
 
     def _maybe_auto_leave(self) -> None:
         m = self.membership
-        if (self.role is Role.LEADER and m.joint and m.auto_leave and self.pending_conf_index <= self._conf_applied):
+        if (self.role is Role.LEADER and m.joint and m.auto_leave and self.pending_conf_index <= self._conf_applied
+                and self.lead_transferee == NONE):  # a transfer under way: the next leader leaves it
             self.propose_conf_change(ConfChange(op="leave"))
 
     def _unapplied_conf_change(self) -> bool:
