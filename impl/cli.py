@@ -69,6 +69,14 @@ def parse_peers(_ctx: click.Context | None, _param: click.Parameter | None,
     return tuple(peers)
 
 
+def parse_ids(text: str, what: str) -> tuple[int, ...]:
+    """``1,2,3`` -> (1, 2, 3); ValueError naming ``what`` for anything else."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"{what}: {text!r} is not a comma-separated list of positive ids")
+    return tuple(int(p) for p in parts)
+
+
 def make_logger(node_id: int, log_file: Path | None) -> Callable[[str], None]:
     logger = logging.getLogger(f"raftlab.node.{node_id}")
     logger.setLevel(logging.INFO)
@@ -96,6 +104,9 @@ def run_async(main: Awaitable[Any]) -> Any:
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="WAL and meta live here.")
 @click.option("--peers", callback=parse_peers,
               help="ID=HOST:PORT,...: every member; our own entry is our peer listen address.")
+@click.option("--voters", default="", metavar="ID,...",
+              help="Bootstrap voters (default: every peer); the other peers start as non-members that "
+                   "`raftlab admin` can add.")
 @click.option("--client-port", type=click.IntRange(1, 65535), help="Port for client requests.")
 @click.option("--client-host", default="127.0.0.1", show_default=True, help="Address for client requests.")
 @click.option("--fsync", type=click.Choice(["sync", "async"]), default="sync", show_default=True,
@@ -127,7 +138,7 @@ def run_async(main: Awaitable[Any]) -> Any:
               help="BROKEN ON PURPOSE: watch answers start one index late (a resumed watch loses an event).")
 @click.pass_context
 def node(ctx: click.Context, node_id: int | None, data_dir: Path | None,
-         peers: tuple[tuple[int, str, int], ...] | None, client_port: int | None, client_host: str, fsync: str,
+         peers: tuple[tuple[int, str, int], ...] | None, voters: str, client_port: int | None, client_host: str, fsync: str,
          read_mode: str, tick_ms: int, election_ticks: int, seed: int | None, log_file: Path | None,
          pid_file: Path | None, snapshot_entries: int, snapshot_wal_bytes: int, snapshot_margin: int,
          wal_segment_bytes: int, secret_file: Path | None, unsafe_local_reads: bool,
@@ -154,7 +165,7 @@ def node(ctx: click.Context, node_id: int | None, data_dir: Path | None,
                             unsafe_expiry=unsafe_expiry, unsafe_watch_skip=unsafe_watch_skip,
                             snapshots=SnapshotPolicy(entries=snapshot_entries, wal_bytes=snapshot_wal_bytes,
                                                      margin=snapshot_margin),
-                            wal_segment_bytes=wal_segment_bytes, key=key)
+                            wal_segment_bytes=wal_segment_bytes, key=key, voters=parse_ids(voters, "--voters"))
         data_dir.mkdir(parents=True, exist_ok=True)
         log = make_logger(node_id, log_file)
     except (ValueError, OSError) as e:

@@ -33,7 +33,7 @@ import asyncio
 import contextlib
 import itertools
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -430,20 +430,30 @@ class KvClient:
                 return ep
         return None
 
+    async def admin(self, action: str, **args: Any) -> dict[str, Any]:
+        """One operator request (impl/admin.py: membership, change, leave, abort, transfer),
+        sent to the leader as a write is (following leader hints)."""
+        return await self._request(f"admin {action}", True,
+                                   lambda rid: encode_request(rid, "admin", args={"action": action, **args}))
+
     async def _call(self, cmd: Command) -> dict[str, Any]:
+        return await self._request(f"{cmd.op} {getattr(cmd, 'key', '')!r}", cmd.write,
+                                   lambda rid: encode_request(rid, cmd.op, cmd))
+
+    async def _request(self, what: str, write: bool, encode: Callable[[int], bytes]) -> dict[str, Any]:
         state = _CallState()
         try:
             async with asyncio.timeout_at(asyncio.get_running_loop().time() + self.timeout):
-                return await self._attempts(cmd, state)
+                return await self._attempts(what, write, encode, state)
         except TimeoutError:
-            what = f"{cmd.op} {getattr(cmd, 'key', '')!r}"
             if state.sent_to is not None:  # a read too: we cannot say whether it was served
                 ep = state.sent_to
                 raise IndeterminateError(f"{what} sent to {ep[0]}:{ep[1]}, then timed out after {self.timeout}s: "
                                          "it may or may not have been applied") from None
             raise Unavailable(f"{what}: no answer within {self.timeout}s ({state.problem})") from None
 
-    async def _attempts(self, cmd: Command, state: _CallState) -> dict[str, Any]:
+    async def _attempts(self, what: str, write: bool, encode: Callable[[int], bytes],
+                        state: _CallState) -> dict[str, Any]:
         tried: list[Endpoint] = []
         while True:
             ep = self._next_endpoint(tried)
@@ -461,7 +471,7 @@ class KvClient:
                 continue
             rid = next(self._ids)
             try:
-                fut = conn.send(rid, encode_frame(encode_request(rid, cmd.op, cmd)))
+                fut = conn.send(rid, encode_frame(encode(rid)))
             except _ConnectionLost as e:
                 state.problem = str(e)
                 tried.append(ep)
@@ -470,8 +480,8 @@ class KvClient:
             try:
                 error, body = await fut
             except _ConnectionLost as e:
-                if cmd.write:
-                    raise IndeterminateError(f"{cmd.op} {getattr(cmd, 'key', '')!r} sent to {ep[0]}:{ep[1]}, "
+                if write:
+                    raise IndeterminateError(f"{what} sent to {ep[0]}:{ep[1]}, "
                                              f"then {e}: it may or may not have been applied") from None
                 state.problem = str(e)
                 tried.append(ep)

@@ -76,6 +76,7 @@ from raftlab.impl.dtkv.tree import Tree
 from raftlab.impl.dtkv.watches import Watches
 from raftlab.impl.net.codec import Request, WireError, decode_command, encode_command, result_body
 from raftlab.impl.raft import NotLeader, RaftConfig, RaftCore
+from raftlab.impl.raft.confchange import ConfChange
 from raftlab.impl.raft.messages import (
     Entry,
     EntryType,
@@ -147,6 +148,7 @@ class _Inbox(Generic[H]):
     messages: list[Message] = field(default_factory=list)
     proposals: list[tuple[Command, H, int]] = field(default_factory=list)
     reads: list[tuple[Command, H, int]] = field(default_factory=list)
+    admin: list[tuple[dict[str, Any], H, int]] = field(default_factory=list)
 
 
 class NodeMachine(Generic[H]):
@@ -184,6 +186,7 @@ class NodeMachine(Generic[H]):
         self._replies: list[Reply[H]] = []
         # index -> [(term, command, handle, request id)] of proposals waiting for that slot
         self._waiting: dict[int, list[tuple[int, Command, H, int]]] = {}
+        self._conf_waiting: dict[int, tuple[int, H, int]] = {}  # index -> (term, handle, request id) of admin changes
         self._read_seq = 0
         self.read_context = b""  # the last ReadIndex context asked of the core (for observers: sim coverage)
         self._read_batches: dict[bytes, list[tuple[Command, H, int]]] = {}
@@ -204,6 +207,8 @@ class NodeMachine(Generic[H]):
             else:
                 self._snapshot_waiters.append((handle, request.id))
                 self.request_snapshot()
+        elif request.op == "admin":
+            self._inbox.admin.append((request.args or {}, handle, request.id))
         elif request.command is None:
             self._reply(handle, request.id, ErrorKind.VALIDATION, {"message": f"unknown operation {request.op!r}"})
         elif isinstance(request.command, Expire):
@@ -263,6 +268,8 @@ class NodeMachine(Generic[H]):
                 self._reply(handle, request_id, ErrorKind.NOT_LEADER, {"leader": e.leader_hint})
             else:
                 self._waiting.setdefault(index, []).append((term, command, handle, request_id))
+        for args, handle, request_id in inbox.admin:
+            self._admin(args, handle, request_id)
         if inbox.reads:
             self._read_seq += 1
             context = self.read_context = _CONTEXT.pack(self.id, self.config.incarnation, self._read_seq)
@@ -273,6 +280,38 @@ class NodeMachine(Generic[H]):
                     self._reply(handle, request_id, ErrorKind.NOT_LEADER, {"leader": e.leader_hint})
             else:
                 self._read_batches[context] = inbox.reads
+
+    def _admin(self, args: dict[str, Any], handle: H, request_id: int) -> None:
+        """An operator's request (impl/admin.py): show the configuration, change it (answered
+        once the change is applied), or start a leadership transfer (answered at once)."""
+        core = self.core
+        action = args.get("action")
+        try:
+            if action == "membership":
+                self._reply(handle, request_id, None, {"id": self.id, "leader": core.lead, "role": str(core.role),
+                                                       "membership": core.membership.to_dict(),
+                                                       "applied": self.tree.applied})
+            elif action == "transfer":
+                to = int(args.get("to", 0))
+                if core.role is not Role.LEADER:
+                    raise NotLeader(core.lead)
+                if to not in core.voters:
+                    raise ValueError(f"node {to} is not a voter ({core.membership.describe()})")
+                core.transfer_leader(to)
+                self._reply(handle, request_id, None, {"transferring": to, "leader": core.lead})
+            elif action in ("change", "leave", "abort"):
+                change = ConfChange(op="enter" if action == "change" else str(action),
+                                    voters=tuple(int(v) for v in args.get("voters", ())),
+                                    learners=tuple(int(v) for v in args.get("learners", ())),
+                                    auto_leave=bool(args.get("auto_leave", True)))
+                term, index = core.propose_conf_change(change)
+                self._conf_waiting[index] = (term, handle, request_id)
+            else:
+                raise ValueError(f"unknown admin action {action!r}")
+        except NotLeader as e:
+            self._reply(handle, request_id, ErrorKind.NOT_LEADER, {"leader": e.leader_hint})
+        except (ValueError, TypeError) as e:  # ConfChangeError is a ValueError
+            self._reply(handle, request_id, ErrorKind.VALIDATION, {"message": str(e)})
 
     # -- outputs -----------------------------------------------------------------------------
 
@@ -407,8 +446,10 @@ class NodeMachine(Generic[H]):
     def image(self) -> SnapshotImage:
         """The replicated state at the applied index, frozen (values are immutable bytes)."""
         values, dirs = self.tree.image()
-        return SnapshotImage(meta=SnapshotMeta(index=self.tree.applied, term=self._applied_term,
-                                               voters=self.config.raft.voters),
+        m = self.core.membership_at(self.tree.applied)
+        meta = SnapshotMeta(index=self.tree.applied, term=self._applied_term, voters=m.voters, learners=m.learners,
+                            outgoing=m.outgoing, outgoing_learners=m.outgoing_learners, auto_leave=m.auto_leave)
+        return SnapshotImage(meta=meta,
                              values=values, dirs=dirs, chain=self.chain, skipped=self.skipped,
                              leases=self.tree.lease_image())
 
@@ -430,6 +471,8 @@ class NodeMachine(Generic[H]):
         # unknown to this node): the client's deadline makes them indeterminate
         for index in [i for i in self._waiting if i <= image.meta.index]:
             del self._waiting[index]
+        for index in [i for i in self._conf_waiting if i <= image.meta.index]:
+            del self._conf_waiting[index]
         self.log(f"node {self.id}: installed {image.meta.describe()}")
         self._serve_reads()
 
@@ -468,6 +511,9 @@ class NodeMachine(Generic[H]):
             self._applied_term = entry.term
             self.chain = hashlib.sha256(b"%s%d:%d:%s" % (self.chain, entry.term, entry.index, entry.data)).digest()
             proposals = waiting.pop(entry.index, ())
+            conf = self._conf_waiting.pop(entry.index, None)
+            if conf is not None:
+                self._answer_conf(entry, *conf)
             result: Result | None = None
             if entry.type is EntryType.NORMAL and entry.data:
                 # our own proposal's command is at hand; anything else is decoded
@@ -491,6 +537,14 @@ class NodeMachine(Generic[H]):
                     self._reply(handle, request_id, ErrorKind.DROPPED,
                                 {"message": f"log slot {entry.index} was taken by term {entry.term}",
                                  "leader": self.core.lead})
+
+    def _answer_conf(self, entry: Entry, term: int, handle: H, request_id: int) -> None:
+        if term == entry.term and entry.type is EntryType.CONF_CHANGE:
+            self._reply(handle, request_id, None, {"index": entry.index,
+                                                   "membership": self.core.membership_at(entry.index).to_dict()})
+        else:
+            self._reply(handle, request_id, ErrorKind.DROPPED,
+                        {"message": f"log slot {entry.index} was taken by term {entry.term}", "leader": self.core.lead})
 
     def _serve_reads(self) -> None:
         confirmed = self._confirmed

@@ -68,6 +68,7 @@ class NodeConfig:
     snapshots: SnapshotPolicy = field(default_factory=SnapshotPolicy)
     wal_segment_bytes: int = SEGMENT_BYTES
     key: Key | None = None  # the cluster key (--secret-file): both ports authenticate; None: open ports
+    voters: tuple[int, ...] = ()  # the bootstrap voters (--voters); empty: every peer. Others start as non-members
 
     def __post_init__(self) -> None:
         ids = [p[0] for p in self.peers]
@@ -75,6 +76,8 @@ class NodeConfig:
             raise ValueError(f"--peers must include this node's own id {self.id} (its peer listen address)")
         if len(set(ids)) != len(ids):
             raise ValueError("--peers lists an id twice")
+        if not set(self.voters) <= set(ids):
+            raise ValueError(f"--voters {sorted(set(self.voters) - set(ids))} are not in --peers")
         if self.fsync not in ("sync", "async"):
             raise ValueError(f"--fsync must be sync or async, not {self.fsync!r}")
         if self.read_mode not in ("index", "lease"):
@@ -138,7 +141,8 @@ class Node:
         snap = recovered.image.meta.describe() if recovered.image else "no snapshot"
         self.log(f"node {cfg.id}: recovered {snap} and log entries {storage.first_index()}..{storage.last_index()}, "
                  f"{storage.initial_state().describe()}; seed {cfg.seed}, incarnation {incarnation}")
-        raft = RaftConfig(id=cfg.id, voters=tuple(sorted(p[0] for p in cfg.peers)),
+        everyone = tuple(sorted(p[0] for p in cfg.peers))
+        raft = RaftConfig(id=cfg.id, voters=tuple(sorted(cfg.voters)) or everyone, peers=everyone,
                           election_tick=cfg.election_ticks, heartbeat_tick=1,
                           read_only="lease" if cfg.read_mode == "lease" else "safe", applied=0,
                           rejoin=storage.manifest.rejoin)

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mutate": ("raftlab.commands.mutate:mutate", "Seed known bugs into the reference node; score what is caught."),
     "node": ("raftlab.impl.cli:node", "Run or inspect a reference Raft + DtKV node."),
     "kv": ("raftlab.impl.cli:kv", "Talk to a DtKV cluster."),
+    "admin": ("raftlab.impl.admin:admin", "Change a cluster's membership, move its leader, show its configuration."),
 }
 
 

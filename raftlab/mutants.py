@@ -30,6 +30,7 @@ READONLY = "raftlab.impl.raft.readonly"
 LOG = "raftlab.impl.raft.log"
 SNAPSHOTS = "raftlab.impl.raft.snapshots"
 QUORUM = "raftlab.impl.raft.quorum"
+MEMBERSHIP = "raftlab.impl.raft.membership"
 TREE = "raftlab.impl.dtkv.tree"
 CLIENT = "raftlab.impl.client"
 WAL = "raftlab.impl.storage.wal"
@@ -153,7 +154,7 @@ CATALOGUE: tuple[Mutant, ...] = (
        "truncate only on a real conflict (Raft §5.3: 'if an existing entry conflicts')"),
     # --- raft core: reads --------------------------------------------------------------------
     _m("read-no-confirm", "raft", READS,
-       "if len(self.voters) == 1 or (self.config.read_only == \"lease\" and self._in_lease()):",
+       "if self.voters == (self.id,) or (self.config.read_only == \"lease\" and self._in_lease()):",
        "if True:",
        "serves leader reads without confirming leadership with a quorum",
        "ReadIndex confirms leadership by a heartbeat round (thesis §6.4 step 3)"),
@@ -205,7 +206,7 @@ CATALOGUE: tuple[Mutant, ...] = (
        "a write that timed out after it was sent is reported as definitely failed",
        "an unanswered sent write is indeterminate (info), never fail"),
     _m("lost-conn-retry-write", "client", CLIENT,
-       "                if cmd.write:\n                    raise IndeterminateError",
+       "                if write:\n                    raise IndeterminateError",
        "                if False:\n                    raise IndeterminateError",
        "a write whose connection died after sending is silently resent elsewhere",
        "an indeterminate write is never retried silently (style rule 10)"),
@@ -216,6 +217,14 @@ CATALOGUE: tuple[Mutant, ...] = (
        "a follower refuses a stale snapshot only while its log still holds that index, so it "
        "installs an older snapshot over newer state once it has compacted past it",
        "a follower never installs a snapshot at or below its commit index (Raft §7, etcd restore)"),
+    _m("conf-skip-joint", "raft", MEMBERSHIP,
+       "self.quorum: Quorum = m.quorum() if latest == m else AllOf((m.quorum(), latest.quorum()))",
+       "self.quorum: Quorum = m.quorum().outgoing if m.joint else m.quorum()  # type: ignore[union-attr]",
+       "no joint phase: while a change is under way only the old voters decide (the new voters' "
+       "majority is never asked, nor the configuration pending in the log), so the change is "
+       "committed under the old majority alone, and members that applied it and members that did "
+       "not yet can elect two leaders of one term from disjoint majorities",
+       "joint consensus: old and new majorities both decide while the configuration changes (thesis §4.3)"),
     # --- storage -----------------------------------------------------------------------------
     _m("wal-truncate-memory-only", "storage", WAL,
        "        os.ftruncate(self._fd, off)\n", "",

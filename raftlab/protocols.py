@@ -324,6 +324,19 @@ class HasPrimaries(Protocol):
 
 
 @runtime_checkable
+class Reconfigurable(Protocol):
+    """A DB whose membership can change (nemesis/member.py). ``set_members`` returns once the
+    change is complete (raising if it is not within the DB's timeout); ``wipe`` kills a host's
+    node, empties its data and starts it as a member that must be added again."""
+
+    async def members(self) -> list[Host]: ...
+
+    async def set_members(self, hosts: Sequence[Host]) -> None: ...
+
+    async def wipe(self, host: Host) -> None: ...
+
+
+@runtime_checkable
 class HasLogFiles(Protocol):
     """``{path on host: name in the run's nodes/<host>/}`` of the files worth keeping after a run."""
 

@@ -48,7 +48,7 @@ def draw(seed: int, faults: Sequence[str], interval: float) -> SwarmDraw:
 def swarm_config(seed: int, nodes: int | None = None) -> SimConfig:
     """The fault mix of run ``seed``: every probability and switch drawn from the seed alone."""
     rng = random.Random(f"swarm:{seed}")
-    return SimConfig(
+    config = SimConfig(
         nodes=nodes or rng.choice((3, 5, 5)),
         loss=rng.choice((0.0, 0.02, 0.1, 0.25)),
         duplicate=rng.choice((0.0, 0.01, 0.05)),
@@ -73,6 +73,9 @@ def swarm_config(seed: int, nodes: int | None = None) -> SimConfig:
         snapshot_margin=rng.choice((0, 2, 5)),
         late_duplicate=rng.choice((0.0, 0.02, 0.2)),
     )
+    if rng.random() < 0.4:  # drawn after snapshots, for the same reason
+        config.membership, config.spares = True, 2
+    return config
 
 
 def describe_config(c: SimConfig) -> str:
@@ -86,4 +89,5 @@ def describe_config(c: SimConfig) -> str:
             + (f" scenarios={','.join(c.scenarios)}@{c.scenario_rate:g}" if c.scenarios else "")
             + (f" workload={c.workload}" if c.workload != "register" else "")
             + (f" snapshot_entries={c.snapshot_entries} margin={c.snapshot_margin}" if c.snapshot_entries else "")
-            + (f" late_dup={c.late_duplicate}" if c.late_duplicate else ""))
+            + (f" late_dup={c.late_duplicate}" if c.late_duplicate else "")
+            + (" membership" if c.membership else ""))

@@ -2,7 +2,8 @@
 
 Peer frames carry one ``Message`` as a flat list (field order below, entries as
 ``[term, index, type, data]``). Client frames carry a request ``[id, op, ...arguments]`` (``op`` a
-DtKV command from ``dtkv/commands.py``, or ``"status"`` / ``"hello"``) and replies
+DtKV command from ``dtkv/commands.py``, or ``"status"`` / ``"hello"`` / ``"snapshot"``, or
+``"admin"`` with one map of arguments: ``{"action": ..., ...}``, impl/admin.py) and replies
 ``[id, error, body]``: ``error`` is None or an error kind string, ``body`` a map with any of
 ``index value values children count message leader id status token``, or for a ``watch``
 ``events next``.
@@ -23,7 +24,7 @@ import msgpack
 from raftlab.impl.dtkv.commands import Command, CommandError, Result, from_wire, to_wire
 from raftlab.impl.raft.messages import Entry, EntryType, Message, MsgType
 
-NODE_OPS = ("status", "hello", "snapshot")  # answered by the node itself, not the tree
+NODE_OPS = ("status", "hello", "snapshot", "admin")  # answered by the node itself, not the tree
 
 _MSG_TYPES = {int(t): t for t in MsgType}
 _ENTRY_TYPES = {int(t): t for t in EntryType}
@@ -125,10 +126,12 @@ class Request:
     op: str
     command: Command | None = None
     error: CommandError | None = None
+    args: dict[str, Any] | None = None  # "admin": the action and its arguments
 
 
-def encode_request(request_id: int, op: str, command: Command | None = None) -> bytes:
-    body = to_wire(command) if command is not None else [op]
+def encode_request(request_id: int, op: str, command: Command | None = None,
+                   args: dict[str, Any] | None = None) -> bytes:
+    body = to_wire(command) if command is not None else [op] if args is None else [op, args]
     return msgpack.packb([request_id, *body], use_bin_type=True)
 
 
@@ -140,6 +143,10 @@ def decode_request(payload: bytes) -> Request:
     op = obj[1]
     if type(op) is not str:
         raise WireError("field 'op': expected a string")
+    if op == "admin":
+        if len(obj) != 3 or type(obj[2]) is not dict or type(obj[2].get("action")) is not str:
+            raise WireError("field 'args': admin expects one map with a string 'action'")
+        return Request(id=request_id, op=op, args=obj[2])
     if op in NODE_OPS:
         return Request(id=request_id, op=op)
     try:

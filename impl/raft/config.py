@@ -13,7 +13,9 @@ class ConfigError(ValueError):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RaftConfig:
     id: int
-    voters: tuple[int, ...]
+    voters: tuple[int, ...]  # the bootstrap configuration (a snapshot's, then the log's, take over)
+    learners: tuple[int, ...] = ()  # bootstrap learners
+    peers: tuple[int, ...] = ()  # other ids the shell can reach (a member added later may lead)
     election_tick: int = 10  # ticks without a leader before campaigning (randomized in [e, 2e))
     heartbeat_tick: int = 1  # ticks between a leader's heartbeats
     pre_vote: bool = True  # thesis 9.6: no term inflation from a partitioned node
@@ -33,8 +35,8 @@ class RaftConfig:
             raise ConfigError(f"id must be a positive int, not {self.id}")
         if not self.voters or any(v <= 0 for v in self.voters) or len(set(self.voters)) != len(self.voters):
             raise ConfigError(f"voters must be distinct positive ids, not {self.voters}")
-        if self.id not in self.voters:
-            raise ConfigError(f"id {self.id} is not among the voters {self.voters}")
+        if any(v <= 0 for v in self.learners + self.peers) or set(self.learners) & set(self.voters):
+            raise ConfigError(f"learners must be positive ids apart from the voters, not {self.learners}")
         if self.heartbeat_tick <= 0:
             raise ConfigError("heartbeat_tick must be positive")
         if self.election_tick <= self.heartbeat_tick:

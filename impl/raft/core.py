@@ -24,6 +24,8 @@ Rules (with paper/thesis sections):
 * Reads: ReadIndex (thesis §6.4) and lease reads (thesis §6.4.1), in reads.py.
 * Snapshots: a follower that needs compacted entries gets the snapshot in chunks (thesis §5.3,
   etcd's StateSnapshot), in snapshots.py.
+* Membership: joint consensus (thesis §4.3), learners, a removed leader stepping down, in
+  membership.py (the rules) and confchange.py (the values).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from raftlab.impl.storage import Storage
 
 from .config import RaftConfig
 from .log import RaftLog
+from .membership import MembershipPath
 from .messages import (
     NONE,
     DroppedRead,
@@ -50,7 +53,7 @@ from .messages import (
     SoftState,
 )
 from .progress import Inflights, Progress, ProgressState
-from .quorum import MajorityConfig, VoteResult
+from .quorum import VoteResult
 from .readonly import ReadOnly, decode_seq, encode_seq
 from .reads import NotLeader, ReadPath
 from .snapshots import SnapshotPath
@@ -73,19 +76,18 @@ class Status:
     applied: int
     last_index: int
     progress: dict[int, str] = field(default_factory=dict)
+    membership: str = ""
 
     def describe(self) -> str:
         return (f"{self.id} {self.role.value} term={self.term} leader={self.leader} commit={self.commit} "
                 f"applied={self.applied} last={self.last_index}")
 
 
-class RaftCore(ReadPath, SnapshotPath):
+class RaftCore(ReadPath, SnapshotPath, MembershipPath):
     def __init__(self, config: RaftConfig, storage: Storage, *, rng: random.Random,
                  logger: Callable[[str], None] | None = None) -> None:
         self.config = config
         self.id = config.id
-        self.voters = tuple(config.voters)
-        self.quorum = MajorityConfig(self.voters)
         self.rng = rng
         self.log_line = logger or (lambda _line: None)
         self.refusals = Refusals(self.log_line)  # refused peer messages, counted per kind (validate.py)
@@ -116,6 +118,7 @@ class RaftCore(ReadPath, SnapshotPath):
         # lease mode: a booted node grants no vote for election_tick ticks, as if it had heard a leader
         self.boot_lease = config.read_only == "lease"
         self._init_snapshots()
+        self._init_membership()  # sets voters and quorum
         # repaired empty (`raftlab node repair --empty`): no vote, no campaign until a leader caught
         # it up; then it counts as having voted for that leader in its term (docs/node.md, recovery)
         self.rejoining = config.rejoin and len(self.voters) > 1
@@ -170,7 +173,7 @@ class RaftCore(ReadPath, SnapshotPath):
     def transfer_leader(self, to: int) -> None:
         if self.role is not Role.LEADER:
             raise NotLeader(self.lead)
-        if to == self.id or to not in self.prs:
+        if to == self.id or to not in self.prs or to not in self.voters:
             return
         self.log_line(f"{self.id} transfers leadership to {to} at term {self.term}")
         self.lead_transferee = to
@@ -184,7 +187,7 @@ class RaftCore(ReadPath, SnapshotPath):
         """Step one peer message; one that breaks the protocol is refused (counted, logged at a
         bounded rate) and changes nothing (validate.py)."""
         try:
-            if m.to != self.id or m.from_ not in self.voters or m.from_ == self.id:
+            if m.to != self.id or m.from_ not in self.known or m.from_ == self.id:
                 raise Refused("foreign", "not meant for this cluster")
             check(self, m)
             self._step(m)
@@ -247,13 +250,15 @@ class RaftCore(ReadPath, SnapshotPath):
         ss = self._soft_state()
         entries = tuple(self.log.unstable)
         chunks, install = self._take_snapshot_work()
+        committed = tuple(self.log.next_committed(self.config.max_committed_per_ready))
+        self._apply_conf_entries(committed)  # may step down (removed) or propose the leave of a joint change
         rd = Ready(
             entries=entries,
             hard_state=hs if hs != self._prev_hs else None,
             must_sync=bool(entries) or bool(chunks) or hs.term != self._prev_hs.term or hs.vote != self._prev_hs.vote,
             send_now=tuple(self._msgs),
             send_after_persist=tuple(self._msgs_after),
-            committed=tuple(self.log.next_committed(self.config.max_committed_per_ready)),
+            committed=committed,
             read_states=tuple(self._read_states),
             soft_state=ss if ss != self._prev_ss else None,
             dropped_reads=tuple(self._dropped_reads),
@@ -283,7 +288,8 @@ class RaftCore(ReadPath, SnapshotPath):
     def status(self) -> Status:
         return Status(id=self.id, role=self.role, term=self.term, leader=self.lead, vote=self.vote,
                       commit=self.log.committed, applied=self.log.applied, last_index=self.log.last_index(),
-                      progress={i: p.describe() for i, p in self.prs.items()} if self.role is Role.LEADER else {})
+                      progress={i: p.describe() for i, p in self.prs.items()} if self.role is Role.LEADER else {},
+                      membership=self.membership.describe())
 
     # --- roles -------------------------------------------------------------------------------
 
@@ -332,7 +338,8 @@ class RaftCore(ReadPath, SnapshotPath):
         self.lease_void = False
         last = self.log.last_index()
         self.prs = {v: Progress(last + 1, Inflights(self.config.max_inflight_msgs, self.config.max_inflight_bytes))
-                    for v in self.voters}
+                    for v in sorted(set(self.membership.members()) | set(self.latest_membership.members()))}
+        self.pending_conf_index = last  # whatever change is in our log must be applied before another
         for v, pr in self.prs.items():
             pr.recent_active = v == self.id
         own = self.prs[self.id]
@@ -347,6 +354,11 @@ class RaftCore(ReadPath, SnapshotPath):
             return
         if self.rejoining:
             self.log_line(f"{self.id} does not campaign: rejoining, not caught up with a leader yet")
+            return
+        if self.id not in self.voters:
+            return  # a learner, or removed: it never campaigns
+        if self._unapplied_conf_change():
+            self.log_line(f"{self.id} does not campaign: a committed membership change is not applied yet")
             return
         if self.term >= MAX_VALUE:  # a term stored by an older, unchecked version: never overflow
             self.log_line(f"{self.id} cannot campaign: term {self.term} is at the limit {MAX_VALUE}")
@@ -399,8 +411,8 @@ class RaftCore(ReadPath, SnapshotPath):
         if self.election_elapsed >= self.config.election_tick:
             self.election_elapsed = 0
             if self.config.check_quorum:
-                active = [v for v, pr in self.prs.items() if pr.recent_active or v == self.id]
-                if len(active) < self.quorum.quorum():
+                active = {v: True for v, pr in self.prs.items() if pr.recent_active or v == self.id}
+                if self.quorum.vote_result(active) is not VoteResult.WON:
                     self.log_line(f"{self.id} stepped down at term {self.term}: no quorum heard from (check-quorum)")
                     self._become_follower(self.term, NONE)
                     return
@@ -409,6 +421,8 @@ class RaftCore(ReadPath, SnapshotPath):
             if self.lead_transferee != NONE:
                 self.log_line(f"{self.id} aborts the transfer to {self.lead_transferee}")
                 self.lead_transferee = NONE
+            self._maybe_hand_over()  # a leader removed from the voters tries again
+            self._maybe_auto_leave()  # e.g. after a transfer that held it back was aborted
         if self.heartbeat_elapsed >= self.config.heartbeat_tick:
             self.heartbeat_elapsed = 0
             self._bcast_heartbeat(self.read_only.last_seq())
@@ -488,6 +502,7 @@ class RaftCore(ReadPath, SnapshotPath):
             return
         last_new = self.log.maybe_append(m.index, m.log_term, m.commit, m.entries)
         if last_new is not None:
+            self._note_appended(m.entries)
             self._send_after(Message(type=MsgType.APP_RESP, to=m.from_, from_=self.id, term=self.term,
                                      index=last_new))
             return

@@ -37,7 +37,7 @@ class MsgType(enum.IntEnum):
 class EntryType(enum.IntEnum):
     NORMAL = 0  # client command (opaque bytes)
     NOOP = 1  # appended by a new leader to commit entries of earlier terms (Raft §5.4.2, §8)
-    CONF_CHANGE = 2  # membership change (later issue)
+    CONF_CHANGE = 2  # membership change: data is an encoded confchange.ConfChange
 
 
 class Role(enum.StrEnum):
@@ -126,12 +126,18 @@ class Message:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SnapshotMeta:
     """Which state a snapshot holds: everything applied through ``index`` (whose entry has
-    ``term``), for the cluster ``voters``; ``size`` is its encoded length in bytes (0: none)."""
+    ``term``), for the membership in force there (``voters``, ``learners`` and, while a change
+    is under way, the ``outgoing`` configuration: confchange.py); ``size`` is its encoded length
+    in bytes (0: none)."""
 
     index: int = 0
     term: int = 0
     voters: tuple[int, ...] = ()
     size: int = 0
+    learners: tuple[int, ...] = ()
+    outgoing: tuple[int, ...] = ()
+    outgoing_learners: tuple[int, ...] = ()
+    auto_leave: bool = True
 
     def describe(self) -> str:
         return f"snapshot {self.term}/{self.index} ({self.size} bytes)"

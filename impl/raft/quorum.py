@@ -2,9 +2,10 @@
 
 ``MajorityConfig.committed_index`` is the largest index acknowledged by a majority (the same
 function decides lease starts from echoed stamps); ``vote_result`` decides an election from the
-votes so far. Both are pure. Joint consensus (a later issue) is two majorities on top: a
+votes so far. Both are pure. Joint consensus (confchange.py) is two majorities on top: a
 ``JointConfig`` whose committed index is the minimum of the two and whose vote is won only when
-both are won, with the same two methods.
+both are won (lost as soon as either is lost), with the same two methods, so the core asks one
+``Quorum`` either way (etcd's quorum/joint.go); ``AllOf`` is the same over any number of them.
 """
 
 from __future__ import annotations
@@ -50,6 +51,53 @@ class MajorityConfig:
         if len(self.voters) - rejected < q:
             return VoteResult.LOST
         return VoteResult.PENDING
+
+
+@dataclass(frozen=True, slots=True)
+class JointConfig:
+    """The quorum of a joint configuration: a majority of ``incoming`` and one of ``outgoing``."""
+
+    incoming: MajorityConfig
+    outgoing: MajorityConfig
+
+    @property
+    def voters(self) -> tuple[int, ...]:
+        return tuple(sorted(set(self.incoming.voters) | set(self.outgoing.voters)))
+
+    def committed_index(self, acked: Mapping[int, int]) -> int:
+        return min(self.incoming.committed_index(acked), self.outgoing.committed_index(acked))
+
+    def vote_result(self, votes: Mapping[int, bool]) -> VoteResult:
+        a, b = self.incoming.vote_result(votes), self.outgoing.vote_result(votes)
+        if a is b:
+            return a
+        if VoteResult.LOST in (a, b):
+            return VoteResult.LOST
+        return VoteResult.PENDING
+
+
+@dataclass(frozen=True, slots=True)
+class AllOf:
+    """Every one of several quorums: the applied configuration and the one a membership change
+    still pending in the log leads to (membership.py), each a majority or a joint one."""
+
+    parts: tuple[MajorityConfig | JointConfig, ...]
+
+    @property
+    def voters(self) -> tuple[int, ...]:
+        return tuple(sorted({v for p in self.parts for v in p.voters}))
+
+    def committed_index(self, acked: Mapping[int, int]) -> int:
+        return min(p.committed_index(acked) for p in self.parts)
+
+    def vote_result(self, votes: Mapping[int, bool]) -> VoteResult:
+        results = {p.vote_result(votes) for p in self.parts}
+        if results == {VoteResult.WON}:
+            return VoteResult.WON
+        return VoteResult.LOST if VoteResult.LOST in results else VoteResult.PENDING
+
+
+Quorum = MajorityConfig | JointConfig | AllOf
 
 
 def committed_index(voters: Iterable[int], acked: Mapping[int, int]) -> int:

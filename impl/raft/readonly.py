@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .quorum import MajorityConfig
+from .quorum import Quorum
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,7 +50,7 @@ class ReadOnly:
         if seq > self._acked.get(from_, 0):
             self._acked[from_] = seq
 
-    def release(self, config: MajorityConfig, self_id: int) -> list[ReadRequest]:
+    def release(self, config: Quorum, self_id: int) -> list[ReadRequest]:
         """Every pending request a quorum has confirmed, in arrival order."""
         acked = {v: (self._seq if v == self_id else self._acked.get(v, 0)) for v in config.voters}
         confirmed = config.committed_index(acked)
@@ -83,6 +83,6 @@ def decode_seq(context: bytes) -> int:
     return int.from_bytes(context[:8], "big") if len(context) == 8 else 0
 
 
-def lease_holds(config: MajorityConfig, stamps: Mapping[int, int], now: int, lease_ticks: int) -> bool:
+def lease_holds(config: Quorum, stamps: Mapping[int, int], now: int, lease_ticks: int) -> bool:
     """True while ``now`` is within ``lease_ticks`` of the newest stamp a majority has echoed."""
     return now - config.committed_index(stamps) < lease_ticks

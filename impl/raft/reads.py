@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .config import RaftConfig
     from .log import RaftLog
     from .progress import Progress
-    from .quorum import MajorityConfig
+    from .quorum import Quorum
     from .readonly import ReadOnly
 
 
@@ -54,7 +54,7 @@ class ReadPath:
         clock: int
         config: RaftConfig
         voters: tuple[int, ...]
-        quorum: MajorityConfig
+        quorum: Quorum
         log: RaftLog
         prs: dict[int, Progress]
         read_only: ReadOnly
@@ -87,7 +87,9 @@ class ReadPath:
             # thesis §6.4 step 1: the commit index is only known once an entry of this term commits
             self.reads_waiting_commit.append((context, origin))
             return
-        if len(self.voters) == 1 or (self.config.read_only == "lease" and self._in_lease()):
+        # alone only if we are the one voter: a leader removed from the voters (handing over)
+        # still leads a one-voter configuration of someone else and must ask it
+        if self.voters == (self.id,) or (self.config.read_only == "lease" and self._in_lease()):
             self._answer_read(context, origin, self.log.committed)
             return
         self._bcast_heartbeat(self.read_only.add(self.log.committed, context, origin))

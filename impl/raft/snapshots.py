@@ -60,6 +60,8 @@ class SnapshotPath:
 
         def _send_after(self, m: Message) -> None: ...
 
+        def _restore_membership(self, meta: SnapshotMeta) -> None: ...
+
     def _init_snapshots(self) -> None:
         # follower: (leader, index, term, bytes received) of the stream being assembled
         self._receiving: tuple[int, int, int, int] | None = None
@@ -189,6 +191,7 @@ class SnapshotPath:
         leader = self._installing[1]
         self._installing = None
         self.log.restore(meta.index)
+        self._restore_membership(meta)
         self.log_line(f"{self.id} installed snapshot {meta.term}/{meta.index}; its log now starts at {meta.index + 1}")
         # the install is durable (the shell did it before advance): acknowledge it now
         self._send(Message(type=MsgType.APP_RESP, to=leader, from_=self.id, term=self.term, index=meta.index))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
+from dataclasses import replace
 
 from raftlab.impl.raft.messages import Entry, HardState, SnapshotChunk, SnapshotMeta
 from raftlab.impl.storage.snapshot_format import SnapshotError, SnapshotImage, decode, encode
@@ -110,8 +111,7 @@ class MemoryStorage:
         if image.meta.index <= self._meta.index:
             return self._meta
         self.snapshot = encode(image)
-        self._meta = SnapshotMeta(index=image.meta.index, term=image.meta.term, voters=image.meta.voters,
-                                  size=len(self.snapshot))
+        self._meta = replace(image.meta, size=len(self.snapshot))
         return self._meta
 
     def compact(self, floor: int) -> None:

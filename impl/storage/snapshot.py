@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from raftlab.impl.raft.messages import SnapshotChunk, SnapshotMeta
@@ -83,8 +84,7 @@ class SnapshotFiles:
         raw = encode(image)
         path = self.path(image.meta.index)
         self._write_atomically(path, raw)
-        meta = SnapshotMeta(index=image.meta.index, term=image.meta.term, voters=image.meta.voters, size=len(raw))
-        return meta
+        return replace(image.meta, size=len(raw))
 
     def _write_atomically(self, path: Path, raw: bytes) -> None:
         tmp = path.with_name(path.name + ".tmp")

@@ -7,7 +7,12 @@ the file store (snapshot.py) share one encoder and one verifier. Format (big-end
     header u64 index | u64 term | u64 body length | u32 body CRC32
     u32    CRC32 of magic + header
     body   msgpack {"voters": [ids], "values": {key: bytes}, "dirs": [keys], "chain": bytes, "skipped": int,
-           "leases": [[key, kind, owner, ttl_ms, index, token, [[owner, ttl_ms], ...]], ...]}
+           "leases": [[key, kind, owner, ttl_ms, index, token, [[owner, ttl_ms], ...]], ...],
+                    "learners": [ids], "outgoing": [ids], "outgoing_learners": [ids], "auto_leave": bool}
+
+(the membership keys are written only for a configuration with learners or a change under way;
+without them it is the simple configuration of ``voters``).
+
 
 ``leases`` (temp nodes/dirs and locks, impl/dtkv/leases.py) is absent in snapshots written
 before it existed; such a body decodes with no leases.
@@ -59,9 +64,12 @@ def snapshot_name(index: int) -> str:
 
 def encode(image: SnapshotImage) -> bytes:
     m = image.meta
-    body = msgpack.packb({"voters": list(m.voters), "values": dict(image.values), "dirs": list(image.dirs),
-                          "chain": image.chain, "skipped": image.skipped, "leases": list(image.leases)},
-                         use_bin_type=True)
+    obj = {"voters": list(m.voters), "values": dict(image.values), "dirs": list(image.dirs),
+           "chain": image.chain, "skipped": image.skipped, "leases": list(image.leases)}
+    if m.learners or m.outgoing or not m.auto_leave:  # a simple configuration is written as before
+        obj |= {"learners": list(m.learners), "outgoing": list(m.outgoing),
+                "outgoing_learners": list(m.outgoing_learners), "auto_leave": m.auto_leave}
+    body = msgpack.packb(obj, use_bin_type=True)
     head = MAGIC + HEADER.pack(m.index, m.term, len(body), zlib.crc32(body))
     return head + struct.pack(">I", zlib.crc32(head)) + body
 
@@ -93,7 +101,10 @@ def decode(raw: bytes, name: str) -> SnapshotImage:
             raise TypeError("values must map str to bytes")
         for lease in obj.get("leases", ()):
             Lease.from_wire(lease)  # raises on a malformed one
-        image = SnapshotImage(meta=SnapshotMeta(index=index, term=term, voters=voters, size=len(raw)),
+        ids = {k: tuple(int(v) for v in obj.get(k, ())) for k in ("learners", "outgoing", "outgoing_learners")}
+        meta = SnapshotMeta(index=index, term=term, voters=voters, size=len(raw), **ids,
+                            auto_leave=bool(obj.get("auto_leave", True)))
+        image = SnapshotImage(meta=meta,
                               values=values, dirs=dirs, chain=bytes(obj["chain"]), skipped=int(obj["skipped"]),
                               leases=tuple(obj.get("leases", ())))
     except Exception as e:  # a body that passed its CRC but is not ours: written by something else

@@ -51,6 +51,9 @@ EXIT = {True: 0, False: 1, "unknown": 3}
               help="Forge peer messages the validation layer must refuse (out-of-range terms, gaps, ...).")
 @click.option("--storage-faults", is_flag=True,
               help="A crashed node's disk may lose a file or flip a bit; its recovery judges it on restart.")
+@click.option("--membership", is_flag=True,
+              help="Membership changes (joint consensus, learners, removing the leader, wiped re-adds); "
+                   "two spare ids beyond --nodes.")
 @click.option("--time-limit", type=click.FloatRange(min=0.0), default=60.0, show_default=True, metavar="S",
               help="Seconds for the linearizability check; past it the verdict is unknown.")
 @click.option("--swarm", is_flag=True,
@@ -61,7 +64,8 @@ EXIT = {True: 0, False: 1, "unknown": 3}
 def sim(seed: int | None, steps: int, nodes: int | None, loss: float, read_only: str, no_crashes: bool,
         no_partitions: bool, clock_drift: float | None, clock_jumps: bool | None, no_pauses: bool,
         no_disk_stalls: bool, workload: str, snapshot_entries: int, snapshot_margin: int, late_duplicate: float,
-        adversary: bool, storage_faults: bool, time_limit: float, swarm: bool, budget: float | None, as_json: bool) -> None:
+        adversary: bool, storage_faults: bool, membership: bool, time_limit: float, swarm: bool, budget: float | None,
+        as_json: bool) -> None:
     """Simulate a Raft cluster deterministically and check every step."""
     import random
 
@@ -75,7 +79,8 @@ def sim(seed: int | None, steps: int, nodes: int | None, loss: float, read_only:
                        partitions=not no_partitions, clock_drift=clock_drift, clock_jumps=clock_jumps,
                        pauses=not no_pauses, disk_stalls=not no_disk_stalls, workload=workload,
                        snapshot_entries=snapshot_entries, snapshot_margin=snapshot_margin, late_duplicate=late_duplicate,
-                       adversary=adversary, storage_faults=storage_faults)
+                       adversary=adversary, storage_faults=storage_faults, membership=membership,
+                       spares=2 if membership else 0)
     if budget is not None:
         result = hunt(seed, budget, steps, swarm=swarm, nodes=nodes, base=config, time_limit=time_limit)
         found = result.found

@@ -21,6 +21,9 @@ loses what it wrote but did not sync) or restart it, and the faults real machine
   up to ``snapshot_margin`` entries below it, so lagging or restarted followers are brought back
   by InstallSnapshot, streamed in ``snapshot_chunk_bytes`` chunks (a crash mid-stream loses the
   partial snapshot); late duplicates (network.py) bring stale snapshots to nodes that moved on. A node restarts from its storage's snapshot and the log after it.
+* membership (``membership``, with ``spares`` extra ids): the leader is asked for joint
+  changes now and then, and a crashed node no configuration names may come back wiped
+  (membership.py).
 
 Each node's work is carried out as the shell does: ``ready()`` (send what it released),
 persist (append, hard state, sync) then ``persisted()`` (send acknowledgements, collect
@@ -51,6 +54,7 @@ from raftlab.workloads.tree import TreeSpace
 from . import treeops
 from .hostile import DiskImage, forge
 from .invariants import Invariants
+from .membership import change_membership, may_wipe
 from .network import SimNetwork
 from .scenarios import fire
 
@@ -89,6 +93,8 @@ class SimConfig:
     snapshot_chunk_bytes: int | None = None
     adversary: bool = False  # forge peer messages the validation layer must refuse (hostile.py)
     storage_faults: bool = False  # a crashed node's disk may lose a file or flip a bit (hostile.py)
+    membership: bool = False  # random joint membership changes, learners, wiped re-adds (membership.py)
+    spares: int = 0  # ids beyond the bootstrap voters, running as non-members (2 with --membership)
 
     def drift(self) -> float:
         return self.clock_drift if self.clock_drift is not None else (0.5 if self.read_only == "safe" else 0.2)
@@ -141,7 +147,8 @@ class SimCluster:
         self.seed = seed
         self.config = config or SimConfig()
         self.rng = random.Random(seed)
-        self.ids = tuple(range(1, self.config.nodes + 1))
+        self.voters = tuple(range(1, self.config.nodes + 1))  # the bootstrap configuration
+        self.ids = tuple(range(1, self.config.nodes + 1 + self.config.spares))
         self.net = SimNetwork(random.Random(self.rng.randrange(2**32)), loss=self.config.loss,
                               duplicate=self.config.duplicate, reorder=self.config.reorder,
                               late_duplicate=self.config.late_duplicate)
@@ -159,14 +166,14 @@ class SimCluster:
         self.request_ids = 0
         self.stats = {"elections": 0, "commits": 0, "crashes": 0, "partitions": 0, "ops": 0, "pauses": 0,
                       "disk_stalls": 0, "clock_jumps": 0, "scenarios": 0, "snapshots": 0, "installs": 0,
-                      "forged": 0, "storage_faults": 0, "refused_starts": 0}
+                      "forged": 0, "storage_faults": 0, "refused_starts": 0, "conf_changes": 0, "wipes": 0}
         self.leaders_seen: set[tuple[int, int]] = set()
         self.coverage = SimCoverage()  # only looks: which risky situations this run reached
         self.tree = TreeSpace(max(1, self.config.keys), 40) if self.config.workload == "tree" else None
 
     def _boot(self, node_id: int, storage: MemoryStorage, *, rejoin: bool = False) -> SimNode:
         c = self.config
-        raft = RaftConfig(id=node_id, voters=self.ids, election_tick=c.election_tick, rejoin=rejoin,
+        raft = RaftConfig(id=node_id, voters=self.voters, peers=self.ids, election_tick=c.election_tick, rejoin=rejoin,
                           read_only=c.read_only,  # type: ignore[arg-type]
                           pre_vote=c.pre_vote, check_quorum=c.check_quorum,
                           max_size_per_msg=c.max_size_per_msg, max_inflight_msgs=c.max_inflight_msgs,
@@ -242,6 +249,13 @@ class SimCluster:
                 self.trace.append(f"snapshot asked of {node.id}")
         elif r < 0.990 and cfg.adversary:
             self._forge()
+        elif r < 0.995 and cfg.membership:
+            leader = self.nodes.get(self._leader() or 0)
+            line = change_membership(self.rng, leader, self.ids)
+            if leader is not None:
+                leader.busy = True
+            self.stats["conf_changes"] += " proposes " in line
+            self.trace.append(line)
         if cfg.scenarios and self.rng.random() < cfg.scenario_rate:
             fire(self)
         worked = []  # the nodes whose log changed: the invariants check the pairs with one of them
@@ -303,6 +317,12 @@ class SimCluster:
             node.image = DiskImage.of(node.storage)
             self.trace.append(f"disk of {node.id}: {node.image.damage(self.rng)}")
             self.stats["storage_faults"] += 1
+        if (self.config.membership and node.image is None and not node.rejoin and self.rng.random() < 0.5
+                and may_wipe(node.id, self.nodes)):
+            node.storage = MemoryStorage()  # kill + wipe: a removed member's disk is gone; it
+            node.rejoin = True  # restarts as `node repair --empty` leaves it (no vote until caught up)
+            self.stats["wipes"] += 1
+            self.trace.append(f"disk of {node.id} wiped (no configuration names it)")
         self.net.drop_for(node.id)
         for p in [p for p in self.pending.values() if p.node == node.id]:
             self._complete(p, OpType.INFO, error="node crashed")
@@ -522,6 +542,7 @@ class SimCluster:
         flags += "" if c.late_duplicate == default.late_duplicate else f" --late-duplicate {c.late_duplicate}"
         flags += " --adversary" if c.adversary else ""
         flags += " --storage-faults" if c.storage_faults else ""
+        flags += " --membership" if c.membership else ""
         return f"raftlab sim --seed {self.seed} --steps {steps} --nodes {c.nodes} --loss {c.loss}{flags}"
 
 

@@ -50,6 +50,7 @@ from raftlab.systems.dtkv_leases import LEASE_FS, LeaseOps
 START_TIMEOUT = 15.0
 _ENTRY = "import sys; sys.argv[0] = 'raftlab'; from raftlab.cli import main; main()"
 KILL_TIMEOUT = 10.0
+MEMBER_TIMEOUT = 10.0  # a membership change (enter and leave) completes within this
 SET_DIR = "set"
 KEY_FILE = "cluster.key"
 # campaign defaults: small, so a run of a minute crosses several snapshots
@@ -104,7 +105,7 @@ async def _answers(address: str, port: int) -> bool:
 
 class DtkvDB:
     """``raftlab node`` on every host of ``lab``; Killable, Pausable, HasPrimaries, HasLogFiles, HasStartEnv,
-    HasDataFiles."""
+    HasDataFiles, Reconfigurable."""
 
     def __init__(self, lab: HostLab, options: SystemOptions, *, seed: int = 0) -> None:
         self.lab = lab
@@ -279,6 +280,54 @@ class DtkvDB:
         finally:
             await kv.close()
         return dict(zip(asked, rows, strict=True))
+
+    # -- Reconfigurable (nemesis/member.py, through `raftlab admin`'s requests) -----------------
+
+    async def _membership(self) -> dict[str, Any]:
+        """The configuration as the leader of the highest term reports it."""
+        async def ask(h: Host) -> dict[str, Any]:
+            kv = KvClient([self.client_endpoint(h)], timeout=1.0, key=self.client_key)
+            try:
+                return await kv.admin("membership")
+            except Exception as e:  # an unreachable member answers nothing
+                return {"error": str(e)}
+            finally:
+                await kv.close()
+        rows = await asyncio.gather(*(ask(h) for h in self.hosts))
+        leaders = [r for r in rows if r.get("role") == "leader"]
+        if not leaders:
+            raise DBError("no leader answered for the membership")
+        return leaders[0]["membership"]
+
+    async def members(self) -> list[Host]:
+        return [self.hosts[i - 1] for i in (await self._membership())["voters"]]
+
+    async def set_members(self, hosts: Any) -> None:
+        voters = sorted(self.index(h) + 1 for h in hosts)
+        kv = KvClient([self.client_endpoint(h) for h in self.hosts], timeout=MEMBER_TIMEOUT, key=self.client_key)
+        try:
+            await kv.admin("change", voters=voters, learners=[])
+        finally:
+            await kv.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + MEMBER_TIMEOUT
+        while loop.time() < deadline:
+            with contextlib.suppress(DBError):
+                m = await self._membership()
+                if not m["outgoing"] and m["voters"] == voters:
+                    return
+            await asyncio.sleep(0.2)
+        raise DBError(f"the membership did not settle on voters {voters} within {MEMBER_TIMEOUT}s")
+
+    async def wipe(self, host: Host) -> None:
+        """Kill, then `raftlab node repair --empty` (the data moves aside; the node rejoins with no
+        vote until a leader caught it up), then start."""
+        await self._stop(host)
+        nd = self.node_dir(host)
+        repair = [self.lab.python(host), "-c", _ENTRY, "node", "repair", "--empty", "--data-dir", f"{nd}/data",
+                  "--id", str(self.index(host) + 1)]
+        await self.lab.remote(host).run(" ".join(shlex.quote(a) for a in repair))
+        await self.start(host)
 
 
 class DtkvClient:

@@ -1,0 +1,97 @@
+"""The membership fault (`--nemesis member`): shrink the cluster (a member, the leader, or a
+member that is then wiped) and grow it back, as Jepsen's etcd ``member`` nemesis does.
+
+Theory of operation. ``shrink`` asks the DB (``Reconfigurable``) for its voters, picks one by
+the op's value (``one``: seeded choice, ``leader``: the current leader, ``wipe``: a seeded
+choice that is then killed, emptied and restarted as a rejoining member that must be re-added)
+and changes the membership to the others in one joint step, returning once the change is
+complete. It never shrinks below two voters (the op says "not applied"). ``grow`` (the healer)
+re-adds every removed host in one joint step, so the final phase of a campaign ends with the
+full membership before the final reads. Every completion names the membership it left
+(``members``), so the history and the report show the membership over time. A fault that did
+not take effect (no leader, no quorum for the change) carries an ``error`` and changes nothing
+the nemesis believes. ``grow`` heals last (rank 90): a member re-added before its process is
+back would make the final phase wait on a node that cannot answer.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from raftlab.nemesis.package import Family, Fault
+from raftlab.nemesis.targets import completion, current_leader, failure
+
+from raftlab.history import Op
+from raftlab.protocols import Host, Lab, Reconfigurable
+
+SHRINK_VALUES = ("one", "leader", "wipe")
+MIN_VOTERS = 2  # shrink stops here: a campaign that shrinks to one voter tests little
+
+
+class MemberNemesis:
+    """shrink / grow through the DB's ``Reconfigurable`` capability."""
+
+    def __init__(self, db: object, rng: random.Random) -> None:
+        self.db = db
+        self.rng = rng
+        self.hosts: list[Host] = []
+
+    def fs(self) -> frozenset[str]:
+        return frozenset({"shrink", "grow"})
+
+    async def setup(self, lab: Lab) -> None:
+        self.hosts = list(lab.hosts)
+
+    async def invoke(self, op: Op) -> Op:
+        db = self.db
+        if not isinstance(db, Reconfigurable):
+            return failure(op, "the DB cannot change its membership (it is not Reconfigurable)")
+        try:
+            members = await db.members()
+            if op.f == "grow":
+                return await self._grow(op, db, members)
+            return await self._shrink(op, db, members)
+        except Exception as e:  # recorded in the history, never assumed to have worked
+            return failure(op, f"{e.__class__.__name__}: {e}")
+
+    async def _shrink(self, op: Op, db: Reconfigurable, members: list[Host]) -> Op:
+        if op.value not in SHRINK_VALUES:
+            return failure(op, f"unknown shrink target {op.value!r} (known: {', '.join(SHRINK_VALUES)})")
+        if len(members) <= MIN_VOTERS:
+            return failure(op, f"not applied: only {len(members)} voters left ({', '.join(members)})")
+        if op.value == "leader":
+            target = await current_leader(db)
+            if target is None or target not in members:
+                return failure(op, "not applied: no leader known")
+        else:
+            target = self.rng.choice(sorted(members))
+        rest = [h for h in members if h != target]
+        await db.set_members(rest)
+        value: dict[str, Any] = {"removed": target, "members": rest}
+        if op.value == "wipe":
+            await db.wipe(target)
+            value["wiped"] = target
+        return completion(op, value)
+
+    async def _grow(self, op: Op, db: Reconfigurable, members: list[Host]) -> Op:
+        missing = [h for h in self.hosts if h not in members]
+        if not missing:
+            return completion(op, {"added": [], "members": members})
+        await db.set_members(list(self.hosts))
+        return completion(op, {"added": missing, "members": list(self.hosts)})
+
+    async def teardown(self) -> None:
+        """Nothing to undo: the final phase's ``grow`` restores the membership."""
+
+
+FAMILY = Family(
+    name="member",
+    needs="a DB that is Reconfigurable (members, set_members, wipe); shrink leader also HasPrimaries",
+    heal_ranks={"grow": 90},
+    build=lambda ctx: MemberNemesis(ctx.db, ctx.rng),
+    faults=(
+        Fault(name="member", start="shrink", stop="grow", values=SHRINK_VALUES, color="#7CC3A8",
+              doc="remove a member (the leader too; or wipe it, to be re-added empty), then restore the full membership"),
+    ),
+)
