@@ -13,7 +13,6 @@ the file store (snapshot.py) share one encoder and one verifier. Format (big-end
 (the membership keys are written only for a configuration with learners or a change under way;
 without them it is the simple configuration of ``voters``).
 
-
 ``leases`` (temp nodes/dirs and locks, impl/dtkv/leases.py) is absent in snapshots written
 before it existed; such a body decodes with no leases.
 
