@@ -13,8 +13,8 @@ the file store (snapshot.py) share one encoder and one verifier. Format (big-end
 (the membership keys are written only for a configuration with learners or a change under way;
 without them it is the simple configuration of ``voters``).
 
-``leases`` (temp nodes/dirs and locks, impl/dtkv/leases.py) is absent in snapshots written
-before it existed; such a body decodes with no leases.
+``leases`` (temp nodes/dirs and locks, impl/dtkv/leases.py) is written only when there are
+some (and is absent in snapshots written before it existed); a body without it has no leases.
 
 ``decode`` refuses anything short, long, or failing either CRC, or a body that is not of this
 shape, with ``SnapshotError`` naming the file (its ``name`` argument): it cannot be mistaken
@@ -64,7 +64,9 @@ def snapshot_name(index: int) -> str:
 def encode(image: SnapshotImage) -> bytes:
     m = image.meta
     obj = {"voters": list(m.voters), "values": dict(image.values), "dirs": list(image.dirs),
-           "chain": image.chain, "skipped": image.skipped, "leases": list(image.leases)}
+           "chain": image.chain, "skipped": image.skipped}
+    if image.leases:  # like the membership keys: a tree without leases is written as before
+        obj["leases"] = list(image.leases)
     if m.learners or m.outgoing or not m.auto_leave:  # a simple configuration is written as before
         obj |= {"learners": list(m.learners), "outgoing": list(m.outgoing),
                 "outgoing_learners": list(m.outgoing_learners), "auto_leave": m.auto_leave}
