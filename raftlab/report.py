@@ -158,13 +158,14 @@ def render(run: RunDir) -> str:
            f" &nbsp; node args {esc(' '.join(campaign.get('node_args', [])) or 'none')}</span></p>"]
     if results.get("error"):
         out.append(f"<p class=bad>Could not complete: {esc(results['error'].get('message'))}</p>")
-    wl_text = results.get("checkers", {}).get("workload", {}).get("explanation")
-    if wl_text:  # the workload's own account (lock holds, watcher lag, expiry delays, or the violation)
-        out.append(f"<h2>Workload result</h2><pre>{esc(wl_text)}</pre>")
-    if found:
+    if found:  # first: where it broke must be on the first screen
         out.append(_findings_html(found))
-    if results.get("reasons"):
-        out.append("<h2>Reasons</h2>" + "".join(f"<pre>{esc(r)}</pre>" for r in results["reasons"]))
+    reasons = results.get("reasons") or []
+    wl_text = results.get("checkers", {}).get("workload", {}).get("explanation")
+    if wl_text and not any(wl_text in r for r in reasons):  # the workload's own account (lock holds,
+        out.append(f"<h2>Workload result</h2><pre>{esc(wl_text)}</pre>")  # watcher lag, expiry delays)
+    if reasons:
+        out.append("<h2>Reasons</h2>" + "".join(f"<pre>{esc(r)}</pre>" for r in reasons))
     out.append(_files_html(run))
     fs = [f for f, _ in Counter(i.f for i, _ in pairs).most_common()]
     legend = "".join(f'<span style="color:{c}">&#9679; {k}</span>' for k, c in plots.COLORS.items())
