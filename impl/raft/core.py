@@ -470,16 +470,14 @@ class RaftCore(ReadPath, SnapshotPath, MembershipPath):
             self.election_elapsed = 0
             self.lead = m.from_
             self._handle_append(m)
-            if self.rejoining and 0 < m.commit <= self.log.committed:
-                self.rejoining = False
-                self.vote = m.from_
-                self.log_line(f"{self.id} caught up with leader {m.from_} at commit {m.commit}: votes again")
+            self._maybe_rejoined(m.from_)
         elif t is MsgType.SNAP:
             self._handle_snapshot(m)  # a rejoining member catches up by the appends that follow the install
         elif t is MsgType.HEARTBEAT:
             self.election_elapsed = 0
             self.lead = m.from_
             self.log.commit_to(min(m.commit, self.log.last_index()))
+            self._maybe_rejoined(m.from_)  # an idle leader's commit reaches a caught-up member by heartbeats only
             self._send(Message(type=MsgType.HEARTBEAT_RESP, to=m.from_, from_=self.id, term=self.term,
                                index=m.index, context=m.context, reject_hint=self.log.last_index()))
         elif t is MsgType.READ_INDEX_RESP and self._take_forwarded(m.context):
@@ -494,6 +492,17 @@ class RaftCore(ReadPath, SnapshotPath, MembershipPath):
             # a follower that forwarded to us thinks we lead; we do not: let it retry
             self._send(Message(type=MsgType.READ_INDEX_RESP, to=m.from_, from_=self.id, term=self.term,
                                context=m.context, reject=True))
+
+    def _maybe_rejoined(self, leader: int) -> None:
+        """A member repaired empty votes again once it holds an entry of this term as committed: the
+        leader committed it after every entry committed before (leader completeness), and a commit
+        reaches a follower only over a prefix known to match, so nothing the member may have acked
+        before its data was lost is missing any more."""
+        committed = self.log.committed
+        if self.rejoining and committed > 0 and self.log.term(committed) == self.term:
+            self.rejoining = False
+            self.vote = leader
+            self.log_line(f"{self.id} caught up with leader {leader} at commit {committed}: votes again")
 
     def _handle_append(self, m: Message) -> None:
         if m.index < self.log.committed:

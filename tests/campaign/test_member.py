@@ -54,7 +54,7 @@ def test_member_nemesis_shrinks_the_leader_wipes_and_grows_back(lab_name: str, b
     need_raft_core()
     from raftlab.impl.client import KvClient
     from raftlab.nemesis.member import MemberNemesis
-    from raftlab.nemesis.process import op
+    from raftlab.nemesis.targets import op
 
     from raftlab.lab import open_lab
     from raftlab.systems import SystemOptions

@@ -303,3 +303,24 @@ def test_a_leader_that_steps_down_in_the_same_batch_sends_no_append_under_the_ne
     assert core.role is Role.FOLLOWER
     rd = core.ready()
     assert not [m for m in (*rd.send_now, *rd.send_after_persist) if m.type is MsgType.APP]
+
+
+def test_a_rejoining_member_votes_again_once_a_heartbeat_commits_an_entry_of_this_term() -> None:
+    """`node repair --empty`: a member that lost its data grants no vote until it holds an entry of
+    the current term as committed. A restarted leader's commit index starts low (meta's commit is
+    written lazily), so its appends can carry a commit of 0 and the commit then arrives by
+    heartbeats alone on an idle cluster; the member must vote again then, not only after the next
+    write (found with real processes: tests/impl/test_storage_faults.py)."""
+    core = core_with_log(3, [], term=0, rejoin=True)
+    assert core.rejoining
+    entries = tuple(Entry(term=1 if i < 3 else 2, index=i) for i in range(1, 4))
+    core.step(Message(type=MsgType.APP, to=3, from_=2, term=2, index=0, log_term=0, commit=0, entries=entries))
+    assert core.rejoining  # it holds the entries, but none is committed yet
+    core.step(Message(type=MsgType.HEARTBEAT, to=3, from_=2, term=2, commit=2))
+    assert core.rejoining  # committed through 2, an entry of term 1: older commits may still be missing
+    core.step(Message(type=MsgType.HEARTBEAT, to=3, from_=2, term=2, commit=3))
+    assert not core.rejoining and core.vote == 2
+    core.step(Message(type=MsgType.VOTE, to=3, from_=1, term=2, index=3, log_term=2))
+    rd = core.ready()
+    assert rd.hard_state is not None and rd.hard_state.vote == 2  # counted as its vote for the leader
+    assert [m.reject for m in rd.send_after_persist if m.type is MsgType.VOTE_RESP] == [True]
