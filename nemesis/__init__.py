@@ -93,7 +93,8 @@ def package(faults: str | Sequence[str], *, db: object, rng: random.Random, inte
         built[family.name] = family.build(BuildContext(db=db, rng=rng, names=names, built=dict(built),
                                                         opts=dict(opts or {})))
     return Package(nemesis=validated(ComposedNemesis(list(built.values()))), generator=schedule(chosen, rng, interval),
-                   heal_fs=heal_order(chosen, families), perf=perf(chosen))
+                   heal_fs=heal_order(chosen, families), perf=perf(chosen),
+                   observe_fs=tuple(f for family in families for f in family.observe))
 
 
 __all__ = ["FAMILIES", "FAULTS", "Family", "Fault", "Package", "UnknownFault", "package", "parse_faults"]

@@ -8,14 +8,19 @@ and changes the membership to the others in one joint step, returning once the c
 complete. It never shrinks below two voters (the op says "not applied"). ``grow`` (the healer)
 re-adds every removed host in one joint step, so the final phase of a campaign ends with the
 full membership before the final reads. Every completion names the membership it left
-(``members``), so the history and the report show the membership over time. A fault that did
-not take effect (no leader, no quorum for the change) carries an ``error`` and changes nothing
-the nemesis believes. ``grow`` heals last (rank 90): a member re-added before its process is
-back would make the final phase wait on a node that cannot answer.
+(``members``) and, as the DB shows it right after (``membership``: voters, learners, the old
+voters while joint, the leader; ``ShowsMembership``, else the voters alone), the configuration
+it reached. ``membership`` is an observation, not a fault: the family's ``observe`` runs it as
+the run starts (value ``start``) and once the final reads are done (``end``), so the report's
+membership timeline (raftlab/report_members.py) has both ends from the history alone. A fault
+that did not take effect (no leader, no quorum for the change) carries an ``error`` and changes
+nothing the nemesis believes. ``grow`` heals last (rank 90): a member re-added before its process
+is back would make the final phase wait on a node that cannot answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Any
 
@@ -23,10 +28,29 @@ from raftlab.nemesis.package import Family, Fault
 from raftlab.nemesis.targets import completion, current_leader, failure
 
 from raftlab.history import Op
-from raftlab.protocols import Host, Lab, Reconfigurable
+from raftlab.protocols import Host, Lab, Reconfigurable, ShowsMembership
 
 SHRINK_VALUES = ("one", "leader", "wipe")
 MIN_VOTERS = 2  # shrink stops here: a campaign that shrinks to one voter tests little
+OBSERVE_TIMEOUT = 5.0  # a leader removed a moment ago leaves nobody to ask until the next election
+
+
+async def observe(db: Reconfigurable) -> dict[str, Any]:
+    """The membership as the DB shows it now (``ShowsMembership``, else the voters alone), asked
+    again for up to OBSERVE_TIMEOUT while no leader answers; ``{"error": ...}`` if none did."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + OBSERVE_TIMEOUT
+    while True:
+        try:
+            if isinstance(db, ShowsMembership):
+                m = await db.membership()
+                return {"voters": sorted(m.get("voters", [])), "learners": sorted(m.get("learners", [])),
+                        "outgoing": sorted(m.get("outgoing", [])), "leader": m.get("leader")}
+            return {"voters": sorted(await db.members())}
+        except Exception as e:  # recorded as unknown, never guessed
+            if loop.time() >= deadline:
+                return {"error": f"{type(e).__name__}: {e}"}
+        await asyncio.sleep(0.2)
 
 
 class MemberNemesis:
@@ -38,7 +62,7 @@ class MemberNemesis:
         self.hosts: list[Host] = []
 
     def fs(self) -> frozenset[str]:
-        return frozenset({"shrink", "grow"})
+        return frozenset({"shrink", "grow", "membership"})
 
     async def setup(self, lab: Lab) -> None:
         self.hosts = list(lab.hosts)
@@ -48,6 +72,8 @@ class MemberNemesis:
         if not isinstance(db, Reconfigurable):
             return failure(op, "the DB cannot change its membership (it is not Reconfigurable)")
         try:
+            if op.f == "membership":
+                return completion(op, {"when": op.value, "membership": await observe(db)})
             members = await db.members()
             if op.f == "grow":
                 return await self._grow(op, db, members)
@@ -72,14 +98,14 @@ class MemberNemesis:
         if op.value == "wipe":
             await db.wipe(target)
             value["wiped"] = target
-        return completion(op, value)
+        return completion(op, {**value, "membership": await observe(db)})
 
     async def _grow(self, op: Op, db: Reconfigurable, members: list[Host]) -> Op:
         missing = [h for h in self.hosts if h not in members]
         if not missing:
-            return completion(op, {"added": [], "members": members})
+            return completion(op, {"added": [], "members": members, "membership": await observe(db)})
         await db.set_members(list(self.hosts))
-        return completion(op, {"added": missing, "members": list(self.hosts)})
+        return completion(op, {"added": missing, "members": list(self.hosts), "membership": await observe(db)})
 
     async def teardown(self) -> None:
         """Nothing to undo: the final phase's ``grow`` restores the membership."""
@@ -89,6 +115,7 @@ FAMILY = Family(
     name="member",
     needs="a DB that is Reconfigurable (members, set_members, wipe); shrink leader also HasPrimaries",
     heal_ranks={"grow": 90},
+    observe=("membership",),
     build=lambda ctx: MemberNemesis(ctx.db, ctx.rng),
     faults=(
         Fault(name="member", start="shrink", stop="grow", values=SHRINK_VALUES, color="#7CC3A8",

@@ -19,7 +19,10 @@ fault touches nothing else (docs/campaigns.md has the recipe).
   trigger in; every draw uses the package's own rng (the ``nemesis`` stream), never the clients';
 * ``healer()`` is a fresh generator that heals every chosen fault in rank order (lowest first:
   what would block other heals goes first, e.g. a paused disk before a kill can land);
-* ``perf`` tells the report which fs start and stop each fault, for shading.
+* ``perf`` tells the report which fs start and stop each fault, for shading;
+* ``observer(when)`` runs the families' observations (``Family.observe``: ops that record what
+  the system looks like and break nothing, e.g. the member family's ``membership``), which the
+  runner asks for as the run starts (``start``) and once the final reads are done (``end``).
 
 ``validated(nemesis)`` checks the Nemesis contract on every call; ``noop()`` does nothing.
 """
@@ -87,6 +90,7 @@ class Family:
     needs: str
     build: Callable[[BuildContext], Nemesis]
     uses: tuple[str, ...] = ()  # families whose components ``build`` reads from ``built``
+    observe: tuple[str, ...] = ()  # fs that record state, run as the run starts and at its end (no fault)
 
     def __post_init__(self) -> None:
         missing = [f.stop for f in self.faults if f.stop not in self.heal_ranks]
@@ -100,10 +104,15 @@ class Package:
     generator: Generator
     heal_fs: tuple[str, ...]
     perf: tuple[dict[str, Any], ...] = field(default=())
+    observe_fs: tuple[str, ...] = ()
 
     def healer(self) -> Generator:
         """A fresh generator that heals everything, one op after another, in rank order."""
         return healing(self.heal_fs)
+
+    def observer(self, when: str) -> Generator:
+        """The families' observations (``Family.observe``), one after another, with value ``when``."""
+        return gen.phases(*({"f": f, "value": when, "process": NEMESIS} for f in self.observe_fs))
 
 
 def healing(heal_fs: Sequence[str]) -> Generator:

@@ -337,6 +337,16 @@ class Reconfigurable(Protocol):
 
 
 @runtime_checkable
+class ShowsMembership(Protocol):
+    """A Reconfigurable DB that can say its whole configuration, for the report's membership
+    timeline (nemesis/member.py records it after every change):
+    ``{"voters": [Host], "learners": [Host], "outgoing": [Host], "leader": Host | None}``, where
+    ``outgoing`` holds the old voters while a joint change is in progress (empty otherwise)."""
+
+    async def membership(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
 class HasLogFiles(Protocol):
     """``{path on host: name in the run's nodes/<host>/}`` of the files worth keeping after a run."""
 

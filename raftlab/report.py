@@ -8,10 +8,12 @@ The first screen answers "what broke, when, where, under which fault": the verdi
 violating key its earliest bad operation (``raftlab.findings.locate``) with the second it
 completed, the node that served it, the faults active then and the nodes they touched, and the
 minimal illegal sub-history behind it in seconds. Below: the checker's explanation with its line
-breaks; links to every file of the run; latency per operation type, throughput per type and
-latency quantiles, each with the faults shaded and the violations marked; availability per phase
-counting only what the system failed to answer (a cas refused because the value differed is an
-answer); recovery; every checker's verdict; the nemesis events; the campaign; the replay command.
+breaks; links to every file of the run; under the member nemesis, the membership over time (a
+lane per host and a table of changes, ``raftlab.report_members``); latency per operation type,
+throughput per type and latency quantiles, each with the faults shaded and the violations marked;
+availability per phase counting only what the system failed to answer (a cas refused because the
+value differed is an answer); recovery; every checker's verdict; the nemesis events; the
+campaign; the replay command.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from raftlab import report_members as members
 from raftlab import report_plots as plots
 from raftlab.evidence import WAIT_HEALTHY
 from raftlab.findings import BadOp, Interval, answered, fault_intervals, locate, pair, settle
@@ -167,6 +170,7 @@ def render(run: RunDir) -> str:
     if reasons:
         out.append("<h2>Reasons</h2>" + "".join(f"<pre>{esc(r)}</pre>" for r in reasons))
     out.append(_files_html(run))
+    out.append(members.section_html(members.changes(history), t_end))
     fs = [f for f, _ in Counter(i.f for i, _ in pairs).most_common()]
     legend = "".join(f'<span style="color:{c}">&#9679; {k}</span>' for k, c in plots.COLORS.items())
     legend += "".join(f'<span style="background:{esc(p.get("color"))}">&nbsp;{esc(p["name"])}&nbsp;</span>'

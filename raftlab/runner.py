@@ -11,7 +11,10 @@
        phases(time_limit(T, any_of(on_clients(workload), on_nemesis(faults))),
               on_nemesis(heal everything),
               on_nemesis(wait-healthy),          # recovery time measured and recorded
-              on_clients(time_limit(F, final reads)))
+              on_clients(time_limit(F, final reads)),
+              on_nemesis(observe "end"))         # only when a family observes (the membership)
+
+   where ``faults`` begins with the families' ``observe "start"`` ops, when there are any.
 
 6. finally, whatever happened (error, Ctrl-C): heal every fault still in place, tear the nemesis
    down, collect node logs into ``nodes/<host>/``, tear the DB down unless ``leave_running``;
@@ -282,11 +285,13 @@ class Runner:
         if c.rate > 0:
             clients = gen.rate(c.rate, clients)
         final = self.workload.final_generator
+        faults: gen.GenLike = gen.phases(pkg.observer("start"), pkg.generator) if pkg.observe_fs else pkg.generator
         return gen.phases(
-            gen.time_limit(c.time_limit, gen.any_of(gen.on_clients(clients), gen.on_nemesis(pkg.generator))),
+            gen.time_limit(c.time_limit, gen.any_of(gen.on_clients(clients), gen.on_nemesis(faults))),
             gen.on_nemesis(pkg.healer()),
             gen.on_nemesis(gen.once({"f": evidence.WAIT_HEALTHY})),
             gen.on_clients(gen.time_limit(c.final_timeout, final) if final is not None else None),
+            *([gen.on_nemesis(pkg.observer("end"))] if pkg.observe_fs else []),
         )
 
     async def _cleanup(self, lab: Lab, hosts: list[Host], db: Any, pkg: Any, writer: HistoryWriter,

@@ -3,7 +3,7 @@
 ``run`` builds a ``Campaign`` from its flags (drawing and printing a seed when none is given),
 ``replay`` loads one from a stored ``campaign.json``; both hand it to ``runner.run_campaign``,
 show a progress line (stage, elapsed, ops, faults) while it runs, and end with the verdict, the
-reasons and the report's path. Exit codes: 0 valid, 1 violation, 2 bad usage or a run that could
+reasons, the membership over time (under the member nemesis) and the report's path. Exit codes: 0 valid, 1 violation, 2 bad usage or a run that could
 not complete, 3 unknown; 130 when interrupted (after healing, teardown and results).
 """
 
@@ -148,6 +148,17 @@ def write_junit(path: Path, outcome: Outcome) -> None:
     path.write_text(xml, encoding="utf-8")
 
 
+def _membership_lines(history: Path) -> list[str]:
+    """The membership over time as stored in the history (nothing without the member nemesis)."""
+    from raftlab.history import History, HistoryError
+    from raftlab.report_members import changes, describe
+
+    try:
+        return describe(changes(list(History.read(history, validate=False))))
+    except (HistoryError, OSError):  # a run that stopped before its history: nothing to say
+        return []
+
+
 def _execute(campaign: Campaign, junit: Path | None, quiet: bool) -> Outcome:
     """Run one campaign with live progress and print its verdict; exits only on errors and Ctrl-C."""
     click.echo(f"seed {campaign.seed}  (same choices again: --seed {campaign.seed}, or raftlab replay RUN_DIR)")
@@ -174,6 +185,8 @@ def _execute(campaign: Campaign, junit: Path | None, quiet: bool) -> Outcome:
                f"{outcome.results.get('duration_seconds', 0):.1f}s)")
     for reason in outcome.reasons:
         click.echo(f"  - {reason}")
+    for line in _membership_lines(outcome.run.history):
+        click.echo(line)
     click.echo(f"report: {outcome.run.report}")
     if outcome.results.get("coverage"):
         from raftlab.coverage import describe

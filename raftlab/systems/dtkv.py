@@ -105,7 +105,7 @@ async def _answers(address: str, port: int) -> bool:
 
 class DtkvDB:
     """``raftlab node`` on every host of ``lab``; Killable, Pausable, HasPrimaries, HasLogFiles, HasStartEnv,
-    HasDataFiles, Reconfigurable."""
+    HasDataFiles, Reconfigurable, ShowsMembership."""
 
     def __init__(self, lab: HostLab, options: SystemOptions, *, seed: int = 0) -> None:
         self.lab = lab
@@ -284,7 +284,7 @@ class DtkvDB:
     # -- Reconfigurable (nemesis/member.py, through `raftlab admin`'s requests) -----------------
 
     async def _membership(self) -> dict[str, Any]:
-        """The configuration as the leader of the highest term reports it."""
+        """The configuration as a leader reports it (ids), with ``leader``: that leader's id."""
         async def ask(h: Host) -> dict[str, Any]:
             kv = KvClient([self.client_endpoint(h)], timeout=1.0, key=self.client_key)
             try:
@@ -297,10 +297,16 @@ class DtkvDB:
         leaders = [r for r in rows if r.get("role") == "leader"]
         if not leaders:
             raise DBError("no leader answered for the membership")
-        return leaders[0]["membership"]
+        return {**leaders[0]["membership"], "leader": leaders[0]["id"]}
 
     async def members(self) -> list[Host]:
         return [self.hosts[i - 1] for i in (await self._membership())["voters"]]
+
+    async def membership(self) -> dict[str, Any]:
+        """ShowsMembership: voters, learners, outgoing (while joint) and the leader, as hosts."""
+        m = await self._membership()
+        named = {key: [self.hosts[i - 1] for i in m[key]] for key in ("voters", "learners", "outgoing")}
+        return {**named, "leader": self.hosts[m["leader"] - 1]}
 
     async def set_members(self, hosts: Any) -> None:
         voters = sorted(self.index(h) + 1 for h in hosts)
