@@ -182,7 +182,7 @@ def section_html(rows: Sequence[Change], t_end: int) -> str:
         return ""
     legend = "".join(f'<span><span style="background:{c}">&nbsp;&nbsp;&nbsp;</span> {esc(ROLE_WORDS[r])}</span>'
                      for r, c in ROLE_COLORS.items())
-    changed = sum(1 for c in rows if c.applied and c.event not in ("start", "end"))
+    changed = sum(1 for c in rows if c.applied and c.touched)
     return (f"<h2 id=membership>Membership over time</h2><p>{changed} membership changes took effect. Each "
             "host's role between one record of the member nemesis and the next (the leader as observed "
             f"at the record; a dashed line: a change that did not take effect).</p><div class=legend>{legend}</div>"
@@ -193,7 +193,7 @@ def describe(rows: Sequence[Change]) -> list[str]:
     """The text summary's lines (none without membership records)."""
     if not rows:
         return []
-    changed = sum(1 for c in rows if c.applied and c.event not in ("start", "end"))
+    changed = sum(1 for c in rows if c.applied and c.touched)
     lines = [f"membership: {changed} changes took effect"]
     for c in rows:
         joint = f"  joint, leaving {_names(c.outgoing)}" if c.joint else ""

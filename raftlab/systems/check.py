@@ -16,8 +16,14 @@ disk. In order:
 5. ``Killable``: ``start`` on a running node leaves its processes as they are; ``kill`` returns
    only when the node's processes are gone; ``start`` brings it back and the cluster serves;
 6. ``Pausable``: ``pause`` leaves every process of the node stopped (state T), ``resume`` none;
-7. ``HasLogFiles``: every file it names exists and can be fetched;
-8. ``ClusterTeardown`` if claimed; ``DB.teardown``: no process is left in any host directory.
+7. ``Reconfigurable`` (what ``--nemesis member`` uses): ``members`` names every host of the fresh
+   cluster; ``set_members`` without one follower returns with ``members`` saying so and the
+   cluster serving, and with every host again brings it back; ``wipe`` of a removed follower
+   leaves its node running, and re-adding it restores the whole membership; ``ShowsMembership``,
+   if claimed, agrees with ``members`` and names a leader among the voters. With fewer than
+   three hosts nothing is removed (the member nemesis never goes below two voters);
+8. ``HasLogFiles``: every file it names exists and can be fetched;
+9. ``ClusterTeardown`` if claimed; ``DB.teardown``: no process is left in any host directory.
 
 Each step is bounded by a timeout and reported as one ``Finding`` naming the capability; the first
 failing step of a capability skips the steps that depend on it. Exceptions from the module's code
@@ -44,6 +50,8 @@ from raftlab.protocols import (
     HostLab,
     Killable,
     Pausable,
+    Reconfigurable,
+    ShowsMembership,
 )
 from raftlab.systems import System, SystemOptions
 
@@ -129,6 +137,8 @@ class SystemCheck:
                 await self.step("Killable.start (after kill)", lambda: self._restart(victim))
         if isinstance(db, Pausable):
             await self.step("Pausable.pause/resume", lambda: self._pause(self.hosts[-1]))
+        if isinstance(db, Reconfigurable):
+            await self._reconfigure(db)
         if isinstance(db, HasLogFiles):
             await self.step("HasLogFiles.log_files", self._logs)
         if isinstance(db, ClusterTeardown):
@@ -272,6 +282,64 @@ class SystemCheck:
             await asyncio.sleep(0.05)
         return bad
 
+    async def _reconfigure(self, db: Reconfigurable) -> None:
+        """members; shrink a follower and grow it back; wipe a removed one and re-add it."""
+        if not await self.step("Reconfigurable.members", lambda: self._members(db, self.hosts, "on a fresh cluster")):
+            return
+        if isinstance(db, ShowsMembership):
+            await self.step("ShowsMembership.membership", lambda: self._shows(db, db))
+        if len(self.hosts) < 3:
+            self.note("Reconfigurable.set_members", True, f"not tried: {len(self.hosts)} hosts cannot lose one and "
+                      "keep two voters (--nodes 3 or more)")
+            return
+        victim = await self._follower()
+        rest = [h for h in self.hosts if h != victim]
+        if not await self.step("Reconfigurable.set_members (shrink)", lambda: self._set(db, rest, f"without {victim}")):
+            return
+        if not await self.step("Reconfigurable.set_members (grow)", lambda: self._set(db, self.hosts,
+                                                                                    f"with {victim} again")):
+            return
+        await self.step("Reconfigurable.wipe", lambda: self._wipe(db, victim, rest))
+
+    async def _follower(self) -> Host:
+        leader = await self._victim()
+        return next(h for h in reversed(self.hosts) if h != leader)
+
+    async def _members(self, db: Reconfigurable, expected: list[Host], when: str) -> str:
+        members = await db.members()
+        if not isinstance(members, list) or sorted(members) != sorted(expected):
+            raise StepFailed(f"{when}, members() returned {members!r}, expected the voters {', '.join(sorted(expected))}")
+        return f"{when}: {', '.join(sorted(members))}"
+
+    async def _shows(self, db: ShowsMembership, reconfigurable: Reconfigurable) -> str:
+        m = await db.membership()
+        voters = m.get("voters") if isinstance(m, dict) else None
+        members = await reconfigurable.members()
+        if not isinstance(voters, list) or sorted(voters) != sorted(members):
+            raise StepFailed(f"membership() returned {m!r}: its voters must be what members() says ({members!r})")
+        if not all(isinstance(m.get(k, []), list) for k in ("learners", "outgoing")):
+            raise StepFailed(f"membership() returned {m!r}: learners and outgoing must be lists of hosts")
+        if m.get("leader") not in voters:
+            raise StepFailed(f"membership() named leader {m.get('leader')!r}, not one of the voters {voters!r}")
+        return f"voters {', '.join(sorted(voters))}, leader {m['leader']}"
+
+    async def _set(self, db: Reconfigurable, hosts: list[Host], what: str) -> str:
+        await db.set_members(hosts)
+        await self._members(db, hosts, f"after set_members({', '.join(hosts)}) returned")
+        await self._serving()
+        return f"{what}: members() agreed and the cluster serves"
+
+    async def _wipe(self, db: Reconfigurable, host: Host, rest: list[Host]) -> str:
+        await db.set_members(rest)
+        await db.wipe(host)
+        if not self.processes(host):
+            raise StepFailed(f"wipe({host}) returned but no process runs in its node_dir: wipe must restart the "
+                             "node (empty, as a member to be added again)")
+        await db.set_members(self.hosts)
+        await self._members(db, self.hosts, f"after wipe({host}) and set_members with it again")
+        await self._serving()
+        return f"{host} removed, wiped, restarted and added again: members() has every host and the cluster serves"
+
     async def _logs(self) -> str:
         db = self.system.db
         assert isinstance(db, HasLogFiles)
@@ -337,8 +405,9 @@ async def check_module(spec: str, *, nodes: int = 3, base_port: int = 17000, lab
             return fail("load", f"system(lab, options) raised {type(e).__name__}: {e}")
         check = SystemCheck(cast(HostLab, lab), system, on_finding=on_finding)
         check.note("load", True, f"{spec}: system {system.name!r}, claims "
-                   + (", ".join(c.__name__ for c in (Killable, Pausable, HasPrimaries, HasLogFiles, ClusterSetup,
-                                                      ClusterTeardown) if isinstance(system.db, c)) or "nothing more"))
+                   + (", ".join(c.__name__ for c in (Killable, Pausable, HasPrimaries, Reconfigurable, ShowsMembership,
+                                                      HasLogFiles, ClusterSetup, ClusterTeardown)
+                                if isinstance(system.db, c)) or "nothing more"))
         return await check.run()
     finally:
         await lab.close()

@@ -1,19 +1,24 @@
 """The membership nemesis in a real campaign: `--nemesis member,kill,partition` against the
 reference node (five processes), with shrinks (the leader too), wiped members re-added, and a
 final phase that restores the full membership before the final reads; the history records the
-membership over time and the run is valid."""
+membership over time (start, every change, end), the run is valid, and its report, rebuilt from
+the stored run, draws the changes."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+import re
 from pathlib import Path
 
 import pytest
 
+from raftlab import report
+from raftlab.commands.run import _membership_lines
 from raftlab.history import NEMESIS, History, OpType
 from raftlab.lab.ports import port_free
 from raftlab.runner import Campaign, run_campaign
+from raftlab.store import open_run
 from tests.campaign.needs import need_checker, need_raft_core
 
 pytestmark = pytest.mark.slow
@@ -46,6 +51,22 @@ def test_member_kill_partition_campaign_is_valid_and_records_the_membership(
     assert final.f == "grow" and not final.error and len(final.value["members"]) == 5, final
     replicas = out.results["checkers"]["replicas"]
     assert replicas["valid"] is True, replicas
+    observed = [o for o in history if o.process == NEMESIS and o.type is OpType.INFO and o.f == "membership"]
+    assert [o.value["when"] for o in observed] == ["start", "end"], observed
+    assert all(len(o.value["membership"]["voters"]) == 5 and o.value["membership"]["leader"] for o in observed)
+    assert all(sorted(o.value["membership"]["voters"]) == sorted(o.value["members"]) for o in shrunk), shrunk
+    # the report, rebuilt from the stored run alone, draws each change
+    html = Path(report.write(open_run(out.run.path))).read_text()
+    took = sum(1 for o in member_ops if not o.error and (o.value.get("removed") or o.value.get("added")))
+    assert f"{took} membership changes took effect" in html
+    first = shrunk[0]
+    removed, at = first.value["removed"], f"{first.time / 1e9:.2f}"
+    assert re.search(rf"<title>{removed}: not a member, {re.escape(at)}-[\d.]+s \(after shrink", html), (removed, at)
+    rows = re.search(r"<table class=membership>.*?</table>", html, re.S)
+    assert rows is not None and rows.group(0).count("<tr") == 1 + len(member_ops) + 2  # + start and end
+    assert f"removed {removed}" in rows.group(0)
+    text = _membership_lines(out.run.history)
+    assert text[0] == f"membership: {took} changes took effect" and "start" in text[1] and "end" in text[-1]
 
 
 def test_member_nemesis_shrinks_the_leader_wipes_and_grows_back(lab_name: str, base_port: int) -> None:

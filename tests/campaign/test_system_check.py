@@ -4,6 +4,7 @@ named by the capability it breaks. Real processes on a real local lab."""
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import subprocess
 import sys
@@ -48,7 +49,25 @@ def test_dtkv_passes_every_check(lab_name: str, base_port: int) -> None:
     need_raft_core()
     findings = asyncio.run(check_module("dtkv", base_port=base_port))
     assert all(f.ok for f in findings), [f.describe() for f in findings if not f.ok]
-    assert len(findings) == 12
+    assert len(findings) == 17
+    said = {f.capability: f.detail for f in findings}
+    assert "Reconfigurable" in said["load"] and "ShowsMembership" in said["load"]
+    assert said["Reconfigurable.members"] == "on a fresh cluster: n1, n2, n3"
+    assert said["ShowsMembership.membership"].startswith("voters n1, n2, n3, leader n")
+    for step in ("Reconfigurable.set_members (shrink)", "Reconfigurable.set_members (grow)", "Reconfigurable.wipe"):
+        assert step in said, said
+
+
+def test_a_membership_change_that_does_nothing_is_named(lab_name: str, base_port: int) -> None:
+    need_raft_core()
+    r = subprocess.run([CLI, "system", "check", "brokenmembers", "--base-port", str(base_port)], capture_output=True,
+                       text=True, timeout=240)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert re.search(r"FAIL Reconfigurable.set_members \(shrink\): after set_members\((n\d), (n\d)\) returned, "
+                     r"members\(\) returned \['n1', 'n2', 'n3'\], expected the voters \1, \2\n", r.stdout), r.stdout
+    assert "ok   Reconfigurable.members: on a fresh cluster" in r.stdout
+    assert "Reconfigurable.set_members (grow)" not in r.stdout  # what depends on the shrink is skipped
+    assert "checks failed: Reconfigurable.set_members (shrink)" in r.stdout
 
 
 @pytest.mark.skipif(shutil.which("etcd") is None, reason="needs the etcd binary (Debian: etcd-server)")
