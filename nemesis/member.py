@@ -15,14 +15,17 @@ the run starts (value ``start``) and once the final reads are done (``end``), so
 membership timeline (raftlab/report_members.py) has both ends from the history alone. A fault
 that did not take effect (no leader, no quorum for the change) carries an ``error`` and changes
 nothing the nemesis believes. ``grow`` heals last (rank 90): a member re-added before its process
-is back would make the final phase wait on a node that cannot answer.
+is back would make the final phase wait on a node that cannot answer; and since it runs right
+after a kill or a partition heals, it asks for the members again until a leader answers (up to
+GROW_WAIT), where a shrink that finds no leader simply does not apply.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from raftlab.nemesis.package import Family, Fault
 from raftlab.nemesis.targets import completion, current_leader, failure
@@ -33,23 +36,47 @@ from raftlab.protocols import Host, Lab, Reconfigurable, ShowsMembership
 SHRINK_VALUES = ("one", "leader", "wipe")
 MIN_VOTERS = 2  # shrink stops here: a campaign that shrinks to one voter tests little
 OBSERVE_TIMEOUT = 5.0  # a leader removed a moment ago leaves nobody to ask until the next election
+GROW_WAIT = 15.0  # grow heals: after a kill or partition heals, it waits this long for a leader to ask
+T = TypeVar("T")
+
+
+async def patiently(call: Callable[[], Awaitable[T]], timeout: float) -> T:
+    """``call()`` again every 0.2 s while it raises (no leader answers yet), for up to ``timeout``
+    seconds; then its last error."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            return await call()
+        except Exception:
+            if loop.time() >= deadline:
+                raise
+        await asyncio.sleep(0.2)
+
+
+async def _shown(db: Reconfigurable) -> dict[str, Any]:
+    if isinstance(db, ShowsMembership):
+        m = await db.membership()
+        return {"voters": sorted(m.get("voters", [])), "learners": sorted(m.get("learners", [])),
+                "outgoing": sorted(m.get("outgoing", [])), "leader": m.get("leader")}
+    return {"voters": sorted(await db.members())}
 
 
 async def observe(db: Reconfigurable) -> dict[str, Any]:
     """The membership as the DB shows it now (``ShowsMembership``, else the voters alone), asked
-    again for up to OBSERVE_TIMEOUT while no leader answers; ``{"error": ...}`` if none did."""
+    again for up to OBSERVE_TIMEOUT while no leader answers or the leader is a removed voter
+    still handing over (the last answer then stands); ``{"error": ...}`` if none answered."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + OBSERVE_TIMEOUT
+    seen: dict[str, Any] = {}
     while True:
         try:
-            if isinstance(db, ShowsMembership):
-                m = await db.membership()
-                return {"voters": sorted(m.get("voters", [])), "learners": sorted(m.get("learners", [])),
-                        "outgoing": sorted(m.get("outgoing", [])), "leader": m.get("leader")}
-            return {"voters": sorted(await db.members())}
+            seen = await _shown(db)
         except Exception as e:  # recorded as unknown, never guessed
-            if loop.time() >= deadline:
-                return {"error": f"{type(e).__name__}: {e}"}
+            seen = seen or {"error": f"{type(e).__name__}: {e}"}
+        settled = "error" not in seen and ("leader" not in seen or seen["leader"] in seen["voters"])
+        if settled or loop.time() >= deadline:
+            return seen
         await asyncio.sleep(0.2)
 
 
@@ -74,10 +101,9 @@ class MemberNemesis:
         try:
             if op.f == "membership":
                 return completion(op, {"when": op.value, "membership": await observe(db)})
-            members = await db.members()
-            if op.f == "grow":
-                return await self._grow(op, db, members)
-            return await self._shrink(op, db, members)
+            if op.f == "grow":  # a healer: it waits for the leader a healed kill or partition is electing
+                return await self._grow(op, db, await patiently(db.members, GROW_WAIT))
+            return await self._shrink(op, db, await db.members())
         except Exception as e:  # recorded in the history, never assumed to have worked
             return failure(op, f"{e.__class__.__name__}: {e}")
 
