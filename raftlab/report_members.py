@@ -79,7 +79,7 @@ def _note(value: dict[str, Any]) -> str:
     if value.get("removed"):
         parts.append(f"removed {value['removed']}")
     if value.get("wiped"):
-        parts.append(f"wiped {value['wiped']} (restarted empty, to be added again)")
+        parts.append(f"wiped {value['wiped']}, restarted empty to be added again")
     if value.get("added"):
         parts.append(f"added {' '.join(_hosts(value['added']))}")
     elif "added" in value:
@@ -153,11 +153,7 @@ def lane_svg(rows: Sequence[Change], t_end: int) -> str:
         parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{PAD_T}" y2="{bottom}" stroke="#555" '
                      f'stroke-dasharray="{"2 3" if not c.applied else "none"}"><title>{c.time:.2f}s {esc(c.event)}'
                      f'{": " + esc(c.note) if c.note else ""}</title></line>')
-    step = max(1, round(axes.t_max / 10))
-    t = 0
-    while t <= axes.t_max:
-        parts.append(f'<text x="{axes.x(t):.1f}" y="{bottom + 14}" text-anchor="middle">{t:g}</text>')
-        t += step
+    parts.append(axes.time_ticks(bottom + 14))
     parts.append(f'<line x1="{PAD_L}" x2="{W - PAD_R}" y1="{bottom}" y2="{bottom}" stroke="#999"/></svg>')
     return "".join(parts)
 

@@ -54,13 +54,19 @@ class Axes:
             y = self.y(v)
             parts.append(f'<line x1="{PAD_L - 4}" x2="{W - PAD_R}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>'
                          f'<text x="{PAD_L - 6}" y="{y + 4:.1f}" text-anchor="end">{v:g}</text>')
+        parts.append(self.time_ticks(H - PAD_B + 16))
+        parts.append(f'<text x="{W / 2}" y="{H - 4}" text-anchor="middle">seconds</text>'
+                     f'<text x="12" y="{H / 2}" transform="rotate(-90 12 {H / 2})" text-anchor="middle">{y_label}</text>')
+        return "".join(parts)
+
+    def time_ticks(self, y: float) -> str:
+        """The seconds along the x axis, about ten of them, at height ``y``."""
+        parts = []
         step = max(1, round(self.t_max / 10))
         t = 0
         while t <= self.t_max:
-            parts.append(f'<text x="{self.x(t):.1f}" y="{H - PAD_B + 16}" text-anchor="middle">{t:g}</text>')
+            parts.append(f'<text x="{self.x(t):.1f}" y="{y}" text-anchor="middle">{t:g}</text>')
             t += step
-        parts.append(f'<text x="{W / 2}" y="{H - 4}" text-anchor="middle">seconds</text>'
-                     f'<text x="12" y="{H / 2}" transform="rotate(-90 12 {H / 2})" text-anchor="middle">{y_label}</text>')
         return "".join(parts)
 
     def shading(self, intervals: Sequence[Interval]) -> str:
