@@ -170,7 +170,9 @@ def render(run: RunDir) -> str:
     if reasons:
         out.append("<h2>Reasons</h2>" + "".join(f"<pre>{esc(r)}</pre>" for r in reasons))
     out.append(_files_html(run))
-    out.append(members.section_html(members.changes(history), t_end))
+    membership = members.changes(history)
+    if membership:  # only under the member nemesis
+        out.append(members.section_html(membership, t_end))
     fs = [f for f, _ in Counter(i.f for i, _ in pairs).most_common()]
     legend = "".join(f'<span style="color:{c}">&#9679; {k}</span>' for k, c in plots.COLORS.items())
     legend += "".join(f'<span style="background:{esc(p.get("color"))}">&nbsp;{esc(p["name"])}&nbsp;</span>'
