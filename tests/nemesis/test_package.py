@@ -106,3 +106,14 @@ def test_validated_wrapper_rejects_a_broken_nemesis() -> None:
         asyncio.run(nem.invoke(op("kill", "one")))
     with pytest.raises(NemesisContractError, match="non-nemesis invoke"):
         asyncio.run(nem.invoke(Op(type=OpType.INVOKE, process=3, f="kill")))
+
+
+def test_only_the_member_family_observes_and_its_observer_names_the_moment() -> None:
+    """Observations (``Family.observe``) run only for families that declare them, so a run without
+    the member nemesis gets exactly the generator it had before."""
+    assert [name for name, family in FAMILIES.items() if family.observe] == ["member"]
+    assert package("kill,partition", db=None, rng=random.Random(1)).observe_fs == ()
+    pkg = package("member,kill", db=None, rng=random.Random(1))
+    assert pkg.observe_fs == ("membership",)
+    assert [(o.f, o.value) for o in drive(pkg.observer("end"))] == [("membership", "end")]
+    assert "membership" in pkg.nemesis.fs() and "membership" not in pkg.heal_fs
