@@ -7,6 +7,7 @@ both groups from what each had synced."""
 from __future__ import annotations
 
 import random
+import re
 from typing import Any
 
 import msgpack
@@ -177,9 +178,9 @@ def test_a_crashed_process_recovers_every_group(seed: int) -> None:
 def test_unknown_groups_are_refused_never_routed() -> None:
     router: Router[str] = Router({0: "a", 1: "b"})
     assert router.route(1) == "b"
-    with pytest.raises(UnknownGroup, match="unknown group 7: this node serves groups 0..1"):
+    with pytest.raises(UnknownGroup, match=re.escape("unknown group 7: this node serves groups 0..1")):
         router.route(7)
-    with pytest.raises(ValueError, match="--groups must be 1..64"):
+    with pytest.raises(ValueError, match=re.escape("--groups must be 1..64")):
         group_ids(0)
     c = Cluster(1)
     c.settle(0)
