@@ -302,8 +302,6 @@ class GroupShell:
             r.handle.reply(r.request_id, r.error, r.body)
 
 
-
-
 class Node:
     """The process: the peer and client ports, the peer links, and one ``GroupShell`` per Raft
     group, reached through the router (impl/groups.py) by the group id every frame carries."""

@@ -3,7 +3,9 @@ sockets, real files and SIGKILL, with authentication on: the groups keep indepen
 (`raftlab admin --group 1 transfer` moves one group's leader only, and `admin show` shows it) and
 independent data (the same keys hold different values per group) while clients write to both;
 killing a process costs both groups a member but neither loses an acknowledged write; the
-restarted process recovers both groups from its data directory (group 1 from data/groups/1)."""
+restarted process recovers both groups from its data directory (group 1 from data/groups/1).
+On the peer port, a member's frame for an unknown group is dropped with its link kept, and a
+forged sender is refused in group 1 as in group 0; an unauthenticated client is refused in group 1."""
 
 from __future__ import annotations
 
@@ -15,6 +17,13 @@ from typing import Any
 import pytest
 from raftlab.impl.client import IndeterminateError, KvClient, KvError, Unavailable
 from raftlab.impl.cluster import LocalCluster, raftlab_command
+from raftlab.impl.net.auth import read_key_file
+from raftlab.impl.net.codec import encode_message
+from raftlab.impl.net.framing import encode_frame
+from raftlab.impl.raft import MsgType
+from raftlab.impl.raft.messages import Message
+
+from tests.impl.test_auth import closed_by_node, peer_socket
 
 pytestmark = pytest.mark.slow
 
@@ -93,6 +102,20 @@ def test_two_groups_independent_leaders_and_data_through_a_kill(tmp_path: Any) -
                         await anonymous.put("x", b"1")
                     finally:
                         await anonymous.close()
+
+                # an authenticated member's frame for a group nobody serves is dropped and logged, and
+                # its connection stays up; a forged sender in group 1 closes it, as in group 0
+                cluster_key = read_key_file(cluster.secret_file)
+                with peer_socket(cluster.peer_port(target), cluster_key, first[0]) as s:
+                    heartbeat = Message(type=MsgType.HEARTBEAT, to=target, from_=first[0], term=1)
+                    s.sendall(encode_frame(encode_message(heartbeat, 9)))
+                    s.settimeout(1.5)
+                    assert not closed_by_node(s)
+                    s.settimeout(5)
+                    forged = Message(type=MsgType.HEARTBEAT, to=target, from_=now[1], term=1)
+                    s.sendall(encode_frame(encode_message(forged, 1)))
+                    assert closed_by_node(s)
+                assert f"refused a message from {first[0]}: unknown group 9" in cluster.log_file(target).read_text()
 
                 tasks = [asyncio.create_task(writer(g)) for g in GROUPS]
                 await asyncio.sleep(2.0)
