@@ -6,12 +6,19 @@ reason printed, never silently; README.md says what each capability adds.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
+import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from raftlab.nemesis.disk import FuseDisk
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 HISTORIES = SHARED / "histories"
@@ -44,6 +51,30 @@ def need_binary(*names: str) -> None:
     missing = [n for n in names if shutil.which(n) is None]
     if missing:
         pytest.skip(f"needs {', '.join(missing)} on PATH")
+
+
+def need_fuse() -> None:
+    need_root()
+    need_binary("fusermount3")
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("needs /dev/fuse")
+
+
+@contextlib.asynccontextmanager
+async def labfs(tmp_path: Path, data: Path, *, lazy: bool) -> AsyncIterator[FuseDisk]:
+    """``data`` on a real labfs mount (FUSE) for the block, unmounted after it even on failure;
+    the caller sweeps ``tmp_path`` of leftover processes once its event loop has ended."""
+    from raftlab.nemesis.disk import FuseDisk
+
+    from raftlab.lab.local import LocalRemote
+
+    need_fuse()
+    disk = FuseDisk(LocalRemote("n1", tmp_path), sys.executable, str(data))
+    await disk.mount(lazy=lazy)
+    try:
+        yield disk
+    finally:
+        await disk.unmount()
 
 
 def in_ci() -> bool:

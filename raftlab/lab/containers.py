@@ -98,9 +98,10 @@ class ContainersLab(SshLab):
         except KeyError:
             raise LabError(f"unknown host {host!r} (this lab has {', '.join(self.machines)})") from None
 
-    async def pause_host(self, host: Host) -> None:
-        """Freeze every process of the host (cgroup freezer), like pausing its VM."""
-        await self.machine(host).freeze()
+    async def pause_host(self, host: Host) -> str:
+        """Freeze every process of the host (cgroup freezer), like pausing its VM; "frozen", or
+        what the pause held in a kernel wait (raftlab/lab/freezer.py)."""
+        return await self.machine(host).freeze()
 
     async def resume_host(self, host: Host) -> None:
         await self.machine(host).thaw()

@@ -55,11 +55,17 @@ class HostNemesis:
                 targets = await choose(op.value, list(lab.hosts), self.rng, self.db)
             except TargetError as e:
                 return failure(op, str(e))
+            held: dict[Host, str] = {}
             hit = self.frozen if op.f == "host-pause" else self.off
-            action = lab.pause_host if op.f == "host-pause" else self._cut
-            done, failed = await on_each(targets, action)
+
+            async def pause(host: Host) -> None:
+                note = await lab.pause_host(host)
+                if note != "frozen":
+                    held[host] = note  # frozen, some tasks held in a kernel wait (raftlab/lab/freezer.py)
+
+            done, failed = await on_each(targets, pause if op.f == "host-pause" else self._cut)
             hit.update(done)
-            return completion(op, {"targets": targets, "done": done}, failed)
+            return completion(op, {"targets": targets, "done": done} | ({"held": held} if held else {}), failed)
         hit = self.frozen if op.f == "host-resume" else self.off
         hosts = list(lab.hosts) if op.value == "all" else sorted(hit)
         done, failed = await on_each(hosts, lab.resume_host if op.f == "host-resume" else self._on)

@@ -8,8 +8,8 @@ itself into cgroup ``raftlab-PREFIXi`` in every cgroup hierarchy (LAB-NOTES trap
 one cgroup act on each other), then ``exec``s the supervisor (nspawn or unshare), whose pid goes to
 ``supervisor.pid``. The host's PID 1 is the supervisor's child.
 
-Controller-side faults a hypervisor could do: ``freeze``/``thaw`` (cgroup freezer: every process
-of the host stops at once; SSH connects but gets no banner) and ``power_cut`` (SIGKILL of PID 1:
+Controller-side faults a hypervisor could do: ``freeze``/``thaw`` (cgroup freezer, through
+``raftlab/lab/freezer.py``: every process of the host stops at once; SSH connects but gets no banner) and ``power_cut`` (SIGKILL of PID 1:
 the kernel kills every process of the host's PID namespace, labfs's un-fsynced pages with them;
 killing the supervisor instead would leave the container running). The overlay survives a power
 cut, like a VM's disk, so ``start`` boots the same host again.
@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from raftlab.lab import LabError
+from raftlab.lab.freezer import Freezer
 
 CGROUP_FS = ("cgroup", "cgroup2")
 
@@ -173,49 +174,22 @@ class ContainerHost:
             return None
         return int(children[0]) if children else None
 
+    @property
+    def freezer(self) -> Freezer:
+        return Freezer(tuple(self.cgroup_dirs()), f"host {self.name} (cgroup {self.cgroup})")
+
     def frozen(self) -> bool:
-        for d in self.cgroup_dirs():
-            if (d / "freezer.state").exists():
-                return (d / "freezer.state").read_text().strip() != "THAWED"
-        for d in self.cgroup_dirs():
-            if (d / "cgroup.freeze").exists():
-                return (d / "cgroup.freeze").read_text().strip() == "1"
-        return False
+        return self.freezer.frozen()
 
-    def _freezer(self) -> tuple[Path, str, str]:
-        """(control file, freeze value, thaw value): the v1 freezer when mounted, else cgroup v2."""
-        for d in self.cgroup_dirs():
-            if (d / "freezer.state").exists():
-                return d / "freezer.state", "FROZEN", "THAWED"
-        for d in self.cgroup_dirs():
-            if (d / "cgroup.freeze").exists():
-                return d / "cgroup.freeze", "1", "0"
-        raise LabError(f"host {self.name}: no cgroup freezer (neither v1 freezer nor cgroup v2) for {self.cgroup}")
-
-    async def freeze(self) -> None:
-        """Stop every process of the host at once, like pausing a VM; returns once they all are."""
+    async def freeze(self) -> str:
+        """Stop every process of the host at once, like pausing a VM; returns once none can run
+        (raftlab/lab/freezer.py says why a task held in a kernel wait counts as paused)."""
         if self.pid1() is None:
             raise LabError(f"host {self.name} is not running")
-        control, value, _ = self._freezer()
-        control.write_text(value)
-        for _ in range(200):
-            state = control.read_text().strip()
-            if state == value or (value == "1" and "frozen 1" in (control.parent / "cgroup.events").read_text()):
-                return
-            await asyncio.sleep(0.01)
-        # A freeze that did not complete is undone: a cgroup left FREEZING stops some of the host's
-        # processes (sshd among them) while the nemesis records the fault as not applied, so no
-        # healer would ever thaw it and every later command on the host would hang.
-        control.write_text(self._freezer()[2])
-        raise LabError(f"host {self.name}: cgroup {self.cgroup} did not freeze within 2 s ({state}); thawed again")
+        return await self.freezer.freeze()
 
     async def thaw(self) -> None:
-        try:
-            control, _, value = self._freezer()
-        except LabError:
-            return
-        if control.exists():
-            control.write_text(value)
+        await self.freezer.thaw()
 
     async def power_cut(self) -> int | None:
         """SIGKILL the host's PID 1 (thawed first: a frozen task dies only when thawed); waits for

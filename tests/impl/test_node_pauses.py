@@ -105,7 +105,7 @@ def test_lease_reads_stay_linearizable_across_a_paused_leader_disk(tmp_path: Pat
     from raftlab.nemesis.disk import FuseDisk
 
     from raftlab.lab.local import LocalRemote, sweep
-    from tests.nemesis.test_disk import need_fuse
+    from tests.conftest import need_fuse
 
     need_fuse()
     cluster = LocalCluster(3, tmp_path / "c", base_port=21300, node_args=("--read-mode", "lease"))

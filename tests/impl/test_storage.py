@@ -164,20 +164,14 @@ def test_async_flush_makes_term_and_vote_durable(tmp_path: Path) -> None:
     term and vote (before, the meta file replaced without fsync was never fsynced: the loss
     window for them was unbounded). Proven on labfs, which drops what was not fsynced."""
     import asyncio
-    import sys
 
-    from raftlab.nemesis.disk import FuseDisk
+    from raftlab.lab.local import sweep
+    from tests.conftest import labfs
 
-    from raftlab.lab.local import LocalRemote, sweep
-    from tests.nemesis.test_disk import need_fuse
-
-    need_fuse()
     data = tmp_path / "data"
 
     async def main() -> None:
-        disk = FuseDisk(LocalRemote("n1", tmp_path), sys.executable, str(data))
-        await disk.mount(lazy=True)
-        try:
+        async with labfs(tmp_path, data, lazy=True) as disk:
             w = WalStorage(data, durable=False)
             w.append(entries(1, 4, term=7))
             w.set_hard_state(HardState(term=7, vote=2, commit=3))
@@ -186,8 +180,6 @@ def test_async_flush_makes_term_and_vote_durable(tmp_path: Path) -> None:
             assert "dropped" in await disk.ctl("crash")
             assert load_meta(data / "meta") == HardState(term=7, vote=2, commit=3)
             assert WalStorage(data, durable=False).last_index() == 3
-        finally:
-            await disk.unmount()
 
     try:
         asyncio.run(main())

@@ -16,17 +16,10 @@ from raftlab.nemesis.targets import op
 
 from raftlab.lab import lab_down, open_lab
 from raftlab.lab.local import LocalRemote, sweep
-from tests.conftest import need_binary, need_root
+from tests.conftest import labfs, need_fuse
 from tests.nemesis.standin import SleepDB
 
 WRITER = "import os,sys; fd=os.open(sys.argv[1], os.O_WRONLY|os.O_CREAT|os.O_APPEND, 0o644); os.write(fd, b'late')"
-
-
-def need_fuse() -> None:
-    need_root()
-    need_binary("fusermount3")
-    if not os.path.exists("/dev/fuse"):
-        pytest.skip("needs /dev/fuse")
 
 
 def test_disk_pause_blocks_writes_and_resume_releases_them(tmp_path: Path) -> None:
@@ -34,10 +27,8 @@ def test_disk_pause_blocks_writes_and_resume_releases_them(tmp_path: Path) -> No
     data = tmp_path / "data"
 
     async def main() -> None:
-        disk = FuseDisk(LocalRemote("n1", tmp_path), sys.executable, str(data))
-        assert await disk.unavailable() is None
-        await disk.mount(lazy=False)
-        try:
+        assert await FuseDisk(LocalRemote("n1", tmp_path), sys.executable, str(data)).unavailable() is None
+        async with labfs(tmp_path, data, lazy=False) as disk:
             (data / "wal").write_bytes(b"early")
             await disk.ctl("pause")
             writer = await asyncio.create_subprocess_exec(sys.executable, "-c", WRITER, str(data / "wal"))
@@ -50,8 +41,6 @@ def test_disk_pause_blocks_writes_and_resume_releases_them(tmp_path: Path) -> No
             await disk.ctl("resume")
             assert await asyncio.wait_for(writer.wait(), 10) == 0
             assert (tmp_path / "data.labfs" / "wal").read_bytes() == b"earlylate"
-        finally:
-            await disk.unmount()
         assert (data / "wal").read_bytes() == b"earlylate" and not (tmp_path / "data.labfs").exists()
 
     try:
@@ -61,13 +50,10 @@ def test_disk_pause_blocks_writes_and_resume_releases_them(tmp_path: Path) -> No
 
 
 def test_lose_unfsynced_drops_only_what_was_not_fsynced(tmp_path: Path) -> None:
-    need_fuse()
     data = tmp_path / "data"
 
     async def main() -> None:
-        disk = FuseDisk(LocalRemote("n1", tmp_path), sys.executable, str(data))
-        await disk.mount(lazy=True)
-        try:
+        async with labfs(tmp_path, data, lazy=True) as disk:
             fd = os.open(data / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             os.write(fd, b"a" * 5001)
             os.fsync(fd)
@@ -90,8 +76,6 @@ def test_lose_unfsynced_drops_only_what_was_not_fsynced(tmp_path: Path) -> None:
             assert (data / "log").read_bytes() == b"a" * 5001
             assert (data / "meta").read_bytes() == b"xld"
             assert (data / "config").read_bytes() == b"durable"
-        finally:
-            await disk.unmount()
 
     try:
         asyncio.run(main())
