@@ -215,3 +215,28 @@ def test_group_tags_on_the_wire() -> None:
 def test_data_dir_layout(tmp_path: Any) -> None:
     assert group_dir(tmp_path, 0) == tmp_path  # group 0: the single-group layout, unchanged
     assert group_dir(tmp_path, 3) == tmp_path / "groups" / "3"
+
+
+def test_repairing_group_0_empty_keeps_the_other_groups(tmp_path: Any) -> None:
+    """`node repair --empty` of group 0 moves DATA aside; the other groups' DATA/groups/ is not
+    group 0's log and moves back untouched (else they would restart empty and able to vote)."""
+    from raftlab.impl.raft.messages import Entry, HardState
+    from raftlab.impl.storage.wal import WalStorage, repair_empty
+
+    data = tmp_path / "data"
+    for g in GROUPS:
+        storage = WalStorage(group_dir(data, g), node_id=1)
+        storage.append([Entry(term=1, index=1, data=b"group %d" % g)])
+        storage.set_hard_state(HardState(term=1, vote=1, commit=1))
+        storage.sync()
+        storage.close()
+    repair_empty(group_dir(data, 0), 1, now=0, keep=("groups",))
+    assert (tmp_path / "data.damaged-19700101T000000Z" / "wal").is_dir()
+    fresh, kept = WalStorage(group_dir(data, 0), node_id=1), WalStorage(group_dir(data, 1), node_id=1)
+    try:
+        assert fresh.manifest.rejoin and fresh.last_index() == 0
+        assert not kept.manifest.rejoin and kept.entries(1, 2)[0].data == b"group 1"
+        assert kept.initial_state().vote == 1
+    finally:
+        fresh.close()
+        kept.close()
