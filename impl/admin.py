@@ -9,6 +9,11 @@ then waits, up to ``--timeout``, until the leader has also left the joint config
 ``--no-auto-leave``: the change stays prepared until ``admin leave`` or ``admin abort``).
 ``transfer`` asks the leader to hand over and waits until the target leads or the timeout ends.
 
+With ``--group G`` every command addresses Raft group G of nodes started with ``--groups``
+(impl/groups.py): each group has its own configuration and leader, so a change or a transfer in
+one group leaves the others alone; ``show`` without ``--group`` lists every group each endpoint
+serves (the ``groups`` request), one row per endpoint and group.
+
 Exit codes, as the rest of the CLI: 0 done; 1 a definite refusal (not leader after retries,
 dropped); 2 an invalid request (unknown member, a change in progress, no voters left); 3 no
 answer or an unknown outcome (no quorum: the change may still complete).
@@ -33,15 +38,19 @@ from raftlab.impl.client import KvClient, Unavailable, ValidationError
 @endpoints_option
 @timeout_option
 @key_option
+@click.option("--group", type=click.IntRange(min=0), default=None,
+              help="The Raft group to change or show (nodes started with --groups); changes default to group 0, "
+                   "`show` shows every group.")
 @click.pass_context
-def admin(ctx: click.Context, endpoints: list[tuple[str, int]], timeout: float, key_file: Path | None) -> None:
+def admin(ctx: click.Context, endpoints: list[tuple[str, int]], timeout: float, key_file: Path | None,
+          group: int | None) -> None:
     """Change a cluster's membership, move its leader, show its configuration."""
-    ctx.obj = (endpoints, timeout, client_key(key_file))
+    ctx.obj = (endpoints, timeout, client_key(key_file), group)
 
 
 def _run(ctx: click.Context, action: Any) -> None:
-    endpoints, timeout, key = ctx.obj
-    sys.exit(with_client(endpoints, timeout, action, key))
+    endpoints, timeout, key, group = ctx.obj
+    sys.exit(with_client(endpoints, timeout, action, key, group or 0))
 
 
 def _describe(m: dict[str, Any]) -> str:
@@ -99,27 +108,40 @@ auto_leave_option = click.option("--no-auto-leave", "prepared", is_flag=True,
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def show(ctx: click.Context, as_json: bool) -> None:
-    """Every endpoint's id, role and configuration (they agree once the latest change is applied)."""
-    endpoints, timeout, key = ctx.obj
+    """Every endpoint's id, role and configuration in every group (or in --group); the members of
+    a group agree once its latest change is applied."""
+    endpoints, timeout, key, only = ctx.obj
 
-    async def one(ep: tuple[str, int]) -> dict[str, Any]:
+    async def one(ep: tuple[str, int], group: int) -> dict[str, Any]:
+        c = KvClient([ep], timeout=timeout, key=key, group=group)
+        try:
+            return {"endpoint": f"{ep[0]}:{ep[1]}", "group": group, **await c.admin("membership")}
+        except Exception as e:  # one row per endpoint and group, the failures too
+            return {"endpoint": f"{ep[0]}:{ep[1]}", "group": group, "error": str(e) or type(e).__name__}
+        finally:
+            await c.close()
+
+    async def groups_of(ep: tuple[str, int]) -> list[int]:
+        if only is not None:
+            return [only]
         c = KvClient([ep], timeout=timeout, key=key)
         try:
-            return {"endpoint": f"{ep[0]}:{ep[1]}", **await c.admin("membership")}
-        except Exception as e:  # one row per endpoint, the failures too
-            return {"endpoint": f"{ep[0]}:{ep[1]}", "error": str(e) or type(e).__name__}
+            return list((await c.groups())[0].get("groups", [0]))  # unreachable: its group 0 row says so
         finally:
             await c.close()
 
     async def action(_c: KvClient) -> int:
-        rows = await asyncio.gather(*(one(ep) for ep in endpoints))
+        served = await asyncio.gather(*(groups_of(ep) for ep in endpoints))
+        groups = sorted(set().union(*served))
+        rows = await asyncio.gather(*(one(ep, g) for g in groups for ep in endpoints))
         if as_json:
             click.echo(json.dumps(rows, indent=2))
         for r in [] if as_json else rows:
+            where = f"{r['endpoint']:<22} " + (f"group={r['group']} " if len(groups) > 1 else "")
             if "error" in r:
-                click.echo(f"{r['endpoint']:<22} error: {r['error']}")
+                click.echo(f"{where}error: {r['error']}")
             else:
-                click.echo(f"{r['endpoint']:<22} id={r['id']} {r['role']:<13} leader={r['leader']} "
+                click.echo(f"{where}id={r['id']} {r['role']:<13} leader={r['leader']} "
                            f"applied={r['applied']} {_describe(r['membership'])}")
         return 0 if all("error" not in r for r in rows) else 3
     _run(ctx, action)

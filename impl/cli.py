@@ -107,6 +107,9 @@ def run_async(main: Awaitable[Any]) -> Any:
 @click.option("--voters", default="", metavar="ID,...",
               help="Bootstrap voters (default: every peer); the other peers start as non-members that "
                    "`raftlab admin` can add.")
+@click.option("--groups", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run this many Raft groups (ids 0..N-1), each with its own log, tree and leader, on the "
+                   "same ports (docs/node.md, several groups).")
 @click.option("--client-port", type=click.IntRange(1, 65535), help="Port for client requests.")
 @click.option("--client-host", default="127.0.0.1", show_default=True, help="Address for client requests.")
 @click.option("--fsync", type=click.Choice(["sync", "async"]), default="sync", show_default=True,
@@ -138,7 +141,8 @@ def run_async(main: Awaitable[Any]) -> Any:
               help="BROKEN ON PURPOSE: watch answers start one index late (a resumed watch loses an event).")
 @click.pass_context
 def node(ctx: click.Context, node_id: int | None, data_dir: Path | None,
-         peers: tuple[tuple[int, str, int], ...] | None, voters: str, client_port: int | None, client_host: str, fsync: str,
+         peers: tuple[tuple[int, str, int], ...] | None, voters: str, groups: int, client_port: int | None,
+         client_host: str, fsync: str,
          read_mode: str, tick_ms: int, election_ticks: int, seed: int | None, log_file: Path | None,
          pid_file: Path | None, snapshot_entries: int, snapshot_wal_bytes: int, snapshot_margin: int,
          wal_segment_bytes: int, secret_file: Path | None, unsafe_local_reads: bool,
@@ -165,7 +169,8 @@ def node(ctx: click.Context, node_id: int | None, data_dir: Path | None,
                             unsafe_expiry=unsafe_expiry, unsafe_watch_skip=unsafe_watch_skip,
                             snapshots=SnapshotPolicy(entries=snapshot_entries, wal_bytes=snapshot_wal_bytes,
                                                      margin=snapshot_margin),
-                            wal_segment_bytes=wal_segment_bytes, key=key, voters=parse_ids(voters, "--voters"))
+                            wal_segment_bytes=wal_segment_bytes, key=key, voters=parse_ids(voters, "--voters"),
+                            groups=groups)
         data_dir.mkdir(parents=True, exist_ok=True)
         log = make_logger(node_id, log_file)
     except (ValueError, OSError) as e:
@@ -197,19 +202,24 @@ def node(ctx: click.Context, node_id: int | None, data_dir: Path | None,
 @click.option("--data-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="The data directory the node refused.")
 @click.option("--id", "node_id", required=True, type=click.IntRange(min=1), help="The member id it belongs to.")
+@click.option("--group", type=click.IntRange(min=0), default=0, show_default=True,
+              help="The Raft group whose directory to repair (group G > 0 lives in DATA_DIR/groups/G).")
 @click.option("--rebuild-manifest", "mode", flag_value="manifest",
               help="Only the manifest is lost: list the segments as they are (every record is still checked).")
 @click.option("--empty", "mode", flag_value="empty",
               help="Move the directory aside and start empty; no vote until a leader caught it up.")
-def node_repair(data_dir: Path, node_id: int, mode: str | None) -> None:
+def node_repair(data_dir: Path, node_id: int, group: int, mode: str | None) -> None:
     """Repair a data directory recovery refused (docs/node.md, recovery). One member at a time."""
+    from raftlab.impl.groups import GROUPS_DIR, group_dir
     from raftlab.impl.storage.meta import StorageError
     from raftlab.impl.storage.wal import repair_empty, repair_rebuild_manifest
 
     if mode is None:
         raise click.UsageError("choose --rebuild-manifest or --empty")
+    target = group_dir(data_dir, group)
     try:
-        click.echo(repair_rebuild_manifest(data_dir, node_id) if mode == "manifest" else repair_empty(data_dir, node_id))
+        click.echo(repair_rebuild_manifest(target, node_id) if mode == "manifest" else
+                   repair_empty(target, node_id, keep=(GROUPS_DIR,) if group == 0 else ()))
     except (StorageError, OSError) as e:
         click.echo(f"cannot repair: {e}", err=True)
         sys.exit(2)
@@ -264,6 +274,11 @@ def endpoints_option(f: Callable[..., Any]) -> Callable[..., Any]:
                         help="HOST:PORT,... of the members' client ports.")(f)
 
 
+def group_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--group", type=click.IntRange(min=0), default=0, show_default=True,
+                        help="The Raft group to address, on nodes started with --groups.")(f)
+
+
 def timeout_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--timeout", type=click.FloatRange(min=0.01), default=2.0, show_default=True,
                         help="Seconds per request, leader search included.")(f)
@@ -287,10 +302,12 @@ def print_status(rows: list[dict[str, Any]], as_json: bool) -> int:
 @endpoints_option
 @timeout_option
 @key_option
+@group_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def node_status(endpoints: list[tuple[str, int]], timeout: float, key_file: Path | None, as_json: bool) -> None:
-    """Role, term, commit and apply index, and leader of every member."""
-    sys.exit(_with_client(endpoints, timeout, lambda c: _status(c, as_json), client_key(key_file)))
+def node_status(endpoints: list[tuple[str, int]], timeout: float, key_file: Path | None, group: int,
+                as_json: bool) -> None:
+    """Role, term, commit and apply index, and leader of every member (of one group)."""
+    sys.exit(_with_client(endpoints, timeout, lambda c: _status(c, as_json), client_key(key_file), group))
 
 
 async def _status(client: KvClient, as_json: bool) -> int:
@@ -298,9 +315,9 @@ async def _status(client: KvClient, as_json: bool) -> int:
 
 
 def _with_client(endpoints: list[tuple[str, int]], timeout: float,
-                 action: Callable[[KvClient], Awaitable[int]], key: Key | None = None) -> int:
+                 action: Callable[[KvClient], Awaitable[int]], key: Key | None = None, group: int = 0) -> int:
     async def main() -> int:
-        client = KvClient(endpoints, timeout=timeout, key=key)
+        client = KvClient(endpoints, timeout=timeout, key=key, group=group)
         try:
             return await action(client)
         except Unavailable as e:
@@ -364,15 +381,18 @@ def node_cluster(nodes: int, workdir: Path, base_port: int, node_args: tuple[str
 @endpoints_option
 @timeout_option
 @key_option
+@group_option
 @click.pass_context
-def kv(ctx: click.Context, endpoints: list[tuple[str, int]], timeout: float, key_file: Path | None) -> None:
-    """Read and write a DtKV cluster. Keys are '.'-separated paths; values are UTF-8 text."""
-    ctx.obj = (endpoints, timeout, client_key(key_file))
+def kv(ctx: click.Context, endpoints: list[tuple[str, int]], timeout: float, key_file: Path | None,
+       group: int) -> None:
+    """Read and write a DtKV cluster (one Raft group's tree). Keys are '.'-separated paths; values
+    are UTF-8 text."""
+    ctx.obj = (endpoints, timeout, client_key(key_file), group)
 
 
 def _run(ctx: click.Context, action: Callable[[KvClient], Awaitable[int]]) -> None:
-    endpoints, timeout, key = ctx.obj
-    sys.exit(_with_client(endpoints, timeout, action, key))
+    endpoints, timeout, key, group = ctx.obj
+    sys.exit(_with_client(endpoints, timeout, action, key, group))
 
 
 def _show(value: bytes) -> str:

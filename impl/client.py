@@ -1,7 +1,9 @@
 """The asyncio DtKV client: finds the leader, follows redirects, and never hides uncertainty.
 
-``KvClient(endpoints, timeout)`` keeps one pipelined connection per node it has talked to
-(an ``asyncio.Protocol``, so no background tasks). A new connection starts with ``hello``,
+``KvClient(endpoints, timeout, group=G)`` talks to Raft group G (default 0) of a node process that
+runs several (impl/groups.py): every request it sends names G, and leader hints are G's (a node
+that does not serve G answers ``validation``). It keeps one pipelined connection per node it has
+talked to (an ``asyncio.Protocol``, so no background tasks). A new connection starts with ``hello``,
 which tells the client that node's id and whom it believes leads; that map turns a
 ``not-leader`` reply's leader hint (a node id) into an endpoint. With no usable hint it probes
 the endpoints in order, backing off briefly when a whole round found no leader (an election).
@@ -273,9 +275,12 @@ def _build(cls: Any, **fields: Any) -> Command:
 
 class KvClient:
     def __init__(self, endpoints: list[Endpoint] | list[tuple[str, int]], *, timeout: float = 1.0,
-                 key: Key | None = None) -> None:
+                 key: Key | None = None, group: int = 0) -> None:
         if not endpoints:
             raise ValueError("KvClient needs at least one endpoint")
+        if group < 0:
+            raise ValueError(f"group must be >= 0, not {group}")
+        self.group = group  # every request (hello, status and admin included) is for this Raft group
         self.key = key  # a cluster, rw or ro key: every connection authenticates (net/auth.py)
         self.endpoints: list[Endpoint] = [(h, int(p)) for h, p in endpoints]
         self.timeout = timeout
@@ -374,6 +379,10 @@ class KvClient:
         answers once it is durable: ``{"endpoint", "index", "bytes"}`` or ``{"endpoint", "error"}``."""
         return list(await asyncio.gather(*(self._node_request(ep, "snapshot") for ep in self.endpoints)))
 
+    async def groups(self) -> list[dict[str, Any]]:
+        """Every endpoint's Raft groups: ``{"endpoint", "id", "groups"}`` or ``{"endpoint", "error"}``."""
+        return list(await asyncio.gather(*(self._node_request(ep, "groups") for ep in self.endpoints)))
+
     async def close(self) -> None:
         for conn in self._conns.values():
             conn.close()
@@ -388,11 +397,11 @@ class KvClient:
             async with asyncio.timeout(self.timeout):
                 conn = await self._connection(ep)
                 rid = next(self._ids)
-                error, body = await conn.send(rid, encode_frame(encode_request(rid, op)))
+                error, body = await conn.send(rid, encode_frame(encode_request(rid, op, group=self.group)))
             if error is not None:
                 return {"endpoint": name, "error": f"{error}: {body.get('message', '')}"}
             return {"endpoint": name, **(body["status"] if op == "status" else body)}
-        except (OSError, TimeoutError, _ConnectionLost, KeyError) as e:
+        except (OSError, TimeoutError, _ConnectionLost, KeyError, KvError) as e:
             return {"endpoint": name, "error": str(e) or type(e).__name__}
 
     async def _connection(self, ep: Endpoint) -> _Connection:
@@ -410,10 +419,13 @@ class KvClient:
             try:
                 await conn.authenticated
                 rid = next(self._ids)
-                _, body = await conn.send(rid, encode_frame(encode_request(rid, "hello")))
+                error, body = await conn.send(rid, encode_frame(encode_request(rid, "hello", group=self.group)))
             except BaseException:
                 conn.close()
                 raise
+            if error is not None:  # an unknown group: every request to this node would be refused alike
+                conn.close()
+                raise ERRORS.get(error, DefiniteError)(body.get("message") or error, body=body)
             conn.node_id = int(body.get("id", 0))
             self._by_id[conn.node_id] = ep
             leader = self._by_id.get(int(body.get("leader", 0)))
@@ -434,11 +446,12 @@ class KvClient:
         """One operator request (impl/admin.py: membership, change, leave, abort, transfer),
         sent to the leader as a write is (following leader hints)."""
         return await self._request(f"admin {action}", True,
-                                   lambda rid: encode_request(rid, "admin", args={"action": action, **args}))
+                                   lambda rid: encode_request(rid, "admin", args={"action": action, **args},
+                                                              group=self.group))
 
     async def _call(self, cmd: Command) -> dict[str, Any]:
         return await self._request(f"{cmd.op} {getattr(cmd, 'key', '')!r}", cmd.write,
-                                   lambda rid: encode_request(rid, cmd.op, cmd))
+                                   lambda rid: encode_request(rid, cmd.op, cmd, group=self.group))
 
     async def _request(self, what: str, write: bool, encode: Callable[[int], bytes]) -> dict[str, Any]:
         state = _CallState()

@@ -108,6 +108,7 @@ class MachineConfig:
     unsafe_expiry: bool = False
     unsafe_watch_skip: bool = False
     snapshot_entries: int = 0  # take a snapshot every N applied entries (0: only when asked)
+    group: int = 0  # the Raft group this machine is (impl/groups.py); only reported, never decided on
 
     def __post_init__(self) -> None:
         if self.tick_seconds <= 0:
@@ -288,7 +289,8 @@ class NodeMachine(Generic[H]):
         action = args.get("action")
         try:
             if action == "membership":
-                self._reply(handle, request_id, None, {"id": self.id, "leader": core.lead, "role": str(core.role),
+                self._reply(handle, request_id, None, {"id": self.id, "group": self.config.group,
+                                                       "leader": core.lead, "role": str(core.role),
                                                        "membership": core.membership.to_dict(),
                                                        "applied": self.tree.applied})
             elif action == "transfer":
@@ -486,8 +488,8 @@ class NodeMachine(Generic[H]):
 
     def status(self) -> dict[str, Any]:
         st = self.core.status()
-        return {"id": self.id, "role": str(st.role), "leader": st.leader, "term": st.term, "commit": st.commit,
-                "last_index": st.last_index, "applied": self.tree.applied, "skipped": self.skipped,
+        return {"id": self.id, "group": self.config.group, "role": str(st.role), "leader": st.leader,
+                "term": st.term, "commit": st.commit, "last_index": st.last_index, "applied": self.tree.applied, "skipped": self.skipped,
                 "pending_reads": sum(len(b) for b in self._read_batches.values()),
                 "pending_writes": sum(len(w) for w in self._waiting.values()),
                 "snapshot": self.snapshot_index, "first_index": self.core.log.first_index(),

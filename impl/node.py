@@ -1,4 +1,9 @@
-"""The asyncio shell around the node machine: it moves bytes and time, and decides nothing.
+"""The asyncio shell around the node machines: it moves bytes and time, and decides nothing.
+
+The process (``Node``) owns the two ports and the peer links and routes every inbound frame by
+its group id (impl/groups.py) to one ``GroupShell`` per Raft group (``--groups N``; one by
+default). Each group shell is what follows: its own machine, WAL, snapshots, timer and Ready
+loop, so one group's fsync or snapshot never holds another's loop.
 
 ``impl/machine.py`` holds every decision (Raft, proposal waiters, read batching, apply and
 replies). This shell feeds it peer messages, client requests and the monotonic time, and carries
@@ -33,6 +38,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from raftlab.impl.dtkv.commands import ErrorKind
+from raftlab.impl.groups import Router, UnknownGroup, group_dir, group_ids, group_logger, group_seed
 from raftlab.impl.machine import MachineConfig, NodeMachine, Persist
 from raftlab.impl.net.auth import Key
 from raftlab.impl.net.codec import Request
@@ -69,6 +76,7 @@ class NodeConfig:
     wal_segment_bytes: int = SEGMENT_BYTES
     key: Key | None = None  # the cluster key (--secret-file): both ports authenticate; None: open ports
     voters: tuple[int, ...] = ()  # the bootstrap voters (--voters); empty: every peer. Others start as non-members
+    groups: int = 1  # --groups N: Raft groups 0..N-1 (impl/groups.py), each with its own log, tree and leader
 
     def __post_init__(self) -> None:
         ids = [p[0] for p in self.peers]
@@ -84,6 +92,7 @@ class NodeConfig:
             raise ValueError(f"--read-mode must be index or lease, not {self.read_mode!r}")
         if self.tick_ms <= 0 or self.election_ticks < 3:
             raise ValueError("--tick-ms must be > 0 and --election-ticks >= 3")
+        group_ids(self.groups)  # ValueError naming --groups
 
     def peer_address(self, peer_id: int) -> tuple[str, int]:
         for pid, host, port in self.peers:
@@ -92,26 +101,26 @@ class NodeConfig:
         raise KeyError(peer_id)
 
 
-class Node:
-    def __init__(self, config: NodeConfig, logger: Callable[[str], None]) -> None:
-        self.config = config
-        self.log = logger
+class GroupShell:
+    """One Raft group's share of the process: its machine, WAL and snapshot files, its timer and
+    its Ready loop. Messages leave through the process's shared peer links, tagged with the group."""
+
+    def __init__(self, node: Node, group: int) -> None:
+        self.node = node
+        self.group = group
+        self.config = node.config
+        self.data_dir = group_dir(node.config.data_dir, group)
+        self.log = group_logger(node.log, group)
         self._wake = asyncio.Event()
-        self._stop = asyncio.Event()
-        self._links: dict[int, PeerLink] = {
-            pid: PeerLink(pid, host, port, logger=logger, key=config.key, my_id=config.id)
-            for pid, host, port in config.peers if pid != config.id}
-        self._note = shell_log(logger)  # connection problems, rate-limited
         self.storage: WalStorage | None = None
         self.snapshots: SnapshotFiles | None = None
         self._saved: list[SnapshotMeta | None] = []  # written by the background task, not yet compacted
         self._writer: asyncio.Task[None] | None = None
-        self._tg: asyncio.TaskGroup | None = None  # run()'s task group, which owns the snapshot writer
+        self._tg: asyncio.TaskGroup | None = None  # the node's task group, which owns the snapshot writer
         self._wal_checked = 0.0  # monotonic time of the last WAL-size check
         self.machine: NodeMachine[ClientConnection] | None = None
-        self.ready_event = asyncio.Event()  # set once both ports listen
 
-    # -- inputs (from connection handlers): hand them to the machine and wake the loop ----------
+    # -- inputs (from the node's router): hand them to the machine and wake the loop -----------
 
     def deliver(self, msg: Message) -> None:
         assert self.machine is not None
@@ -125,19 +134,19 @@ class Node:
             self._flush()  # status, hello and refusals are answered at once
         self._wake.set()
 
-    def stop(self) -> None:
-        self._stop.set()
+    def wake(self) -> None:
         self._wake.set()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def recover(self, incarnation: int) -> None:
+        """Open this group's directory (recovery.py decides what survived) and build its machine."""
         cfg = self.config
-        recovered = await asyncio.to_thread(recover, cfg.data_dir, durable=cfg.fsync == "sync", logger=self.log,
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        recovered = await asyncio.to_thread(recover, self.data_dir, durable=cfg.fsync == "sync", logger=self.log,
                                             segment_bytes=cfg.wal_segment_bytes, node_id=cfg.id)
         self.storage = storage = recovered.storage
         self.snapshots = recovered.snapshots
-        incarnation = time.time_ns()  # differs on every start: read ids of a past run never match
         snap = recovered.image.meta.describe() if recovered.image else "no snapshot"
         self.log(f"node {cfg.id}: recovered {snap} and log entries {storage.first_index()}..{storage.last_index()}, "
                  f"{storage.initial_state().describe()}; seed {cfg.seed}, incarnation {incarnation}")
@@ -153,43 +162,29 @@ class Node:
                           unsafe_local_reads=cfg.unsafe_local_reads,
                           unsafe_ack_before_fsync=cfg.unsafe_ack_before_fsync,
                           unsafe_expiry=cfg.unsafe_expiry, unsafe_watch_skip=cfg.unsafe_watch_skip,
-                          snapshot_entries=cfg.snapshots.entries),
-            storage, now=time.monotonic(), rng=random.Random(cfg.seed), logger=self.log, snapshot=recovered.image)
-        host, port = cfg.peer_address(cfg.id)
-        members = tuple(p[0] for p in cfg.peers)
-        peer_gate, client_gate = ConnectionGate(4 * len(members) + 8), ConnectionGate(MAX_CLIENTS)
-        peer_server = await asyncio.start_server(
-            lambda r, w: serve_peer_connection(r, w, self.deliver, self._note, key=cfg.key, my_id=cfg.id,
-                                               members=members, gate=peer_gate), host, port)
-        client_server = await asyncio.start_server(
-            lambda r, w: serve_client_connection(r, w, self, self._note, key=cfg.key, my_id=cfg.id,
-                                                 gate=client_gate), cfg.client_host, cfg.client_port)
-        self.log(f"node {cfg.id}: peers on {host}:{port}, clients on {cfg.client_host}:{cfg.client_port}, "
-                 + ("authenticated (cluster key)" if cfg.key is not None else
-                    "UNAUTHENTICATED (no --secret-file): anyone who reaches these ports is trusted"))
-        self.ready_event.set()
+                          snapshot_entries=cfg.snapshots.entries, group=self.group),
+            storage, now=time.monotonic(), rng=random.Random(group_seed(cfg.seed, self.group)), logger=self.log,
+            snapshot=recovered.image)
+
+    async def run(self, tg: asyncio.TaskGroup) -> None:
+        """The timer and the Ready loop until the node stops (between two Readys); a snapshot
+        being written is finished, not torn."""
+        self._tg = tg
+        ticker = tg.create_task(self._ticker())
         try:
-            async with asyncio.TaskGroup() as tg:
-                helpers = [tg.create_task(link.run()) for link in self._links.values()]
-                helpers.append(tg.create_task(self._ticker()))
-                self._tg = tg
-                await self._ready_loop()  # returns once stop() was called, between two Readys
-                self.log(f"node {cfg.id}: stopping")
-                for task in helpers:
-                    task.cancel()
-                if self._writer is not None:
-                    await self._writer  # a snapshot being written is finished, not torn
-        except ExceptionGroup as group:  # the Ready loop's own failure (a full disk), not a group of one
-            if len(group.exceptions) == 1 and isinstance(group.exceptions[0], OSError):
-                raise group.exceptions[0] from None
-            raise
+            await self._ready_loop()
         finally:
-            peer_server.close()
-            client_server.close()
-            try:
-                await asyncio.to_thread(storage.close)
-            except OSError as e:
-                self.log(f"node {cfg.id}: closing the WAL failed too: {e}")
+            ticker.cancel()
+        if self._writer is not None:
+            await self._writer
+
+    async def close(self) -> None:
+        if self.storage is None:
+            return
+        try:
+            await asyncio.to_thread(self.storage.close)
+        except OSError as e:
+            self.log(f"node {self.config.id}: closing the WAL failed too: {e}")
 
     async def _ticker(self) -> None:
         machine = self.machine
@@ -201,10 +196,10 @@ class Node:
     # -- the Ready loop ----------------------------------------------------------------------
 
     async def _ready_loop(self) -> None:
-        machine, storage = self.machine, self.storage
+        machine, storage, stopped = self.machine, self.storage, self.node.stopped
         assert machine is not None and storage is not None
         last_flush = time.monotonic()
-        while not self._stop.is_set():
+        while not stopped.is_set():
             await self._wake.wait()
             self._wake.clear()
             self._after_snapshots()
@@ -298,13 +293,100 @@ class Node:
     def _flush(self) -> None:
         machine = self.machine
         assert machine is not None
-        links = self._links
+        links, group = self.node.links, self.group
         for msg in machine.take_messages():
             link = links.get(msg.to)
             if link is not None:
-                link.send(msg)
+                link.send(msg, group)
         for r in machine.take_replies():
             r.handle.reply(r.request_id, r.error, r.body)
+
+
+class Node:
+    """The process: the peer and client ports, the peer links, and one ``GroupShell`` per Raft
+    group, reached through the router (impl/groups.py) by the group id every frame carries."""
+
+    def __init__(self, config: NodeConfig, logger: Callable[[str], None]) -> None:
+        self.config = config
+        self.log = logger
+        self.stopped = asyncio.Event()
+        self.links: dict[int, PeerLink] = {
+            pid: PeerLink(pid, host, port, logger=logger, key=config.key, my_id=config.id)
+            for pid, host, port in config.peers if pid != config.id}
+        self._note = shell_log(logger)  # connection problems and unknown groups, rate-limited
+        self.groups: Router[GroupShell] = Router({g: GroupShell(self, g) for g in group_ids(config.groups)})
+        self.ready_event = asyncio.Event()  # set once both ports listen
+
+    # -- inputs (from connection handlers): route by group id --------------------------------
+
+    def deliver(self, group: int, msg: Message) -> None:
+        try:
+            shell = self.groups.route(group)
+        except UnknownGroup as e:  # dropped and counted; the link stays up for the other groups
+            self._note("unknown-group", f"node {self.config.id}: refused a message from {msg.from_}: {e}")
+            return
+        shell.deliver(msg)
+
+    def submit(self, request: Request, conn: ClientConnection) -> None:
+        if request.op == "groups":
+            conn.reply(request.id, None, {"id": self.config.id, "groups": list(self.groups.ids)})
+            return
+        try:
+            shell = self.groups.route(request.group)
+        except UnknownGroup as e:
+            conn.reply(request.id, ErrorKind.VALIDATION, {"message": str(e)})
+            return
+        shell.submit(request, conn)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        for _, shell in self.groups.items():
+            shell.wake()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        incarnation = time.time_ns()  # differs on every start: read ids of a past run never match
+        shells = [shell for _, shell in self.groups.items()]
+        try:
+            for shell in shells:  # one after another: a damaged group refuses the start, naming its file
+                await shell.recover(incarnation)
+            await self._serve(shells)
+        finally:
+            for shell in shells:
+                await shell.close()
+
+    async def _serve(self, shells: list[GroupShell]) -> None:
+        cfg = self.config
+        host, port = cfg.peer_address(cfg.id)
+        members = tuple(p[0] for p in cfg.peers)
+        peer_gate, client_gate = ConnectionGate(4 * len(members) + 8), ConnectionGate(MAX_CLIENTS)
+        peer_server = await asyncio.start_server(
+            lambda r, w: serve_peer_connection(r, w, self.deliver, self._note, key=cfg.key, my_id=cfg.id,
+                                               members=members, gate=peer_gate), host, port)
+        client_server = await asyncio.start_server(
+            lambda r, w: serve_client_connection(r, w, self, self._note, key=cfg.key, my_id=cfg.id,
+                                                 gate=client_gate), cfg.client_host, cfg.client_port)
+        groups = f"; groups {self.groups.describe()}" if len(self.groups) > 1 else ""
+        self.log(f"node {cfg.id}: peers on {host}:{port}, clients on {cfg.client_host}:{cfg.client_port}{groups}, "
+                 + ("authenticated (cluster key)" if cfg.key is not None else
+                    "UNAUTHENTICATED (no --secret-file): anyone who reaches these ports is trusted"))
+        self.ready_event.set()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                helpers = [tg.create_task(link.run()) for link in self.links.values()]
+                loops = [tg.create_task(shell.run(tg)) for shell in shells]
+                await asyncio.wait(loops)  # they return once stop() was called, between two Readys
+                self.log(f"node {cfg.id}: stopping")
+                for task in helpers:
+                    task.cancel()
+        except ExceptionGroup as group:  # a Ready loop's own failure (a full disk), not a group of one
+            if len(group.exceptions) == 1 and isinstance(group.exceptions[0], OSError):
+                raise group.exceptions[0] from None
+            raise
+        finally:
+            peer_server.close()
+            client_server.close()
 
 
 async def run_node(config: NodeConfig, logger: Callable[[str], None], started: threading.Event | None = None) -> None:

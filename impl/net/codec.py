@@ -1,12 +1,16 @@
 """msgpack <-> values: the only place bytes from a socket become Raft messages or client requests.
 
 Peer frames carry one ``Message`` as a flat list (field order below, entries as
-``[term, index, type, data]``). Client frames carry a request ``[id, op, ...arguments]`` (``op`` a
-DtKV command from ``dtkv/commands.py``, or ``"status"`` / ``"hello"`` / ``"snapshot"``, or
-``"admin"`` with one map of arguments: ``{"action": ..., ...}``, impl/admin.py) and replies
-``[id, error, body]``: ``error`` is None or an error kind string, ``body`` a map with any of
-``index value values children count message leader id status token``, or for a ``watch``
-``events next``.
+``[term, index, type, data]``), followed by the Raft group's id when it is not 0 (impl/groups.py:
+a 15-field frame is group 0's, the format of a single-group node; a 16th field names the group).
+Client frames carry a request ``[id, op, ...arguments]`` (``op`` a DtKV command from
+``dtkv/commands.py``, or ``"status"`` / ``"hello"`` / ``"snapshot"`` / ``"groups"`` (the group
+ids the node serves, answered by the process, not a group), or ``"admin"`` with one map of
+arguments: ``{"action": ..., ...}``, impl/admin.py) and replies ``[id, error, body]``: ``error``
+is None or an error kind string, ``body`` a map with any of ``index value values children count
+message leader id status token``, or for a ``watch`` ``events next``. A request to a group
+other than 0 is wrapped: ``{"group": G, "request": [id, op, ...]}`` (a bare list is group 0's);
+replies are never wrapped (the id already says which request).
 
 Every decoder validates the shape and types and raises ``WireError`` naming the offending field
 (h11's RemoteProtocolError): the caller closes that one connection and keeps serving the rest. A
@@ -24,7 +28,7 @@ import msgpack
 from raftlab.impl.dtkv.commands import Command, CommandError, Result, from_wire, to_wire
 from raftlab.impl.raft.messages import Entry, EntryType, Message, MsgType
 
-NODE_OPS = ("status", "hello", "snapshot", "admin")  # answered by the node itself, not the tree
+NODE_OPS = ("status", "hello", "snapshot", "admin", "groups")  # answered by the node itself, not the tree
 
 _MSG_TYPES = {int(t): t for t in MsgType}
 _ENTRY_TYPES = {int(t): t for t in EntryType}
@@ -56,22 +60,30 @@ def _bytes(value: object, field: str) -> bytes:
 # -- peer messages ---------------------------------------------------------------------------
 
 
-def encode_message(m: Message) -> bytes:
-    return msgpack.packb(
-        [int(m.type), m.to, m.from_, m.term, m.log_term, m.index,
-         [(e.term, e.index, int(e.type), e.data) for e in m.entries],
-         m.commit, m.reject, m.reject_hint, m.hint_term, m.context, m.offset, m.data, m.done],
-        use_bin_type=True,
-    )
+def encode_message(m: Message, group: int = 0) -> bytes:
+    fields = [int(m.type), m.to, m.from_, m.term, m.log_term, m.index,
+              [(e.term, e.index, int(e.type), e.data) for e in m.entries],
+              m.commit, m.reject, m.reject_hint, m.hint_term, m.context, m.offset, m.data, m.done]
+    if group:
+        fields.append(group)
+    return msgpack.packb(fields, use_bin_type=True)
 
 
 _MSG_FIELDS = 15
 
 
 def decode_message(payload: bytes) -> Message:
+    """A peer frame's message, whatever its group (``decode_group_message`` says which)."""
+    return decode_group_message(payload)[1]
+
+
+def decode_group_message(payload: bytes) -> tuple[int, Message]:
+    """(group id, message) of a peer frame; whether this node serves that group is the router's
+    question (impl/groups.py), not the codec's."""
     obj = _unpack(payload)
-    if type(obj) is not list or len(obj) != _MSG_FIELDS:
-        raise WireError(f"field 'message': expected a list of {_MSG_FIELDS} fields")
+    if type(obj) is not list or len(obj) not in (_MSG_FIELDS, _MSG_FIELDS + 1):
+        raise WireError(f"field 'message': expected a list of {_MSG_FIELDS} fields (and a group id)")
+    group = _int(obj.pop(), "group") if len(obj) > _MSG_FIELDS else 0
     mtype, to, frm, term, log_term, index, raw_entries, commit, reject, hint, hint_term, ctx, offset, data, done = obj
     msg_type = _MSG_TYPES.get(mtype) if type(mtype) is int else None
     if msg_type is None:
@@ -91,7 +103,7 @@ def decode_message(payload: bytes) -> Message:
         raise WireError("field 'reject': expected a bool")
     if type(done) is not bool:
         raise WireError("field 'done': expected a bool")
-    return Message(type=msg_type, to=_int(to, "to"), from_=_int(frm, "from"), term=_int(term, "term"),
+    return group, Message(type=msg_type, to=_int(to, "to"), from_=_int(frm, "from"), term=_int(term, "term"),
                    log_term=_int(log_term, "log_term"), index=_int(index, "index"), entries=tuple(entries),
                    commit=_int(commit, "commit"), reject=reject, reject_hint=_int(hint, "reject_hint"),
                    hint_term=_int(hint_term, "hint_term"), context=_bytes(ctx, "context"),
@@ -127,16 +139,23 @@ class Request:
     command: Command | None = None
     error: CommandError | None = None
     args: dict[str, Any] | None = None  # "admin": the action and its arguments
+    group: int = 0  # the Raft group it is for (impl/groups.py routes it)
 
 
 def encode_request(request_id: int, op: str, command: Command | None = None,
-                   args: dict[str, Any] | None = None) -> bytes:
+                   args: dict[str, Any] | None = None, group: int = 0) -> bytes:
     body = to_wire(command) if command is not None else [op] if args is None else [op, args]
-    return msgpack.packb([request_id, *body], use_bin_type=True)
+    request = [request_id, *body]
+    return msgpack.packb({"group": group, "request": request} if group else request, use_bin_type=True)
 
 
 def decode_request(payload: bytes) -> Request:
     obj = _unpack(payload)
+    group = 0
+    if type(obj) is dict:
+        if set(obj) != {"group", "request"}:
+            raise WireError("field 'request': a wrapped request is {group, request}")
+        group, obj = _int(obj["group"], "group"), obj["request"]
     if type(obj) is not list or len(obj) < 2:
         raise WireError("field 'request': expected [id, op, ...arguments]")
     request_id = _int(obj[0], "id")
@@ -146,13 +165,13 @@ def decode_request(payload: bytes) -> Request:
     if op == "admin":
         if len(obj) != 3 or type(obj[2]) is not dict or type(obj[2].get("action")) is not str:
             raise WireError("field 'args': admin expects one map with a string 'action'")
-        return Request(id=request_id, op=op, args=obj[2])
+        return Request(id=request_id, op=op, args=obj[2], group=group)
     if op in NODE_OPS:
-        return Request(id=request_id, op=op)
+        return Request(id=request_id, op=op, group=group)
     try:
-        return Request(id=request_id, op=op, command=from_wire(obj[1:]))
+        return Request(id=request_id, op=op, command=from_wire(obj[1:]), group=group)
     except CommandError as e:
-        return Request(id=request_id, op=op, error=e)
+        return Request(id=request_id, op=op, error=e, group=group)
 
 
 def encode_reply(request_id: int, error: str | None, body: dict[str, Any]) -> bytes:

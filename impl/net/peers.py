@@ -1,17 +1,20 @@
 """Peer links: how one node's Raft messages reach the others over TCP.
 
-Each remote peer gets one ``PeerLink``: a bounded queue of encoded frames and one writer task
-that connects, writes everything queued in one ``write()``, and reconnects with exponential
-backoff when the connection fails. Sending never blocks the Ready loop: when the queue is full
+Each remote peer gets one ``PeerLink`` (shared by every Raft group of the process: a frame names
+its group): a bounded queue of encoded frames and one writer task that connects, writes
+everything queued in one ``write()``, and reconnects with exponential backoff when the
+connection fails. Sending never blocks the Ready loop: when the queue is full
 (a slow or dead peer) the newest message is dropped, which Raft tolerates (it retries by
 heartbeats and probes). A link's frames are written in the order they were queued.
 
 Inbound connections are served by ``serve_peer_connection``: with a cluster key, the connection
 must first pass the handshake (``auth.py``) as another member, and every message on it must come
 from that member (``from`` is checked against the authenticated id, never trusted on its own);
-then every frame is decoded by ``codec`` and handed to the node's ``deliver`` callback. A garbage,
-oversized, slow or truncated frame, a failed handshake or a forged sender closes that one
-connection with a (rate-limited) log line; every other connection is untouched. Outbound links
+then every frame is decoded by ``codec`` and handed, with its group id, to the node's ``deliver``
+callback (which routes it: impl/groups.py). The handshake is per connection, so one
+authenticated link carries every group's messages and the sender check covers them all. A
+garbage, oversized, slow or truncated frame, a failed handshake or a forged sender closes that
+one connection with a (rate-limited) log line; every other connection is untouched. Outbound links
 run the connector's side of the handshake and check that the member reached holds the key too.
 
 """
@@ -24,7 +27,7 @@ from collections import deque
 from collections.abc import Callable
 
 from raftlab.impl.net.auth import Acceptor, AuthError, Connector, Identity, Key
-from raftlab.impl.net.codec import WireError, decode_message, encode_message
+from raftlab.impl.net.codec import WireError, decode_group_message, encode_message
 from raftlab.impl.net.framing import FrameError, encode_frame
 from raftlab.impl.net.streams import ConnectionGate, FrameReader, handshake_connect, nonce, serve_connection
 from raftlab.impl.raft.messages import Message
@@ -56,11 +59,11 @@ class PeerLink:
         self._connected = False
         self._auth_failed = False
 
-    def send(self, msg: Message) -> None:
+    def send(self, msg: Message, group: int = 0) -> None:
         if len(self._queue) >= self.max_queue:
             self.dropped += 1
             return
-        self._queue.append(encode_frame(encode_message(msg)))
+        self._queue.append(encode_frame(encode_message(msg, group)))
         self._wake.set()
 
     async def run(self) -> None:
@@ -126,7 +129,7 @@ class PeerLink:
 
 
 async def serve_peer_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                                deliver: Callable[[Message], None], note: Callable[[str, str], None], *,
+                                deliver: Callable[[int, Message], None], note: Callable[[str, str], None], *,
                                 key: Key | None, my_id: int, members: tuple[int, ...],
                                 gate: ConnectionGate) -> None:
     """Read frames from one inbound peer connection until EOF or a protocol error."""
@@ -134,10 +137,10 @@ async def serve_peer_connection(reader: asyncio.StreamReader, writer: asyncio.St
     async def session(frames: FrameReader, identity: Identity | None) -> None:
         sender = identity.member if identity is not None else 0
         async for frame in frames:
-            msg = decode_message(frame)
+            group, msg = decode_group_message(frame)
             if sender and msg.from_ != sender:
                 raise WireError(f"member {sender} sent a message claiming to be from {msg.from_}")
-            deliver(msg)
+            deliver(group, msg)
 
     acceptor = Acceptor(key, my_id, nonce(), members=members) if key is not None else None
     await serve_connection(reader, writer, note, port="peer", gate=gate, acceptor=acceptor, idle=PEER_IDLE_SECONDS,

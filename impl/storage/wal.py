@@ -469,8 +469,10 @@ def repair_rebuild_manifest(data_dir: Path, node_id: int) -> str:
         storage.close()
 
 
-def repair_empty(data_dir: Path, node_id: int, *, now: float | None = None) -> str:
-    """Move the directory aside and create an empty one that rejoins (no vote until caught up)."""
+def repair_empty(data_dir: Path, node_id: int, *, now: float | None = None, keep: tuple[str, ...] = ()) -> str:
+    """Move the directory aside and create an empty one that rejoins (no vote until caught up).
+    The entries named in ``keep`` (the other Raft groups' ``groups`` directory, impl/groups.py)
+    are not this log's: they move back into the new directory untouched."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
     aside = data_dir.with_name(f"{data_dir.name}.damaged-{stamp}")
     moved = data_dir.exists()
@@ -481,6 +483,9 @@ def repair_empty(data_dir: Path, node_id: int, *, now: float | None = None) -> s
     storage = WalStorage(data_dir, node_id=node_id)
     storage.mark_rejoin()
     storage.close()
+    for name in keep if moved else ():
+        if (aside / name).exists():
+            (aside / name).rename(data_dir / name)
     kept = f"the damaged directory is kept as {aside}; " if moved else ""
     return (f"{data_dir}: recreated empty for node {node_id}; {kept}it rejoins with no vote until a leader "
             "has caught it up")

@@ -21,6 +21,11 @@ shell command line), so the same code drives the local lab, network namespaces a
   100; 0 turns snapshots off), ``snapshot-margin=M`` (default 20) and ``wal-segment-bytes=B``
   (default 16 KiB, so compaction has whole segments to delete). Snapshot files are
   ``data/snapshot-*.snap`` (impl/storage/snapshot.py), WAL segments ``data/wal/*.seg``.
+* several Raft groups (impl/groups.py): ``--system-opt groups=N`` starts every node with
+  ``--groups N``, and ``group=G`` (default 0) is the group the campaign tests: its clients,
+  status (primaries, digests), membership changes, wipes (``node repair --group G``) and file
+  faults (``data/groups/G/``) all address G, while the other groups run beside it on the same
+  processes and ports (they share every kill, pause and partition).
 * both ports bind the host's lab address (``lab.address``: 127.0.0.1 on the local lab), never
   0.0.0.0, and the nodes authenticate: each ``DtkvDB`` makes a fresh cluster key, writes it to
   ``cluster.key`` (mode 0600) in every node's directory at setup and passes ``--secret-file``;
@@ -41,6 +46,7 @@ from typing import Any
 
 from raftlab.history import Op, OpType
 from raftlab.impl.client import CasMismatch, DefiniteError, IndeterminateError, KeyNotFound, KvClient
+from raftlab.impl.groups import GROUPS_DIR, MAX_GROUPS
 from raftlab.impl.net.auth import encode_key, new_cluster_key
 from raftlab.nemesis.process import process_state, signal_pid_file
 from raftlab.protocols import Host, HostLab
@@ -55,6 +61,18 @@ SET_DIR = "set"
 KEY_FILE = "cluster.key"
 # campaign defaults: small, so a run of a minute crosses several snapshots
 SNAPSHOT_OPTS = {"snapshot-entries": 100, "snapshot-margin": 20, "wal-segment-bytes": 16 * 1024}
+
+
+def group_args(extra: dict[str, Any]) -> tuple[tuple[str, ...], int]:
+    """The node flags and the tested group of ``--system-opt groups=N group=G`` (ValueError names a bad one)."""
+    try:
+        groups, group = int(extra.get("groups", 1)), int(extra.get("group", 0))
+    except (TypeError, ValueError):
+        raise ValueError("--system-opt groups=N and group=G take whole numbers") from None
+    if not 1 <= groups <= MAX_GROUPS or not 0 <= group < groups:
+        raise ValueError(f"--system-opt groups={groups} group={group}: need 1 <= groups <= {MAX_GROUPS} and "
+                         "0 <= group < groups")
+    return (("--groups", str(groups)) if groups > 1 else ()), group
 
 
 def snapshot_args(extra: dict[str, Any]) -> tuple[str, ...]:
@@ -107,10 +125,11 @@ class DtkvDB:
     """``raftlab node`` on every host of ``lab``; Killable, Pausable, HasPrimaries, HasLogFiles, HasStartEnv,
     HasDataFiles, Reconfigurable, ShowsMembership."""
 
-    def __init__(self, lab: HostLab, options: SystemOptions, *, seed: int = 0) -> None:
+    def __init__(self, lab: HostLab, options: SystemOptions, *, seed: int = 0, group: int = 0) -> None:
         self.lab = lab
         self.options = options
         self.seed = seed
+        self.group = group  # the Raft group under test (--system-opt group=G)
         self.hosts = list(lab.hosts)
         self.start_env: dict[Host, dict[str, str]] = {}
         self.cluster_key = new_cluster_key()  # a credential, not a test choice: never from the seed
@@ -144,9 +163,14 @@ class DtkvDB:
         return f"{self.node_dir(host)}/data"
 
     def data_files(self, host: Host) -> dict[str, str]:
-        """HasDataFiles: the WAL segments (impl/storage/wal.py) and snapshot files, for the file faults."""
-        data = self.data_dir(host)
+        """HasDataFiles: the tested group's WAL segments (impl/storage/wal.py) and snapshot files, for
+        the file faults."""
+        data = self.data_dir(host) + (f"/{GROUPS_DIR}/{self.group}" if self.group else "")
         return {"wal": f"{data}/wal/*.seg", "snapshot": f"{data}/snapshot-*.snap"}
+
+    def kv(self, endpoints: list[tuple[str, int]], timeout: float) -> KvClient:
+        """A client of the tested group."""
+        return KvClient(endpoints, timeout=timeout, key=self.client_key, group=self.group)
 
     def pid_file(self, host: Host) -> str:
         return f"{self.node_dir(host)}/node.pid"
@@ -274,7 +298,7 @@ class DtkvDB:
     async def status(self, timeout: float = 0.5, hosts: list[Host] | None = None) -> dict[Host, dict[str, Any]]:
         """Each host's own status (``{"error": ...}`` for a host that did not answer)."""
         asked = self.hosts if hosts is None else hosts
-        kv = KvClient([self.client_endpoint(h) for h in asked], timeout=timeout, key=self.client_key)
+        kv = self.kv([self.client_endpoint(h) for h in asked], timeout)
         try:
             rows = await kv.status()
         finally:
@@ -286,7 +310,7 @@ class DtkvDB:
     async def _membership(self) -> dict[str, Any]:
         """The configuration as a leader reports it (ids), with ``leader``: that leader's id."""
         async def ask(h: Host) -> dict[str, Any]:
-            kv = KvClient([self.client_endpoint(h)], timeout=1.0, key=self.client_key)
+            kv = self.kv([self.client_endpoint(h)], 1.0)
             try:
                 return await kv.admin("membership")
             except Exception as e:  # an unreachable member answers nothing
@@ -310,7 +334,7 @@ class DtkvDB:
 
     async def set_members(self, hosts: Any) -> None:
         voters = sorted(self.index(h) + 1 for h in hosts)
-        kv = KvClient([self.client_endpoint(h) for h in self.hosts], timeout=MEMBER_TIMEOUT, key=self.client_key)
+        kv = self.kv([self.client_endpoint(h) for h in self.hosts], MEMBER_TIMEOUT)
         try:
             await kv.admin("change", voters=voters, learners=[])
         finally:
@@ -331,7 +355,7 @@ class DtkvDB:
         await self._stop(host)
         nd = self.node_dir(host)
         repair = [self.lab.python(host), "-c", _ENTRY, "node", "repair", "--empty", "--data-dir", f"{nd}/data",
-                  "--id", str(self.index(host) + 1)]
+                  "--id", str(self.index(host) + 1), "--group", str(self.group)]
         await self.lab.remote(host).run(" ".join(shlex.quote(a) for a in repair))
         await self.start(host)
 
@@ -354,7 +378,7 @@ class DtkvClient:
         self.timeout = timeout
         self.reads = reads
         self.endpoints = endpoints
-        self.kv = KvClient(endpoints, timeout=timeout, key=db.client_key) if endpoints else None
+        self.kv = db.kv(endpoints, timeout) if endpoints else None
         self.leases = LeaseOps()  # this worker's watch index and temp node
 
     async def open(self, host: Host) -> DtkvClient:
@@ -370,7 +394,7 @@ class DtkvClient:
         if self.kv is None or self.endpoints is None:
             raise RuntimeError("invoke on a client that was not opened")
         fresh = self.reads == "local" and op.f == "read"
-        kv = KvClient(self.endpoints, timeout=self.timeout, key=self.db.client_key) if fresh else self.kv
+        kv = self.db.kv(self.endpoints, self.timeout) if fresh else self.kv
         kv.answered_by = None
         try:
             value = await self._call(kv, op)
@@ -451,9 +475,10 @@ async def _tree_call(kv: KvClient, op: Op) -> Any:
 
 def system(lab: HostLab, options: SystemOptions) -> System:
     try:
-        options = replace(options, node_args=(*snapshot_args(options.extra), *options.node_args))
+        groups, group = group_args(options.extra)
+        options = replace(options, node_args=(*snapshot_args(options.extra), *groups, *options.node_args))
     except ValueError as e:
         raise SystemLoadError(f"dtkv: {e}") from None
-    db = DtkvDB(lab, options, seed=int(options.extra.get("seed", 0)))
+    db = DtkvDB(lab, options, seed=int(options.extra.get("seed", 0)), group=group)
     return System(name="dtkv", db=db, client=DtkvClient(db, options.op_timeout,
                                                          reads=str(options.extra.get("reads", "local"))))

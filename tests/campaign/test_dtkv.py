@@ -189,3 +189,21 @@ def test_campaign_nodes_snapshot_often_and_a_bad_snapshot_option_is_refused() ->
         system(no_lab, SystemOptions(extra={"snapshot-entries": "x"}))
     with pytest.raises(SystemLoadError, match="wal-segment-bytes=10"):
         system(no_lab, SystemOptions(extra={"wal-segment-bytes": "10"}))
+
+
+def test_a_campaign_tests_group_1_of_nodes_running_two_groups(tmp_path: Path, lab_name: str, base_port: int) -> None:
+    """`--system-opt groups=2 group=1`: every node runs two Raft groups on the same ports; the
+    workload, status, digests and final reads are group 1's, through kills, with group 0 running
+    beside it in the same processes; bad group options are refused naming them."""
+    out = campaign(tmp_path, lab_name, base_port, nemesis=("kill",), time_limit=8.0,
+                   system_opts={"groups": 2, "group": 1})
+    assert out.exit_code == 0, out.reasons
+    replicas = out.results["checkers"]["replicas"]
+    assert replicas["valid"] is True and min(replicas["applied"].values()) > 10, replicas
+    log = (out.run.path / "nodes" / "n1" / "node.log").read_text()
+    assert "groups 0..1" in log and "group 1: node 1: recovered" in log
+    from raftlab.systems.dtkv import group_args
+
+    assert group_args({"groups": "2", "group": "1"}) == (("--groups", "2"), 1)
+    with pytest.raises(ValueError, match="group=2"):
+        group_args({"groups": 2, "group": 2})
