@@ -155,17 +155,20 @@ class ClockNemesis:
             out[h] = (await self.lab.remote(h).run(f"cat {clock_host.BOOT_ID}")).stdout  # type: ignore[union-attr]
         return out
 
-    async def _write(self, host: Host, clock: FakeClock) -> None:
+    async def _write(self, host: Host, clock: FakeClock, *, heal: bool = False) -> None:
         if self.mechanism == "host":
             if clock.rate != 1.0:
                 raise RuntimeError("fast and slow clocks need clock-mechanism=faketime (the host clock only steps)")
             self.host_clocks[host] = await clock_host.move(self.lab.remote(host), self.host_clocks[host],  # type: ignore[union-attr]
-                                                           clock.offset)
+                                                           clock.offset, heal=heal)
             self.clocks[host] = clock
             return
         rc = shlex.quote(self.rc_file(host))
         await self.lab.remote(host).run(f"printf '%s\\n' {shlex.quote(clock.spec())} > {rc}.new && mv {rc}.new {rc}")  # type: ignore[union-attr]
         self.clocks[host] = clock
+
+    def _syncing_stopped(self, host: Host) -> bool:
+        return host in self.host_clocks and self.host_clocks[host].stopped
 
     async def _elapsed(self, host: Host) -> float:
         """Real seconds since the host's faked node process started (libfaketime's ``start``)."""
@@ -186,8 +189,8 @@ class ClockNemesis:
         if self.unavailable:
             return failure(op, self.unavailable)
         if op.f == "clock-reset":
-            hosts = sorted(h for h, c in self.clocks.items() if c != FakeClock())
-            done, failed = await on_each(hosts, lambda h: self._write(h, FakeClock()))
+            hosts = sorted(h for h, c in self.clocks.items() if c != FakeClock() or self._syncing_stopped(h))
+            done, failed = await on_each(hosts, lambda h: self._write(h, FakeClock(), heal=True))
             return completion(op, {"targets": hosts, "done": done}, failed)
         value = op.value if isinstance(op.value, dict) else {}
         mode = value.get("mode")
@@ -217,19 +220,18 @@ class ClockNemesis:
         return completion(op, {"mode": mode, "targets": targets, "done": done, "clocks": applied}, failed)
 
     async def _strobe(self, host: Host, base: FakeClock) -> None:
-        loop = asyncio.get_running_loop()
-        until = loop.time() + self.opts["clock_strobe_seconds"]
+        """Up, back, up, ...: a fixed number of flips (seconds / period, at least one), so the
+        commands sent depend on the options only, never on how fast the writes went."""
         high = base.bumped(self.opts["clock_strobe"])
-        flips = 0
-        while loop.time() < until:
-            await self._write(host, high if flips % 2 == 0 else base)
-            flips += 1
+        flips = max(1, round(self.opts["clock_strobe_seconds"] / self.opts["clock_strobe_period"]))
+        for flip in range(flips):
+            await self._write(host, high if flip % 2 == 0 else base)
             await asyncio.sleep(self.opts["clock_strobe_period"])
         await self._write(host, base)
 
     async def teardown(self) -> None:
         if self.lab is not None and not self.unavailable:
-            await on_each(sorted(self.clocks), lambda h: self._write(h, FakeClock()))
+            await on_each(sorted(self.clocks), lambda h: self._write(h, FakeClock(), heal=True))
 
 
 def _own_boot_id() -> str:

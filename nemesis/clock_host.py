@@ -21,7 +21,7 @@ kernel ``boot_id`` is this machine's (an ``ssh`` nodes file naming this machine)
 
 While a host's clock is off, time sync would pull it back: the first step away from the real time
 stops whichever of ``TIME_SYNC`` units is active and lists them in ``<node dir>/clock.sync`` on the
-host; the step back to the real time (``clock-reset``, teardown) restarts exactly those and removes
+host; the heal (``clock-reset``, teardown: back to the real time) restarts exactly those and removes
 the file, so a controller that died mid-fault leaves the host a record of what to restart. Every
 command string is built by the pure ``HostClock.plan``, which tests/nemesis/testdata/clock_host.txt
 drives as a transcript of what is sent over SSH.
@@ -93,29 +93,33 @@ def step(seconds: float) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HostClock:
-    """How far one host's system clock has been stepped from the real time (``offset`` seconds)."""
+    """How far one host's system clock has been stepped from the real time (``offset`` seconds),
+    and whether raftlab has stopped its time sync (``stopped``; invariant: set while offset != 0)."""
 
     node_dir: str
     offset: float = 0.0
+    stopped: bool = False
 
-    def plan(self, offset: float) -> tuple[list[str], HostClock]:
+    def plan(self, offset: float, *, heal: bool = False) -> tuple[list[str], HostClock]:
         """The commands that take the host clock to ``offset`` from the real time, and the new state.
-        Leaving 0 stops time sync first; coming back to 0 restarts it after the step."""
+        The first step stops time sync; only a heal (back to 0) restarts it, so a strobe passing
+        through 0 does not restart it between flips."""
+        if heal and offset != 0.0:
+            raise ValueError(f"a heal puts the clock back to the real time, not {offset:+.6f} s from it")
         commands: list[str] = []
         delta = offset - self.offset
-        if self.offset == 0.0 and offset != 0.0:
+        if delta != 0.0 and not self.stopped:
             commands.append(stop_sync(self.node_dir))
         if delta != 0.0:
             commands.append(step(delta))
-        if offset == 0.0:
+        if heal:
             commands.append(restore_sync(self.node_dir))
-        return commands, HostClock(node_dir=self.node_dir, offset=offset)
+        return commands, HostClock(node_dir=self.node_dir, offset=offset, stopped=not heal and (self.stopped or delta != 0.0))
 
 
-async def move(remote: Remote, clock: HostClock, offset: float) -> HostClock:
+async def move(remote: Remote, clock: HostClock, offset: float, *, heal: bool = False) -> HostClock:
     """Run ``clock.plan(offset)`` on the host; the new state once every command succeeded."""
-    commands, after = clock.plan(offset)
+    commands, after = clock.plan(offset, heal=heal)
     for cmd in commands:
         await remote.run(cmd)
     return after
-
