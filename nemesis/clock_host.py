@@ -39,7 +39,7 @@ from raftlab.protocols import Host, Remote
 MECHANISMS = ("faketime", "host")
 HOST_CLOCK_LABS = ("ssh", "vagrant")  # kinds whose hosts run their own kernel
 SHARED_KERNEL_LABS = ("local", "netns", "containers")
-TIME_SYNC = ("systemd-timesyncd", "chrony", "chronyd", "ntp", "ntpsec", "openntpd")
+TIME_SYNC = ("systemd-timesyncd", "chrony", "chronyd", "ntp", "ntpsec", "openntpd", "vboxadd-service")  # VirtualBox guest time sync too
 BOOT_ID = "/proc/sys/kernel/random/boot_id"  # one per kernel boot: same value, same clock
 
 
