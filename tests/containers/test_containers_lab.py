@@ -328,6 +328,18 @@ def test_lease_reads_under_a_slow_leader_clock_are_caught_on_containers(state: L
     assert outs[-1].verdict is False, [o.reasons for o in outs]
 
 
+def test_index_reads_are_valid_under_clock_faults_on_containers(state: LabState, tmp_path: Path) -> None:
+    """ReadIndex reads (the default) never depend on clocks: valid under every clock mode there."""
+    need_raft_core()
+    need_checker()
+    out = _campaign(state, tmp_path, "dtkv", ("clock", "partition"), time_limit=25.0, interval=2.0,
+                    nemesis_opts={"clock_slow": 0.05, "clock_fast": 5.0, "clock_offset": 30.0})
+    hits, errors = _faults(out)
+    assert errors == [], errors
+    assert hits.get("clock-skew"), hits
+    assert out.exit_code == 0, out.reasons
+
+
 def _campaign(state: LabState, tmp_path: Path, system: str, nemesis: tuple[str, ...], **kw: Any) -> Outcome:
     opts: dict[str, Any] = dict(seed=7, lab="containers", lab_name=state.name, system=system, nemesis=nemesis,
                                 store=str(tmp_path / "store"), concurrency=4, time_limit=25.0, interval=1.5, rate=50.0,
