@@ -1,9 +1,11 @@
 """Clock faults: bump, strobe, fast and slow clocks for the node processes, then reset.
 
-Mechanism: libfaketime (Debian ``libfaketime``), preloaded into every node process through the
-DB's ``HasStartEnv`` (``LD_PRELOAD``, ``FAKETIME_TIMESTAMP_FILE=<node_dir>/clock.rc``,
-``FAKETIME_NO_CACHE=1``: the file is read again on every clock call, so a change applies at
-once). ``setup`` writes ``+0 x1`` (no skew) and restarts each node under it (the DB must be
+Two mechanisms; ``clock_host`` says which a lab uses (``--nemesis-opt clock-mechanism=``) and
+builds the host clock's commands. The default, on every lab, is libfaketime (Debian
+``libfaketime``; the containers lab's rootfs and vagrant/provision.sh install it), preloaded
+into every node process through the DB's ``HasStartEnv`` (``LD_PRELOAD``,
+``FAKETIME_TIMESTAMP_FILE=<node_dir>/clock.rc``, ``FAKETIME_NO_CACHE=1``: the file is read again
+on every clock call, so a change applies at once). ``setup`` writes ``+0 x1`` (no skew) and restarts each node under it (the DB must be
 ``Killable``). It works for any dynamically linked program on any lab where the library is
 installed on the host, root or not; a statically linked node (Go) ignores it, and ``setup`` says
 so when the library is missing. What it moves, measured by tests/nemesis/test_clock.py:
@@ -25,6 +27,10 @@ names this host's file). Faults (op ``clock-skew``, value ``{"mode", "target"}``
   current offset every ``clock_strobe_period`` (0.1 s), inside the op (as Jepsen's strobe);
 * ``fast`` / ``slow``: rate ``clock_fast`` (2.0) / ``clock_slow`` (0.5).
 
+With ``clock-mechanism=host`` (vagrant and ssh labs only) the same offsets step the host's own
+system clock with ``date -s`` instead (``CLOCK_REALTIME`` of every process there, never monotonic;
+``fast``/``slow`` are refused: it only steps), and the DB needs nothing.
+
 Options come from ``--nemesis-opt`` (``clock-slow=0.1``). The faults are in lane ``clock``, so a
 skewed clock stays skewed while the main lane's partitions and kills come and go.
 """
@@ -38,6 +44,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from raftlab.nemesis import clock_host
+from raftlab.nemesis.clock_host import HostClock
 from raftlab.nemesis.package import Family, Fault, number_options
 from raftlab.nemesis.targets import TargetError, choose, completion, failure, on_each
 
@@ -84,15 +92,19 @@ def options(opts: Mapping[str, Any]) -> dict[str, float]:
 
 
 class ClockNemesis:
-    """``clock-skew`` {mode, target} and ``clock-reset`` through libfaketime timestamp files."""
+    """``clock-skew`` {mode, target} and ``clock-reset`` through libfaketime timestamp files, or
+    through the host clocks (``clock-mechanism=host``)."""
 
     def __init__(self, db: object, rng: random.Random, opts: Mapping[str, Any]) -> None:
         self.db = db
         self.rng = rng
         self.opts = options(opts)
+        self.want = clock_host.wanted(opts)
+        self.mechanism = self.want
         self.lab: Lab | None = None
         self.hosts: list[Host] = []
         self.clocks: dict[Host, FakeClock] = {}
+        self.host_clocks: dict[Host, HostClock] = {}
         self.unavailable: str | None = None
 
     def fs(self) -> frozenset[str]:
@@ -103,6 +115,15 @@ class ClockNemesis:
 
     async def setup(self, lab: Lab) -> None:
         self.lab, self.hosts = lab, list(lab.hosts)
+        try:
+            self.mechanism = clock_host.choose(str(getattr(lab, "kind", "local")), self.want, await self._boot_ids(),
+                                               _own_boot_id())
+        except ValueError as e:
+            self.unavailable = str(e)
+            return
+        if self.mechanism == "host":
+            self.host_clocks = {h: HostClock(node_dir=lab.node_dir(h)) for h in self.hosts}  # type: ignore[attr-defined]
+            return
         if not isinstance(self.db, HasStartEnv) or not isinstance(self.db, Killable):
             self.unavailable = "clock faults need a DB that can restart its nodes with an environment " \
                                "(Killable and HasStartEnv)"
@@ -125,10 +146,27 @@ class ClockNemesis:
         if failed:
             self.unavailable = "clock faults unavailable: " + "; ".join(f"{h}: {r}" for h, r in sorted(failed.items()))
 
-    async def _write(self, host: Host, clock: FakeClock) -> None:
+    async def _boot_ids(self) -> dict[Host, str]:
+        """Each host's kernel boot id, read only when the host clock is asked for."""
+        if self.want != "host":
+            return {}
+        out: dict[Host, str] = {}
+        for h in self.hosts:
+            out[h] = (await self.lab.remote(h).run(f"cat {clock_host.BOOT_ID}")).stdout  # type: ignore[union-attr]
+        return out
+
+    async def _write(self, host: Host, clock: FakeClock, *, heal: bool = False) -> None:
+        if self.mechanism == "host":  # offsets only: invoke refuses rates before they get here
+            self.host_clocks[host] = await clock_host.move(self.lab.remote(host), self.host_clocks[host],  # type: ignore[union-attr]
+                                                           clock.offset, heal=heal)
+            self.clocks[host] = clock
+            return
         rc = shlex.quote(self.rc_file(host))
         await self.lab.remote(host).run(f"printf '%s\\n' {shlex.quote(clock.spec())} > {rc}.new && mv {rc}.new {rc}")  # type: ignore[union-attr]
         self.clocks[host] = clock
+
+    def _syncing_stopped(self, host: Host) -> bool:
+        return host in self.host_clocks and self.host_clocks[host].stopped
 
     async def _elapsed(self, host: Host) -> float:
         """Real seconds since the host's faked node process started (libfaketime's ``start``)."""
@@ -149,8 +187,8 @@ class ClockNemesis:
         if self.unavailable:
             return failure(op, self.unavailable)
         if op.f == "clock-reset":
-            hosts = sorted(h for h, c in self.clocks.items() if c != FakeClock())
-            done, failed = await on_each(hosts, lambda h: self._write(h, FakeClock()))
+            hosts = sorted(h for h, c in self.clocks.items() if c != FakeClock() or self._syncing_stopped(h))
+            done, failed = await on_each(hosts, lambda h: self._write(h, FakeClock(), heal=True))
             return completion(op, {"targets": hosts, "done": done}, failed)
         value = op.value if isinstance(op.value, dict) else {}
         mode = value.get("mode")
@@ -169,6 +207,8 @@ class ClockNemesis:
                 await self._write(host, clock.bumped(bump))
             elif mode == "strobe":
                 await self._strobe(host, clock)
+            elif self.mechanism == "host":
+                raise RuntimeError(f"clock-{mode} needs clock-mechanism=faketime (the host clock only steps)")
             else:
                 rate = self.opts["clock_fast" if mode == "fast" else "clock_slow"]
                 await self._write(host, clock.at_rate(rate, await self._elapsed(host)))
@@ -178,19 +218,26 @@ class ClockNemesis:
         return completion(op, {"mode": mode, "targets": targets, "done": done, "clocks": applied}, failed)
 
     async def _strobe(self, host: Host, base: FakeClock) -> None:
-        loop = asyncio.get_running_loop()
-        until = loop.time() + self.opts["clock_strobe_seconds"]
+        """Up, back, up, ...: a fixed number of flips (seconds / period, at least one), so the
+        commands sent depend on the options only, never on how fast the writes went."""
         high = base.bumped(self.opts["clock_strobe"])
-        flips = 0
-        while loop.time() < until:
-            await self._write(host, high if flips % 2 == 0 else base)
-            flips += 1
+        flips = max(1, round(self.opts["clock_strobe_seconds"] / self.opts["clock_strobe_period"]))
+        for flip in range(flips):
+            await self._write(host, high if flip % 2 == 0 else base)
             await asyncio.sleep(self.opts["clock_strobe_period"])
         await self._write(host, base)
 
     async def teardown(self) -> None:
         if self.lab is not None and not self.unavailable:
-            await on_each(sorted(self.clocks), lambda h: self._write(h, FakeClock()))
+            await on_each(sorted(self.clocks), lambda h: self._write(h, FakeClock(), heal=True))
+
+
+def _own_boot_id() -> str:
+    try:
+        with open(clock_host.BOOT_ID) as f:
+            return f.read()
+    except OSError:
+        return ""
 
 
 def _values(mode: str) -> tuple[dict[str, str], ...]:
@@ -204,7 +251,8 @@ def _fault(name: str, values: tuple[dict[str, str], ...], doc: str) -> Fault:
 
 FAMILY = Family(
     name="clock",
-    needs="a Killable DB with HasStartEnv (dtkv) and libfaketime on the hosts (Debian: libfaketime)",
+    needs="a Killable DB with HasStartEnv (dtkv) and libfaketime on the hosts (Debian: libfaketime); "
+          "or clock-mechanism=host on vagrant/ssh hosts (root or sudo, GNU date)",
     heal_ranks={"clock-reset": 35},
     build=lambda ctx: ClockNemesis(ctx.db, ctx.rng, ctx.opts),
     faults=(

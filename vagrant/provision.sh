@@ -22,7 +22,7 @@ VENV=/opt/raftlab/venv
 DATA=/var/lib/raftlab
 HERE=$(cd "$(dirname "$0")" && pwd)
 [ -d "$HERE/wheelhouse" ] && WHEELHOUSE=$HERE/wheelhouse
-PACKAGES="python3 python3-venv python3-pip fuse3 iptables nftables sudo procps iproute2"
+PACKAGES="python3 python3-venv python3-pip fuse3 iptables nftables sudo procps iproute2 libfaketime"
 
 die() { echo "provision.sh: $*" >&2; exit 1; }
 say() { echo "provision.sh: $*"; }

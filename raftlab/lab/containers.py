@@ -13,7 +13,7 @@ pause (cgroup freezer) and power cut (SIGKILL of the host's PID 1), with ``power
 Options (``--prefix/--bridge/--subnet``, the rest via ``--opt KEY=VALUE``; defaults in brackets):
 ``prefix`` [rlc]: namespaces PREFIX1..N and veths PREFIXv1..N; ``bridge`` [rlcbr0];
 ``subnet`` [10.79.0]: the bridge is .1, host nI is .(10+I); ``mode`` [auto: nspawn if installed,
-else chroot]; ``rootfs`` [~/.cache/raftlab/rootfs-bookworm]; ``mirror`` [from apt sources];
+else chroot]; ``rootfs`` [~/.cache/raftlab/rootfs-bookworm-<recipe digest>]; ``mirror`` [from apt sources];
 ``user`` [vagrant]; ``provision`` [1: run provision.sh on up; 0 to skip]; ``wheelhouse`` [built
 with ``pip wheel`` from this checkout]; ``provision_script`` [vagrant/provision.sh of this checkout].
 

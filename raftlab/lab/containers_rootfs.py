@@ -2,13 +2,18 @@
 
 Every host of the containers lab boots a copy-on-write overlay of this one directory, so it holds
 everything a host needs *before* any host starts (hosts reach no package registry): systemd as
-PID 1, sshd, python3 with venv and pip, iptables and nftables, fuse3, sudo, procps, iproute2.
+PID 1, sshd, python3 with venv and pip, iptables and nftables, fuse3, sudo, procps, iproute2, and
+libfaketime (the clock faults: containers share this kernel's clock, so a node's clock is moved
+by preloading the library into it, never by setting the host clock).
 A ``vagrant`` user with passwordless sudo mirrors the Vagrant boxes, so raftlab logs in the same
 way on both. Per-host identity (host key, hostname, machine id, authorized keys) is written into
 each host's overlay by the lab, never into the base.
 
-The cache is ``~/.cache/raftlab/rootfs-bookworm`` (or ``rootfs=DIR``). A marker file,
-``etc/raftlab-rootfs``, records the recipe; a cache made by another recipe is rebuilt. The build
+The cache is ``~/.cache/raftlab/rootfs-bookworm-<digest>`` (or ``rootfs=DIR``), the digest a hash
+of the recipe (suite, packages, masked units), so a change of ``PACKAGES`` gets a new directory and
+checkouts with different recipes never rebuild each other's cache. A marker file,
+``etc/raftlab-rootfs``, records the recipe; a directory made by another recipe (an old cache
+given as ``rootfs=DIR``, one without libfaketime) is rebuilt in place. The build
 runs in ``DIR.partial`` under a lock file and is renamed into place when complete, so an
 interrupted build is never used. Packages come from the Debian mirror in this machine's apt
 sources, fetched by debootstrap (the ordinary apt tooling).
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -30,7 +36,7 @@ SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 PACKAGES = ("systemd-sysv", "dbus", "udev", "kmod", "openssh-server", "openssh-sftp-server", "iproute2",
             "iputils-ping", "python3", "python3-venv", "python3-pip", "iptables", "nftables", "sudo", "procps",
-            "netbase", "ca-certificates", "fuse3", "less")
+            "netbase", "ca-certificates", "fuse3", "less", "libfaketime")
 # Units that make no sense in a container: 20 udev workers per host, gettys, apt timers.
 MASKED = ("systemd-udevd.service", "systemd-udevd-control.socket", "systemd-udevd-kernel.socket",
           "systemd-udev-trigger.service", "systemd-udev-settle.service", "console-getty.service",
@@ -49,7 +55,9 @@ MARKER = "etc/raftlab-rootfs"
 
 
 def default_path() -> Path:
-    return Path.home() / ".cache" / "raftlab" / f"rootfs-{SUITE}"
+    """This recipe's cache: a rootfs built from other packages lives (and stays usable) elsewhere."""
+    digest = hashlib.sha256(RECIPE.encode()).hexdigest()[:10]
+    return Path.home() / ".cache" / "raftlab" / f"rootfs-{SUITE}-{digest}"
 
 
 def apt_mirror(sources: Path = Path("/etc/apt")) -> str:
@@ -103,7 +111,7 @@ async def ensure(path: Path | None = None, *, mirror: str | None = None,
 async def _build(path: Path, mirror: str, say: Callable[[str], None]) -> None:
     partial = path.with_name(path.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    say(f"building the {SUITE} rootfs in {partial} from {mirror} (about a minute, once)")
+    say(f"building the {SUITE} rootfs in {partial} from {mirror} (a few minutes, once per recipe)")
     await _run("debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(partial), mirror)
     await _run("chroot", str(partial), "sh", "-c",
                "id vagrant >/dev/null 2>&1 || useradd -m -s /bin/bash vagrant; "

@@ -10,21 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 import shlex
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import paramiko
 import pytest
+from raftlab.nemesis import package
 from raftlab.nemesis.disk import FuseDisk
+from raftlab.nemesis.targets import op
 
 from raftlab.history import NEMESIS, History, OpType
 from raftlab.lab import LabConflict, LabState, lab_down, lab_up
 from raftlab.lab.containers import VENV_PYTHON, ContainersLab, attach, hosts
 from raftlab.runner import Campaign, Outcome, run_campaign
+from tests.campaign.needs import need_checker, need_raft_core
 from tests.conftest import need_binary, need_root
+from tests.nemesis.standin import ClockDB
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 PREFIX, BRIDGE, SUBNET = "rlc", "rlcbr0", "10.79.0"
@@ -239,11 +246,106 @@ def test_attach_thaws_and_boots_what_an_interrupted_run_left(state: LabState) ->
     assert not machines["n2"].frozen() and machines["n5"].pid1()
 
 
-def _campaign(state: LabState, tmp_path: Path, system: str, nemesis: tuple[str, ...]) -> Outcome:
-    c = Campaign(seed=7, lab="containers", lab_name=state.name, system=system, nemesis=nemesis,
-                 store=str(tmp_path / "store"), concurrency=4, time_limit=25.0, interval=1.5, rate=50.0,
-                 recovery_timeout=30.0, final_timeout=10.0, op_timeout=1.0, base_port=17100)
-    return run(run_campaign(c))
+async def _skew(lab: ContainersLab, db: ClockDB, host: str) -> tuple[float, float, float]:
+    """(the host process's time.time() minus this machine's, its time.monotonic(), this machine's
+    time), read from the last line the process wrote inside the container. The containers share
+    this kernel's CLOCK_REALTIME, so without a fault the skew is the SSH round trip, never seconds."""
+    before = time.time()
+    out = (await lab.remote(host).run(f"tail -n 3 {db.clock_file(host)}")).stdout
+    after = time.time()
+    real, mono = (float(x) for x in [ln for ln in out.split("\n") if ln.count(" ") == 1][-1].split())
+    return real - (before + after) / 2, mono, after
+
+
+def test_clock_faults_move_the_clock_inside_a_host_process(state: LabState) -> None:
+    """libfaketime from the rootfs, preloaded into a process each host runs with its venv python
+    (started over SSH as a campaign starts nodes); the timestamp file is on the host, rewritten
+    over SSH. The process's own time.time() moves by the bump, its monotonic clock slows, and the
+    reset puts both back."""
+    async def body(lab: ContainersLab) -> dict[str, object]:
+        db = ClockDB(lab, VENV_PYTHON)
+        seen: dict[str, object] = {}
+        try:
+            for h in lab.hosts:
+                await db.start(h)
+            nem = package("clock", db=db, rng=random.Random(7), interval=1,
+                          opts={"clock_offset": 20.0, "clock_slow": 0.25}).nemesis
+            await nem.setup(lab)
+            await asyncio.sleep(0.5)
+            seen["before"] = (await _skew(lab, db, "n1"))[0]
+            bump = await nem.invoke(op("clock-skew", {"mode": "bump", "target": ["n1"]}))
+            seen["bump"] = bump
+            await asyncio.sleep(0.3)
+            seen["bumped"] = (await _skew(lab, db, "n1"))[0]
+            seen["other"] = (await _skew(lab, db, "n2"))[0]
+            seen["rc"] = (await lab.remote("n1").run(f"cat {lab.node_dir('n1')}/clock.rc")).stdout.strip()
+            slow = await nem.invoke(op("clock-skew", {"mode": "slow", "target": ["n2"]}))
+            seen["slow_error"] = slow.error
+            _, mono0, t0 = await _skew(lab, db, "n2")
+            await asyncio.sleep(2.0)
+            _, mono1, t1 = await _skew(lab, db, "n2")
+            seen["rate"] = (mono1 - mono0) / (t1 - t0)
+            reset = await nem.invoke(op("clock-reset"))
+            seen["reset"] = reset
+            await asyncio.sleep(0.3)
+            seen["healed"] = [(await _skew(lab, db, h))[0] for h in ("n1", "n2")]
+            await nem.teardown()
+        finally:
+            for h in lab.hosts:
+                await db.kill(h)
+        return seen
+    seen = with_lab(state, body)
+    assert abs(seen["before"]) < 0.5  # type: ignore[arg-type]
+    bump = seen["bump"]
+    assert bump.error is None and bump.value["done"] == ["n1"], bump  # type: ignore[attr-defined]  # libfaketime is there
+    offset = float(bump.value["clocks"]["n1"].split()[0])  # type: ignore[attr-defined]
+    assert 10.0 <= abs(offset) <= 20.0
+    assert seen["rc"] == bump.value["clocks"]["n1"]  # type: ignore[attr-defined]  # the file inside the host
+    assert seen["bumped"] == pytest.approx(offset, abs=0.5)  # the process's time.time() moved
+    assert abs(seen["other"]) < 0.5  # type: ignore[arg-type]  # another host's did not
+    assert seen["slow_error"] is None
+    assert 0.15 < seen["rate"] < 0.4, seen["rate"]  # type: ignore[operator]  # monotonic at a quarter speed
+    assert seen["reset"].error is None  # type: ignore[attr-defined]
+    assert all(abs(s) < 0.5 for s in seen["healed"]), seen["healed"]  # type: ignore[attr-defined]
+
+
+def test_lease_reads_under_a_slow_leader_clock_are_caught_on_containers(state: LabState, tmp_path: Path) -> None:
+    """examples/lease-clock.toml's faults on the containers lab: dtkv's lease reads with the
+    leader's clock at 5% speed (beyond the drift bound) are caught, as on the local lab."""
+    need_raft_core()
+    need_checker()
+    outs = []
+    for seed in (3, 4, 5):
+        out = _campaign(state, tmp_path / str(seed), "dtkv", ("clock-slow-leader", "partition-leader"), seed=seed,
+                        node_args=("--read-mode=lease",), nemesis_opts={"clock_slow": 0.05}, time_limit=40.0,
+                        interval=4.0, workload="register")
+        hits, errors = _faults(out)
+        assert errors == [], errors
+        assert hits.get("clock-skew"), hits  # the clock fault took effect inside the hosts
+        outs.append(out)
+        if out.verdict is False:
+            break
+    assert outs[-1].verdict is False, [o.reasons for o in outs]
+
+
+def test_index_reads_are_valid_under_clock_faults_on_containers(state: LabState, tmp_path: Path) -> None:
+    """ReadIndex reads (the default) never depend on clocks: valid under every clock mode there."""
+    need_raft_core()
+    need_checker()
+    out = _campaign(state, tmp_path, "dtkv", ("clock", "partition"), time_limit=25.0, interval=2.0,
+                    nemesis_opts={"clock_slow": 0.05, "clock_fast": 5.0, "clock_offset": 30.0})
+    hits, errors = _faults(out)
+    assert errors == [], errors
+    assert hits.get("clock-skew"), hits
+    assert out.exit_code == 0, out.reasons
+
+
+def _campaign(state: LabState, tmp_path: Path, system: str, nemesis: tuple[str, ...], **kw: Any) -> Outcome:
+    opts: dict[str, Any] = dict(seed=7, lab="containers", lab_name=state.name, system=system, nemesis=nemesis,
+                                store=str(tmp_path / "store"), concurrency=4, time_limit=25.0, interval=1.5, rate=50.0,
+                                recovery_timeout=30.0, final_timeout=10.0, op_timeout=1.0, base_port=17100)
+    opts.update(kw)
+    return run(run_campaign(Campaign(**opts)))
 
 
 def _faults(out: Outcome) -> tuple[dict[str, int], list[str]]:
