@@ -421,6 +421,7 @@ async def run_campaign(campaign: Campaign, *, on_event: Progress | None = None,
     """
     from raftlab import nemesis, workloads
     from raftlab.lab import KINDS
+    from raftlab.nemesis import clock_host
 
     if campaign.lab not in KINDS:
         raise CampaignError(f"unknown lab {campaign.lab!r} (known: {', '.join(KINDS)})")
@@ -431,6 +432,8 @@ async def run_campaign(campaign: Campaign, *, on_event: Progress | None = None,
                                   check_time_limit=campaign.check_time_limit)
         nemesis.package(list(campaign.nemesis), db=None, rng=random.Random(0), interval=campaign.interval,
                         opts=campaign.nemesis_opts)  # unknown faults and bad options, before anything runs
+        if any(f.startswith("clock") for f in campaign.nemesis):  # the lab's kind alone can refuse the host clock
+            clock_host.choose(campaign.lab, clock_host.wanted(campaign.nemesis_opts))
     except (ValueError, TypeError) as e:
         raise CampaignError(str(e)) from None
     run = store.new_run(campaign.store, campaign.workload, campaign.to_dict())

@@ -123,3 +123,16 @@ def test_host_clock_transcript(request: pytest.FixtureRequest) -> None:
 def test_an_unknown_mechanism_is_named_before_anything_runs() -> None:
     with pytest.raises(ValueError, match="clock-mechanism must be one of faketime, host, not 'ntp'"):
         package("clock", db=None, rng=random.Random(1), interval=1, opts={"clock_mechanism": "ntp"})
+
+
+def test_the_host_clock_on_a_shared_kernel_lab_is_a_usage_error_before_the_run(tmp_path: Path) -> None:
+    """The lab's kind alone decides it, so `raftlab run` refuses it (exit 2) before any node starts."""
+    from click.testing import CliRunner
+
+    from raftlab.cli import cli
+
+    out = CliRunner().invoke(cli, ["run", "--nemesis", "kill,clock", "--nemesis-opt", "clock-mechanism=host",
+                                    "--store", str(tmp_path / "store"), "--time-limit", "5"])
+    assert out.exit_code == 2, out.output
+    assert "clock-mechanism=host is refused on the local lab" in out.output
+    assert not (tmp_path / "store").exists()
