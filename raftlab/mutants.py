@@ -37,6 +37,9 @@ WAL = "raftlab.impl.storage.wal"
 META = "raftlab.impl.storage.meta"
 CODEC = "raftlab.impl.net.codec"
 MACHINE = "raftlab.impl.machine"
+SNAPSHOT_FORMAT = "raftlab.impl.storage.snapshot_format"
+COMPACTION = "raftlab.impl.storage.compaction"
+LEASES = "raftlab.impl.dtkv.leases"
 
 LAYERS = ("raft", "dtkv", "client", "storage", "codec", "node")
 
@@ -64,8 +67,10 @@ class Mutant:
     @property
     def sim(self) -> bool:
         """Whether ``--method sim`` hunts this mutant: it patches code the simulator runs (RaftCore
-        and its helpers, the node machine, the DtKV tree, the meta codec every restart reads)."""
-        return self.layer in ("raft", "node", "dtkv") or self.module == META
+        and its helpers, the node machine, the DtKV tree, the meta codec every restart reads, the
+        snapshot format every simulated snapshot is encoded with; not the lease timers, which no
+        simulated workload arms)."""
+        return (self.layer in ("raft", "node", "dtkv") and self.module != LEASES) or self.module in (META, SNAPSHOT_FORMAT)
 
     def describe(self) -> str:
         return f"{self.id} [{self.layer}] {self.description} (breaks: {self.rule})"
@@ -199,6 +204,11 @@ CATALOGUE: tuple[Mutant, ...] = (
        "                if current != expected:\n                    values[key] = new\n                    return",
        "a CAS that reports a mismatch writes anyway",
        "a failed command leaves the state untouched"),
+    _m("lease-ttl-in-seconds", "dtkv", LEASES,
+       "        due = now + ttl_ms / 1000\n", "        due = now + ttl_ms\n",
+       "the leader's expiry clock adds a TTL in milliseconds to a clock in seconds: temp nodes "
+       "expire a thousand times late",
+       "a temp node expires within its TTL (plus a bound) after its last refresh (etcd lessor)"),
     # --- client error classification ---------------------------------------------------------
     _m("timeout-definite", "client", CLIENT,
        "            if state.sent_to is not None:  # a read too",
@@ -225,7 +235,23 @@ CATALOGUE: tuple[Mutant, ...] = (
        "committed under the old majority alone, and members that applied it and members that did "
        "not yet can elect two leaders of one term from disjoint majorities",
        "joint consensus: old and new majorities both decide while the configuration changes (thesis §4.3)"),
+    _m("rejoin-votes-on-old-commit", "raft", CORE,
+       "if self.rejoining and committed > 0 and self.log.term(committed) == self.term:",
+       "if self.rejoining and committed > 0:",
+       "a member repaired empty votes again once anything is committed, though entries of this term "
+       "it may have acknowledged before losing its data are not back yet",
+       "an emptied member votes only once it holds an entry of the current term as committed (its "
+       "lost acknowledgements are then covered: leader completeness)"),
     # --- storage -----------------------------------------------------------------------------
+    _m("snapshot-drops-dirs", "storage", SNAPSHOT_FORMAT,
+       '"dirs": list(image.dirs),', '"dirs": [""],',
+       "a snapshot keeps every value but only the root directory",
+       "a snapshot is the whole replicated state at its index (Raft §7)"),
+    _m("compaction-deletes-live-segment", "storage", COMPACTION,
+       "        if firsts[k + 1] - 1 <= floor:\n", "        if firsts[k] <= floor:\n",
+       "compaction deletes a WAL segment once its first entry is below the snapshot's floor, "
+       "though later entries in it are not covered",
+       "compaction removes only entries the snapshot covers (Raft §7)"),
     _m("wal-truncate-memory-only", "storage", WAL,
        "        os.ftruncate(self._fd, off)\n", "",
        "truncating a conflicting suffix changes memory but not the segment file",
