@@ -38,7 +38,6 @@ META = "raftlab.impl.storage.meta"
 CODEC = "raftlab.impl.net.codec"
 MACHINE = "raftlab.impl.machine"
 SNAPSHOT_FORMAT = "raftlab.impl.storage.snapshot_format"
-COMPACTION = "raftlab.impl.storage.compaction"
 LEASES = "raftlab.impl.dtkv.leases"
 
 LAYERS = ("raft", "dtkv", "client", "storage", "codec", "node")
@@ -235,23 +234,25 @@ CATALOGUE: tuple[Mutant, ...] = (
        "committed under the old majority alone, and members that applied it and members that did "
        "not yet can elect two leaders of one term from disjoint majorities",
        "joint consensus: old and new majorities both decide while the configuration changes (thesis §4.3)"),
-    _m("rejoin-votes-on-old-commit", "raft", CORE,
+    _m("rejoin-votes-at-once", "raft", CORE,
        "if self.rejoining and committed > 0 and self.log.term(committed) == self.term:",
-       "if self.rejoining and committed > 0:",
-       "a member repaired empty votes again once anything is committed, though entries of this term "
-       "it may have acknowledged before losing its data are not back yet",
+       "if self.rejoining:",
+       "a member repaired empty votes again at the first append or heartbeat of a leader, before it "
+       "caught up with the entries it may have acknowledged before losing its data",
        "an emptied member votes only once it holds an entry of the current term as committed (its "
        "lost acknowledgements are then covered: leader completeness)"),
+    _m("snapshot-fast-forward-unmatched", "raft", SNAPSHOTS,
+       "if (m.offset == 0 or m.done) and log.match_term(m.index, m.log_term):",
+       "if (m.offset == 0 or m.done) and m.index <= log.last_index():",
+       "a follower offered a snapshot its log already reaches commits through the snapshot's index "
+       "without checking that its entry there has the snapshot's term",
+       "commit only a prefix that matches the leader's log (Raft §5.3; §7: keep the log only if it "
+       "holds the snapshot's last entry)"),
     # --- storage -----------------------------------------------------------------------------
     _m("snapshot-drops-dirs", "storage", SNAPSHOT_FORMAT,
        '"dirs": list(image.dirs),', '"dirs": [""],',
        "a snapshot keeps every value but only the root directory",
        "a snapshot is the whole replicated state at its index (Raft §7)"),
-    _m("compaction-deletes-live-segment", "storage", COMPACTION,
-       "        if firsts[k + 1] - 1 <= floor:\n", "        if firsts[k] <= floor:\n",
-       "compaction deletes a WAL segment once its first entry is below the snapshot's floor, "
-       "though later entries in it are not covered",
-       "compaction removes only entries the snapshot covers (Raft §7)"),
     _m("wal-truncate-memory-only", "storage", WAL,
        "        os.ftruncate(self._fd, off)\n", "",
        "truncating a conflicting suffix changes memory but not the segment file",
