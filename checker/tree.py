@@ -33,6 +33,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from raftlab.checker.models import Kv
+
 from raftlab.history import Operation
 
 State = tuple[bool, tuple[tuple[str, Any], ...]]

@@ -20,8 +20,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from raftlab.workloads import Workload
-from raftlab.workloads import register, tree
+from raftlab.workloads import Workload, register, tree
 
 from raftlab import generator as gen
 from raftlab.history import History

@@ -73,8 +73,8 @@ def test_kv_dirs_checks_register_keys_and_directories_in_one_history() -> None:
            Op(type=OpType.OK, process=1, f="read", key="r0", value=3, time=105)]
     good = check(History(tree_part + reg), KvDirs(), time_limit=10)
     assert good.valid is True and len(good.partitions) == 3
-    stale = reg[:4] + [replace(reg[4]), replace(reg[5], value=None)]  # a read of r0 that misses the write
+    stale = [*reg[:5], replace(reg[5], value=None)]  # a read of r0 that misses the write
     bad = check(History(tree_part + stale), KvDirs(), time_limit=10)
     assert bad.valid is False and bad.failing is not None and bad.failing.name == "r0"
-    removed = tree_part[:-1] + [replace(tree_part[-1], value=1)]  # remove-noop, seen by the directory part
+    removed = [*tree_part[:-1], replace(tree_part[-1], value=1)]  # remove-noop, seen by the directory part
     assert check(History(removed + reg), KvDirs(), time_limit=10).failing.name == "t0"  # type: ignore[union-attr]
