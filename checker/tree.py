@@ -29,8 +29,10 @@ model (the checker drops them).
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
+
+from raftlab.checker.models import Kv
 
 from raftlab.history import Operation
 
@@ -101,3 +103,48 @@ def _with(values: dict[str, Any], changes: dict[str, Any]) -> State:
 
 def _plain(value: Any) -> Any:
     return [_plain(v) for v in value] if isinstance(value, list | tuple) else value
+
+
+class KvDirs:
+    """``kv`` keys and ``dtkv-dir`` directories in one history (the ``mixed`` workload's model).
+
+    Partitions are keys, as in both models; a partition's ops are either all register ops
+    (``read``/``write``/``cas``) or all directory ops, since the mixed workload names registers
+    ``r<n>`` and directories ``t<n>``. A partition's state starts as None, which is the register's
+    initial value and, at a directory's first op, becomes the directory model's initial state.
+    """
+
+    name = "kv+dtkv-dir"
+
+    def __init__(self) -> None:
+        self.kv = Kv()
+        self.dirs = DtkvDirs()
+
+    def init(self) -> Hashable:
+        return None
+
+    def partition_key(self, op: Operation) -> Hashable:
+        return self.kv.partition_key(op)
+
+    def _dir_state(self, state: Hashable) -> State:
+        return self.dirs.init() if state is None else state  # type: ignore[return-value]
+
+    def step(self, state: Hashable, op: Operation) -> tuple[bool, Hashable]:
+        if op.f in self.kv.fs:
+            return self.kv.step(state, op)
+        return self.dirs.step(self._dir_state(state), op)
+
+    def compile(self, op: Operation) -> Callable[[Hashable], tuple[bool, Hashable]]:
+        if op.f in self.kv.fs:
+            return self.kv.compile(op)
+        return lambda state: self.dirs.step(self._dir_state(state), op)
+
+    def read_only(self, op: Operation) -> bool:
+        return op.f == "read" or op.f in READS
+
+    def describe_op(self, op: Operation) -> str:
+        return self.kv.describe_op(op) if op.f in self.kv.fs else self.dirs.describe_op(op)
+
+    def describe_state(self, state: Hashable) -> str:
+        return self.dirs.describe_state(state) if isinstance(state, tuple) and len(state) == 2 and isinstance(
+            state[0], bool) else self.kv.describe_state(state)

@@ -37,6 +37,8 @@ WAL = "raftlab.impl.storage.wal"
 META = "raftlab.impl.storage.meta"
 CODEC = "raftlab.impl.net.codec"
 MACHINE = "raftlab.impl.machine"
+SNAPSHOT_FORMAT = "raftlab.impl.storage.snapshot_format"
+LEASES = "raftlab.impl.dtkv.leases"
 
 LAYERS = ("raft", "dtkv", "client", "storage", "codec", "node")
 
@@ -64,8 +66,10 @@ class Mutant:
     @property
     def sim(self) -> bool:
         """Whether ``--method sim`` hunts this mutant: it patches code the simulator runs (RaftCore
-        and its helpers, the node machine, the DtKV tree, the meta codec every restart reads)."""
-        return self.layer in ("raft", "node", "dtkv") or self.module == META
+        and its helpers, the node machine, the DtKV tree, the meta codec every restart reads, the
+        snapshot format every simulated snapshot is encoded with; not the lease timers, which no
+        simulated workload arms)."""
+        return (self.layer in ("raft", "node", "dtkv") and self.module != LEASES) or self.module in (META, SNAPSHOT_FORMAT)
 
     def describe(self) -> str:
         return f"{self.id} [{self.layer}] {self.description} (breaks: {self.rule})"
@@ -199,6 +203,11 @@ CATALOGUE: tuple[Mutant, ...] = (
        "                if current != expected:\n                    values[key] = new\n                    return",
        "a CAS that reports a mismatch writes anyway",
        "a failed command leaves the state untouched"),
+    _m("lease-ttl-in-seconds", "dtkv", LEASES,
+       "        due = now + ttl_ms / 1000\n", "        due = now + ttl_ms\n",
+       "the leader's expiry clock adds a TTL in milliseconds to a clock in seconds: temp nodes "
+       "expire a thousand times late",
+       "a temp node expires within its TTL (plus a bound) after its last refresh (etcd lessor)"),
     # --- client error classification ---------------------------------------------------------
     _m("timeout-definite", "client", CLIENT,
        "            if state.sent_to is not None:  # a read too",
@@ -225,7 +234,25 @@ CATALOGUE: tuple[Mutant, ...] = (
        "committed under the old majority alone, and members that applied it and members that did "
        "not yet can elect two leaders of one term from disjoint majorities",
        "joint consensus: old and new majorities both decide while the configuration changes (thesis §4.3)"),
+    _m("rejoin-votes-at-once", "raft", CORE,
+       "if self.rejoining and committed > 0 and self.log.term(committed) == self.term:",
+       "if self.rejoining:",
+       "a member repaired empty votes again at the first append or heartbeat of a leader, before it "
+       "caught up with the entries it may have acknowledged before losing its data",
+       "an emptied member votes only once it holds an entry of the current term as committed (its "
+       "lost acknowledgements are then covered: leader completeness)"),
+    _m("snapshot-fast-forward-unmatched", "raft", SNAPSHOTS,
+       "if (m.offset == 0 or m.done) and log.match_term(m.index, m.log_term):",
+       "if (m.offset == 0 or m.done) and m.index <= log.last_index():",
+       "a follower offered a snapshot its log already reaches commits through the snapshot's index "
+       "without checking that its entry there has the snapshot's term",
+       "commit only a prefix that matches the leader's log (Raft §5.3; §7: keep the log only if it "
+       "holds the snapshot's last entry)"),
     # --- storage -----------------------------------------------------------------------------
+    _m("snapshot-drops-dirs", "storage", SNAPSHOT_FORMAT,
+       '"dirs": list(image.dirs),', '"dirs": [""],',
+       "a snapshot keeps every value but only the root directory",
+       "a snapshot is the whole replicated state at its index (Raft §7)"),
     _m("wal-truncate-memory-only", "storage", WAL,
        "        os.ftruncate(self._fd, off)\n", "",
        "truncating a conflicting suffix changes memory but not the segment file",

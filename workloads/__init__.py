@@ -11,6 +11,7 @@ each workload is its contract with clients:
 | register | read key: null/int, write key: int, cas key: [old, new] | a read of every key in use | the ``kv`` model |
 | set | add: unique int; read: sorted list of ints | a read of the whole set | the set checker |
 | tree | mkdir, rmdir, list, put, get, cas-key, remove, batch-put, batch-get, batch-remove in one directory | a batch-get of each directory in use | the ``dtkv-dir`` model |
+| mixed | register ops on keys ``r<n>`` and tree ops on directories ``t<n>``, half each | both final phases | ``kv`` per key, ``dtkv-dir`` per directory |
 | lock, watch, ttl | locks, watch polls and temp nodes (``workloads/leases.py``) | see there | ``checker/leases.py`` |
 
 ``WORKLOADS`` maps each name to a factory ``make(**opts) -> Workload``.
@@ -61,6 +62,12 @@ def _tree(**opts: Any) -> Workload:
     return workload(**opts)
 
 
+def _mixed(**opts: Any) -> Workload:
+    from raftlab.workloads.mixed import workload
+
+    return workload(**opts)
+
+
 def _leases(name: str) -> Callable[..., Workload]:
     def make(**opts: Any) -> Workload:
         from raftlab.workloads import leases
@@ -70,6 +77,7 @@ def _leases(name: str) -> Callable[..., Workload]:
 
 
 WORKLOADS: dict[str, Callable[..., Workload]] = {"register": _register, "set": _set, "tree": _tree,
+                                                 "mixed": _mixed,
                                                  "lock": _leases("lock"), "watch": _leases("watch"),
                                                  "ttl": _leases("ttl")}
 

@@ -199,7 +199,7 @@ def _execute(campaign: Campaign, junit: Path | None, quiet: bool) -> Outcome:
 
 
 @click.command()
-@click.option("--workload", default="register", show_default=True, help="register, set, tree, lock, watch or ttl.")
+@click.option("--workload", default="register", show_default=True, help="register, set, tree, mixed, lock, watch or ttl.")
 @click.option("--nemesis", default="none", show_default=True,
               help="Comma-separated faults: kill,pause,partition,kill-leader,pause-leader,partition-leader,"
                    "kill-majority,disk-pause,lose-unfsynced,host-pause,power-cut,clock[-bump|-strobe|-fast|-slow],"

@@ -32,6 +32,8 @@ def test_a_swarm_draw_is_a_function_of_the_seed_and_varies_across_seeds() -> Non
         assert list(d.faults) == [f for f in FAULTS if f in d.faults]  # given order kept
         assert d.interval in {3.0 * k for k in INTERVALS}
     assert draw(1, (), 5.0).faults == ()
+    # the pace comes first: a longer fault list keeps every seed's interval
+    assert [draw(s, (*FAULTS, "kill-leader-elected"), 3.0).interval for s in range(40)] == [d.interval for d in draws]
     assert "swarm: faults" in draws[0].describe()
 
 

@@ -6,6 +6,7 @@ batch-put-first-only, mkdir-clobbers, cas-absent-always), so the model is shown 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from raftlab.checker import check
@@ -57,3 +58,23 @@ def test_an_indeterminate_write_may_or_may_not_have_happened() -> None:
               Op(type=OpType.OK, process=2, f="get", key="t0", value=8, time=7)]
     assert valid(History(events[:6])) is True
     assert valid(History(events)) is False
+
+
+def test_kv_dirs_checks_register_keys_and_directories_in_one_history() -> None:
+    from raftlab.checker.tree import KvDirs
+
+    tree_part = list(seq(("mkdir", None, None), ("put", ["a", 1], None), ("remove", ["a"], None),
+                         ("get", ["a"], None)))
+    reg = [Op(type=OpType.INVOKE, process=1, f="write", key="r0", value=3, time=100),
+           Op(type=OpType.OK, process=1, f="write", key="r0", value=3, time=101),
+           Op(type=OpType.INVOKE, process=1, f="cas", key="r1", value=[None, 4], time=102),
+           Op(type=OpType.OK, process=1, f="cas", key="r1", value=[None, 4], time=103),
+           Op(type=OpType.INVOKE, process=1, f="read", key="r0", value=None, time=104),
+           Op(type=OpType.OK, process=1, f="read", key="r0", value=3, time=105)]
+    good = check(History(tree_part + reg), KvDirs(), time_limit=10)
+    assert good.valid is True and len(good.partitions) == 3
+    stale = [*reg[:5], replace(reg[5], value=None)]  # a read of r0 that misses the write
+    bad = check(History(tree_part + stale), KvDirs(), time_limit=10)
+    assert bad.valid is False and bad.failing is not None and bad.failing.name == "r0"
+    removed = [*tree_part[:-1], replace(tree_part[-1], value=1)]  # remove-noop, seen by the directory part
+    assert check(History(removed + reg), KvDirs(), time_limit=10).failing.name == "t0"  # type: ignore[union-attr]

@@ -21,8 +21,8 @@ def campaign(name: str, n: int, seed: int, complete: gen.Completer | None = None
 
 
 def test_registry_names_and_unknown_workload() -> None:
-    assert set(WORKLOADS) == {"register", "set", "tree", "lock", "watch", "ttl"}
-    with pytest.raises(UnknownWorkload, match="known: register, set, tree, lock, watch, ttl"):
+    assert set(WORKLOADS) == {"register", "set", "tree", "mixed", "lock", "watch", "ttl"}
+    with pytest.raises(UnknownWorkload, match="known: register, set, tree, mixed, lock, watch, ttl"):
         make("bank")
 
 
@@ -134,3 +134,21 @@ def test_tree_ops_cover_the_dtkv_vocabulary_inside_one_directory(seed: int) -> N
     assert {o.f for o in final} == {"batch-get"} and len({o.key for o in final}) == 3
     assert all(o.value == ["a", "b", "c", "d"] for o in final)
     History(h)
+
+
+def test_mixed_sends_register_and_tree_ops_and_reads_both_at_the_end(seed: int) -> None:
+    from raftlab.checker.tree import DtkvDirs
+
+    h = campaign("mixed", 1200, seed, keys=3, dirs=2)
+    invokes = [o for o in h if o.type is OpType.INVOKE]
+    during, final = invokes[:1200], invokes[1200:]
+    fs = Counter(o.f for o in during)
+    register, tree = sum(fs[f] for f in ("read", "write", "cas")), sum(fs[f] for f in DtkvDirs.fs)
+    assert register + tree == 1200 and 450 < tree < 750  # about half each (tree_share=0.5)
+    assert {o.key[0] for o in during if o.f in ("read", "write", "cas")} == {"r"}
+    assert {o.key[0] for o in during if o.f in DtkvDirs.fs} == {"t"}
+    assert {(o.f, o.key[0]) for o in final} == {("read", "r"), ("batch-get", "t")}
+    assert len({o.key for o in final}) == 5  # every register key and every directory in use
+    assert make("mixed").final_fs == {"read", "batch-get"}
+    with pytest.raises(ValueError, match="tree_share"):
+        make("mixed", tree_share=1.5)
