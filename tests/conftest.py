@@ -10,6 +10,7 @@ import contextlib
 import os
 import random
 import shutil
+import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -75,6 +76,13 @@ async def labfs(tmp_path: Path, data: Path, *, lazy: bool) -> AsyncIterator[Fuse
         yield disk
     finally:
         await disk.unmount()
+
+
+def ctrl_c_reaches() -> None:
+    """``preexec_fn`` for a child that a test will Ctrl-C: SIGINT back to its default. A shell
+    starts a background job with SIGINT ignored, and an ignored signal survives exec, so a suite
+    started as ``... &`` would otherwise spawn children that never see the test's SIGINT."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def in_ci() -> bool:

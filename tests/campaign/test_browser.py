@@ -34,6 +34,7 @@ from raftlab.serve import make_server
 from tests.browser import SKIP_REASON, Browser
 from tests.campaign.needs import need_checker, need_raft_core
 from tests.campaign.test_report import make_run
+from tests.conftest import ctrl_c_reaches
 
 pytestmark = pytest.mark.slow
 
@@ -209,7 +210,8 @@ def test_the_serve_command_listens_on_loopback_and_names_a_bad_store(store_of_50
     cli = [str(Path(sys.executable).parent / "raftlab"), "serve"]
     bad = subprocess.run([*cli, str(tmp_path / "nope")], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "is not a directory" in bad.stderr
-    proc = subprocess.Popen([*cli, str(store_of_50), "--port", "0"], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*cli, str(store_of_50), "--port", "0"], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=ctrl_c_reaches)
     try:
         line = proc.stderr.readline() if proc.stderr else ""
         m = re.search(r"at (http://127\.0\.0\.1:\d+)/", line)

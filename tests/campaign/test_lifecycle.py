@@ -18,6 +18,7 @@ import pytest
 
 from raftlab.lab.local import processes_under
 from tests.campaign.needs import need_checker
+from tests.conftest import ctrl_c_reaches
 
 pytestmark = pytest.mark.slow
 CLI = str(Path(sys.executable).parent / "raftlab")
@@ -48,7 +49,8 @@ def test_ctrl_c_at_any_stage_leaves_nothing_running(stage: str, tmp_path: Path, 
                    "--time-limit", "2" if stage == "heal" else "60", "--system-opt", "start-delay=3")
     log = tmp_path / "out.txt"
     with log.open("w") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+                                preexec_fn=ctrl_c_reaches)
         if stage == "setup":  # the servers are being started (each sleeps 3 s first)
             _wait(proc, lambda: any((tmp_path / "labs").rglob("toy.pid")), "setup")
         elif stage == "run":

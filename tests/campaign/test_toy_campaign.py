@@ -21,6 +21,7 @@ import pytest
 from raftlab.history import NEMESIS, History, OpType
 from raftlab.runner import Campaign, Outcome, run_campaign
 from tests.campaign.needs import need_checker
+from tests.conftest import ctrl_c_reaches
 
 pytestmark = pytest.mark.slow
 
@@ -119,7 +120,8 @@ def test_ctrl_c_heals_tears_down_and_writes_results(tmp_path: Path, lab_name: st
     cli = [str(Path(sys.executable).parent / "raftlab"), "run", "--system", "toysys", "--nemesis", "kill,pause",
            "--interval", "0.3", "--time-limit", "60", "--lab-name", lab_name, "--base-port", str(base_port),
            "--store", str(tmp_path / "store"), "--quiet"]
-    proc = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    proc = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+                            preexec_fn=ctrl_c_reaches)
     for _ in range(200):  # wait until the workload runs
         history = list((tmp_path / "store").glob("register/*/history.jsonl"))
         if history and history[0].stat().st_size > 2000:
