@@ -178,6 +178,9 @@ class NodeMachine(Generic[H]):
             self._restore(snapshot)
             raft = replace(raft, applied=snapshot.meta.index)
         self.core = core_type(raft, storage, rng=rng, logger=self.log)  # tests pass broken cores
+        # the term and vote last made durable: each change is logged once it is (the harness's
+        # election check, raftlab/elections.py, holds every restart to the last such line)
+        self._durable_vote = (self.core.term, self.core.vote)
         self._epoch = now
         self._now = now
         self._ticks = 0
@@ -340,6 +343,10 @@ class NodeMachine(Generic[H]):
         if persist is not self._persisting:
             raise ValueError("persisted() for a Persist that is not the outstanding one")
         rd = persist.ready
+        hs = persist.hard_state
+        if hs is not None and (hs.term, hs.vote) != self._durable_vote:
+            self._durable_vote = (hs.term, hs.vote)
+            self.log(f"node {self.id}: hard state Term:{hs.term} Vote:{hs.vote} is durable")
         if not self.config.unsafe_ack_before_fsync:
             self._messages.extend(rd.send_after_persist)
         if rd.committed:

@@ -4,8 +4,8 @@ The thin shell around nemesis/windows.py: a ``timed-kill`` or ``timed-partition`
 window (``{"when": "uncommitted"}``); ``TimedNemesis`` polls the system's status (a DB with an
 ``async status()``, as ``DtkvDB`` has: each node's ``NodeMachine.status``) every ``poll`` seconds,
 feeds each snapshot to a ``Watch``, and once the window opens hands the real fault to the
-process or partition component (``kill`` of the leader the snapshot named, ``start-partition
-leader``). The heal is the usual one (``start``, ``stop-partition``), so the final phase heals
+process or partition component (``kill`` of the leader the snapshot named, ``start-partition``
+of the op's shape, ``leader`` or ``leader-minority``). The heal is the usual one (``start``, ``stop-partition``), so the final phase heals
 timed faults like any other. If the window does not open within ``max_wait`` seconds the fault
 is not applied and the completion says so: a fault is never assumed to have happened.
 
@@ -70,7 +70,7 @@ class TimedNemesis:
             polls += 1
             leader = watch.observe(await status(timeout=max(0.2, self.poll * 4)), loop.time())
             if leader is not None:
-                value: Any = [leader] if op.f == "timed-kill" else "leader"
+                value: Any = [leader] if op.f == "timed-kill" else op.value.get("shape", "leader")
                 done = await self.inner[op.f].invoke(replace(op, f=INNER[op.f], value=value))
                 extra = {"when": when, "waited": round(loop.time() - start, 3), "polls": polls}
                 return replace(done, f=op.f, value={**(done.value or {}), **extra})
@@ -106,8 +106,11 @@ FAMILY = Family(
               color=_KILL, doc="SIGKILL the leader while it holds uncommitted entries"),
         Fault(name="kill-leader-lagging", start="timed-kill", stop="start", values=({"when": "lagging"},),
               color=_KILL, doc="SIGKILL the leader while a follower lags 20+ entries behind"),
+        # leader-minority (the leader and one follower of five) lets a commit rule one ack short
+        # commit, and a minority elect, on the cut-off side: isolating the leader alone cannot
         Fault(name="partition-leader-uncommitted", start="timed-partition", stop="stop-partition",
-              values=({"when": "uncommitted"},), color=_CUT, doc="isolate the leader while it holds uncommitted entries"),
+              values=({"when": "uncommitted", "shape": "leader"}, {"when": "uncommitted", "shape": "leader-minority"}),
+              color=_CUT, doc="isolate the leader, or put it in a minority, while it holds uncommitted entries"),
     ),
 )
 FAULT_F = {f.name: f.start for f in FAMILY.faults}

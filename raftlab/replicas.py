@@ -15,7 +15,10 @@ end of every campaign, after the final reads:
   never answered, or never caught up with the others' applied index, is a finding (it never
   recovered: a healed, idle cluster converges within heartbeats);
 * ``logs`` scans the collected node logs for error patterns (Jepsen's ``log-file-pattern``
-  checker: tracebacks, "panic", storage errors, a node that could not start).
+  checker: tracebacks, "panic", storage errors, a node that could not start, a peer message
+  that broke the protocol);
+* ``elections`` (raftlab/elections.py) reads the same logs for election safety: one leader per
+  term, one vote per node per term, votes that survive restarts.
 
 The runner calls ``collect`` once and adds ``checks(run_dir)`` to its checkers; a system without
 the capability or without log files gets a ``True`` with the reason "not offered".
@@ -31,6 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from raftlab import elections
 from raftlab.protocols import HasReplicaDigests, Host
 
 REPLICAS_FILE = "replicas.json"
@@ -45,6 +49,12 @@ LOG_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("could not start", re.compile(r"cannot start")),
     ("assertion", re.compile(r"AssertionError")),
     ("unhandled task error", re.compile(r"Task exception was never retrieved|Exception in callback")),
+    # a peer message no correct member sends (impl/raft/validate.py): a campaign's peers are the
+    # cluster's own nodes, so one means a member broke the protocol (a stale TIMEOUT_NOW and a
+    # message from outside the cluster, ``foreign``, are left out: reordering and a stray
+    # process make those without any member being wrong)
+    ("protocol violation", re.compile(
+        r" refuses .*: (?:not-leader: (?:APP|HEARTBEAT|SNAP) |never-sent: |conflict: |malformed: |range: )")),
 )
 
 Finding = tuple[bool | str, str, dict[str, Any]]
@@ -144,8 +154,10 @@ def logs(nodes_dir: Path, refusals: Sequence[str] = ()) -> Finding:
 
 
 def checks(run_dir: Path, refusals: Sequence[str] = ()) -> dict[str, Finding]:
-    """The runner's replica checkers for one stored run: ``replicas`` (when collected) and ``logs``."""
-    out: dict[str, Finding] = {"logs": logs(run_dir / NODES_DIR, refusals)}
+    """The runner's replica checkers for one stored run: ``replicas`` (when collected), ``logs`` and
+    ``elections``."""
+    out: dict[str, Finding] = {"logs": logs(run_dir / NODES_DIR, refusals),
+                               "elections": elections.judge_dir(run_dir / NODES_DIR)}
     stored = run_dir / REPLICAS_FILE
     if stored.exists():
         try:

@@ -506,6 +506,7 @@ class RaftCore(ReadPath, SnapshotPath, MembershipPath):
 
     def _handle_append(self, m: Message) -> None:
         if m.index < self.log.committed:
+            self._check_committed_overlap(m)
             self._send_after(Message(type=MsgType.APP_RESP, to=m.from_, from_=self.id, term=self.term,
                                      index=self.log.committed))
             return
@@ -518,6 +519,23 @@ class RaftCore(ReadPath, SnapshotPath, MembershipPath):
         hint = self.log.find_conflict_by_term(min(m.index, self.log.last_index()), m.log_term)
         self._send_after(Message(type=MsgType.APP_RESP, to=m.from_, from_=self.id, term=self.term, index=m.index,
                                  reject=True, reject_hint=hint, hint_term=self.log.term(hint)))
+
+    def _check_committed_overlap(self, m: Message) -> None:
+        """An append below our commit index changes nothing, but what it says of our committed
+        prefix must be what we hold: a leader whose entry differs at an index we committed broke
+        leader completeness (Raft §5.4; etcd-raft panics at the same spot). Refused (``conflict``),
+        so the follower says so instead of answering as if it matched."""
+        first = self.log.first_index()
+        if m.index >= first and self.log.term(m.index) != m.log_term:
+            raise Refused("conflict", f"the leader's entry {m.index} has term {m.log_term}; we committed "
+                                      f"it with term {self.log.term(m.index)} (committed through {self.log.committed})")
+        for e in m.entries:
+            if e.index > self.log.committed:
+                return
+            if e.index >= first and self.log.term(e.index) != e.term:
+                raise Refused("conflict", f"the leader's entry {e.index} has term {e.term}; we committed "
+                                          f"it with term {self.log.term(e.index)} (committed through "
+                                          f"{self.log.committed})")
 
     def _step_leader(self, m: Message) -> None:
         pr = self.prs.get(m.from_)

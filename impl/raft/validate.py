@@ -22,10 +22,12 @@ What is refused, and why no correct member sends it:
   future. Either would let a forged answer commit entries no follower holds, or park the
   follower's progress past our log (it would never be sent entries again).
 
-* An append can no longer overwrite a committed entry: one whose previous index is below our
-  commit index is answered with the commit index and changes nothing (core.py), and with its
-  entries consecutive after that index every one lies above the commit. ``log.py`` still
-  refuses a conflict with a committed entry (``conflict``) as a second line.
+* ``conflict``: an append that contradicts our committed prefix. One whose previous index is
+  below our commit index changes nothing and is answered with the commit index (core.py), unless
+  its previous entry or an entry it carries differs from one we committed: then it is refused.
+  ``log.py`` refuses a conflict with a committed entry above the previous index as a second
+  line. No correct leader sends either (leader completeness, Raft §5.4); the campaign's log
+  check counts such a line as a violation (raftlab/replicas.py).
 
 What cannot be judged locally, a forged message that is *plausible* (an acknowledgement
 of an index we did send, an append from our actual leader), is what peer authentication is for

@@ -324,3 +324,32 @@ def test_a_rejoining_member_votes_again_once_a_heartbeat_commits_an_entry_of_thi
     rd = core.ready()
     assert rd.hard_state is not None and rd.hard_state.vote == 2  # counted as its vote for the leader
     assert [m.reject for m in rd.send_after_persist if m.type is MsgType.VOTE_RESP] == [True]
+
+
+def _sent(core: RaftCore) -> list[Message]:
+    if not core.has_ready():
+        return []
+    rd = core.ready()
+    return [*rd.send_now, *rd.send_after_persist]
+
+
+def test_an_append_contradicting_the_committed_prefix_is_refused_not_answered() -> None:
+    """§5.4 (leader completeness): every leader holds every committed entry, so an append below
+    the commit index whose entries differ from what this follower committed comes from a broken
+    leader. It is refused as a ``conflict`` (the campaign's log check counts that line), changes
+    nothing and is not answered as if it matched; a late duplicate of the same entries is
+    answered with the commit index as before."""
+    storage = MemoryStorage([Entry(term=1, index=i) for i in (1, 2, 3)], HardState(term=2, commit=3))
+    core = RaftCore(RaftConfig(id=2, voters=(1, 2, 3)), storage, rng=random.Random(2))
+    assert core.log.committed == 3
+    core.step(Message(type=MsgType.APP, to=2, from_=1, term=2, index=1, log_term=1, commit=3,
+                      entries=(Entry(term=1, index=2), Entry(term=1, index=3))))
+    answers = [m for m in _sent(core) if m.type is MsgType.APP_RESP]
+    assert [(m.index, m.reject) for m in answers] == [(3, False)] and not core.refusals.counts
+    core.step(Message(type=MsgType.APP, to=2, from_=1, term=2, index=1, log_term=1, commit=3,
+                      entries=(Entry(term=2, index=2),)))
+    assert core.refusals.counts == {"conflict": 1}
+    assert not [m for m in _sent(core) if m.type is MsgType.APP_RESP]
+    assert core.log.term(2) == 1 and core.log.last_index() == 3
+    core.step(Message(type=MsgType.APP, to=2, from_=1, term=2, index=2, log_term=2, commit=3))  # its previous entry
+    assert core.refusals.counts == {"conflict": 2}
