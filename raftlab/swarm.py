@@ -17,7 +17,7 @@ whole ``SimConfig`` from the seed alone, so the seed is all a replay needs.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from raftlab.sim.cluster import SimConfig
@@ -39,15 +39,27 @@ class SwarmDraw:
         return f"swarm: faults {','.join(self.faults) or 'none'}, one every ~{self.interval:g}s"
 
 
-def draw(seed: int, faults: Sequence[str], interval: float) -> SwarmDraw:
+def draw(seed: int, faults: Sequence[str], interval: float, families: Mapping[str, str] | None = None) -> SwarmDraw:
     """The fault subset and mean interval of run ``seed`` (faults keep their given order). The
-    interval is drawn first, so a seed keeps its pace when faults are added to the list."""
+    interval is drawn first, so a seed keeps its pace when faults are added to the list.
+
+    ``families`` (fault -> the family that does it: process, partition, timed, ...) keeps at
+    least one fault of every family the list names: a draw may thin a mechanism out but not drop
+    it, because a run without, say, any partition of the network's own choosing leaves every
+    path only a split cluster reaches untested (measured: such a draw missed the commit-rule and
+    vote mutants that draws with partitions catch; docs/campaigns.md)."""
     rng = random.Random(f"swarm:{seed}")
     pace = rng.choice(INTERVALS)
-    kept = tuple(f for f in faults if rng.random() < KEEP)
-    if faults and not kept:
-        kept = (rng.choice(list(faults)),)
-    return SwarmDraw(faults=kept, interval=round(interval * pace, 3))
+    chosen = {f for f in faults if rng.random() < KEEP}
+    if faults and not chosen:
+        chosen = {rng.choice(list(faults))}
+    by_family: dict[str, list[str]] = {}
+    for f in faults:
+        by_family.setdefault((families or {}).get(f, f), []).append(f)
+    for members in by_family.values():
+        if families and not chosen.intersection(members):
+            chosen.add(rng.choice(members))
+    return SwarmDraw(faults=tuple(f for f in faults if f in chosen), interval=round(interval * pace, 3))
 
 
 def swarm_config(seed: int, nodes: int | None = None) -> SimConfig:
@@ -80,6 +92,10 @@ def swarm_config(seed: int, nodes: int | None = None) -> SimConfig:
     )
     if rng.random() < 0.4:  # drawn after snapshots, for the same reason
         config.membership, config.spares = True, 2
+    # damaged disks on restart (sim/hostile.py), drawn last for the same reason: a member repaired
+    # empty is the only way to reach the rejoin rule (the membership draw wipes removed members,
+    # which do not vote)
+    config.storage_faults = rng.random() < 0.25
     return config
 
 
@@ -95,4 +111,4 @@ def describe_config(c: SimConfig) -> str:
             + (f" workload={c.workload}" if c.workload != "register" else "")
             + (f" snapshot_entries={c.snapshot_entries} margin={c.snapshot_margin}" if c.snapshot_entries else "")
             + (f" late_dup={c.late_duplicate}" if c.late_duplicate else "")
-            + (" membership" if c.membership else ""))
+            + (" membership" if c.membership else "") + (" storage-faults" if c.storage_faults else ""))

@@ -299,9 +299,11 @@ def run(workload: str, nemesis: str, time_limit: float, concurrency: int, lab: s
     records = []
     for campaign in campaigns:
         if plan.swarm:
+            from raftlab.nemesis import FAMILY_OF
             from raftlab.swarm import draw
 
-            drawn = draw(campaign.seed, campaign.nemesis, campaign.interval)
+            drawn = draw(campaign.seed, campaign.nemesis, campaign.interval,
+                         {f: FAMILY_OF[f].name for f in campaign.nemesis if f in FAMILY_OF})
             click.echo(drawn.describe())
             campaign = replace(campaign, nemesis=drawn.faults, interval=drawn.interval)
         if len(campaigns) > 1:

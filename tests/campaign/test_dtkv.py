@@ -125,6 +125,9 @@ def test_the_healthy_node_passes_kills_pauses_and_partitions(tmp_path: Path, lab
     assert replicas["valid"] is True and len(set(replicas["applied"].values())) == 1, replicas
     assert len(replicas["applied"]) == 5 and replicas["silent"] == []
     assert out.results["checkers"]["logs"]["valid"] is True and out.results["checkers"]["logs"]["files"] >= 5
+    # and their elections: leaders and durable votes were read from the node logs, none broken
+    elections = out.results["checkers"]["elections"]
+    assert elections["valid"] is True and elections["leaders"] >= 1 and elections["votes"] >= 3, elections
 
 
 def test_unsafe_local_reads_are_caught_under_partitions(tmp_path: Path, lab_name: str, base_port: int) -> None:
@@ -156,8 +159,10 @@ def test_a_campaign_over_ssh_in_network_namespaces(tmp_path: Path, lab_name: str
 
 
 def test_state_timed_faults_hit_the_leader_inside_their_window(tmp_path: Path, lab_name: str, base_port: int) -> None:
-    """A timed kill fires only once the status shows the window, and kills the leader it named."""
-    out = campaign(tmp_path, lab_name, base_port, nemesis=("kill-leader-uncommitted", "kill-leader-elected"),
+    """A timed kill fires only once the status shows the window, and kills the leader it named; a
+    timed partition cuts off the leader alone or with one follower (``leader-minority``)."""
+    out = campaign(tmp_path, lab_name, base_port, nemesis=("kill-leader-uncommitted", "kill-leader-elected",
+                                                           "partition-leader-uncommitted"),
                    interval=1.0, rate=150.0)
     assert out.exit_code == 0, out.reasons
     history = History.read(out.run.history)
@@ -169,6 +174,13 @@ def test_state_timed_faults_hit_the_leader_inside_their_window(tmp_path: Path, l
         assert o.value["when"] in ("uncommitted", "just-elected") and o.value["polls"] >= 1
         assert o.value["done"] == o.value["targets"] and len(o.value["targets"]) == 1
     assert any(o.value["when"] == "uncommitted" for o in hit)
+    cuts = [o for o in history if o.process == NEMESIS and o.type is OpType.INFO and o.f == "timed-partition"
+            and not o.error]
+    assert cuts, "no timed partition took effect"
+    for o in cuts:
+        sides = [side.split() for side in o.value["description"].split("|")]
+        assert o.value["shape"] in ("leader", "leader-minority") and o.value["when"] == "uncommitted"
+        assert sorted(len(side) for side in sides) == ([1, 4] if o.value["shape"] == "leader" else [2, 3]), o.value
 
 
 def test_campaign_nodes_snapshot_often_and_a_bad_snapshot_option_is_refused() -> None:

@@ -37,6 +37,23 @@ def test_a_swarm_draw_is_a_function_of_the_seed_and_varies_across_seeds() -> Non
     assert "swarm: faults" in draws[0].describe()
 
 
+def test_a_swarm_draw_keeps_every_family_of_the_list() -> None:
+    """Faults are thinned out, but never a whole mechanism (raftlab.swarm.draw)."""
+    from raftlab.nemesis import FAMILY_OF
+
+    faults = (*FAULTS, "kill-leader-uncommitted", "partition-leader-uncommitted")
+    families = {f: FAMILY_OF[f].name for f in faults}
+    assert set(families.values()) == {"process", "partition", "timed"}
+    plain = [draw(seed, faults, 2.0) for seed in range(60)]
+    kept = [draw(seed, faults, 2.0, families) for seed in range(60)]
+    assert any(not {"partition", "partition-leader"} & set(d.faults) for d in plain)  # what the rule is for
+    for p, k in zip(plain, kept, strict=True):
+        assert {families[f] for f in k.faults} == {"process", "partition", "timed"}
+        assert set(p.faults) <= set(k.faults) and k.interval == p.interval  # only added to
+        assert list(k.faults) == [f for f in faults if f in k.faults]
+    assert kept == [draw(seed, faults, 2.0, families) for seed in range(60)]
+
+
 def test_dev_campaign_runs_the_default_campaign_of_mutate() -> None:
     line = next(ln for ln in (ROOT / "dev").read_text().splitlines() if "exec .venv/bin/raftlab run" in ln)
     args = shlex.split(re.sub(r'.*raftlab run ', "", line).replace('"$@"', ""))

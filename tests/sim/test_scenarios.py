@@ -80,3 +80,4 @@ def test_swarm_draws_scenarios_protocol_switches_and_the_workload_from_the_seed(
     assert {c.workload for c in configs} == {"register", "tree"}
     assert any(not c.check_quorum for c in configs) and any(not c.pre_vote for c in configs)
     assert 1 in {c.max_size_per_msg for c in configs}
+    assert 5 < sum(c.storage_faults for c in configs) < 30  # a quarter of the seeds damage disks
