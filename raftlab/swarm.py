@@ -54,10 +54,10 @@ def draw(seed: int, faults: Sequence[str], interval: float, families: Mapping[st
     if faults and not chosen:
         chosen = {rng.choice(list(faults))}
     by_family: dict[str, list[str]] = {}
-    for f in faults:
-        by_family.setdefault((families or {}).get(f, f), []).append(f)
+    for f in faults if families else ():
+        by_family.setdefault(families.get(f, f), []).append(f)
     for members in by_family.values():
-        if families and not chosen.intersection(members):
+        if not chosen.intersection(members):
             chosen.add(rng.choice(members))
     return SwarmDraw(faults=tuple(f for f in faults if f in chosen), interval=round(interval * pace, 3))
 

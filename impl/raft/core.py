@@ -526,16 +526,12 @@ class RaftCore(ReadPath, SnapshotPath, MembershipPath):
         leader completeness (Raft §5.4; etcd-raft panics at the same spot). Refused (``conflict``),
         so the follower says so instead of answering as if it matched."""
         first = self.log.first_index()
-        if m.index >= first and self.log.term(m.index) != m.log_term:
-            raise Refused("conflict", f"the leader's entry {m.index} has term {m.log_term}; we committed "
-                                      f"it with term {self.log.term(m.index)} (committed through {self.log.committed})")
-        for e in m.entries:
-            if e.index > self.log.committed:
+        for index, term in ((m.index, m.log_term), *((e.index, e.term) for e in m.entries)):
+            if index > self.log.committed:
                 return
-            if e.index >= first and self.log.term(e.index) != e.term:
-                raise Refused("conflict", f"the leader's entry {e.index} has term {e.term}; we committed "
-                                          f"it with term {self.log.term(e.index)} (committed through "
-                                          f"{self.log.committed})")
+            if index >= first and self.log.term(index) != term:
+                raise Refused("conflict", f"the leader's entry {index} has term {term}; we committed it with "
+                                          f"term {self.log.term(index)} (committed through {self.log.committed})")
 
     def _step_leader(self, m: Message) -> None:
         pr = self.prs.get(m.from_)
