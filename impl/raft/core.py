@@ -122,6 +122,13 @@ class RaftCore(ReadPath, SnapshotPath, MembershipPath):
         # repaired empty (`raftlab node repair --empty`): no vote, no campaign until a leader caught
         # it up; then it counts as having voted for that leader in its term (docs/node.md, recovery)
         self.rejoining = config.rejoin and len(self.voters) > 1
+        # ...and it follows no leader before a quorum of the *others* told it their terms: the term
+        # it forgot could let a deposed leader of an older term count it towards a majority
+        self.term_known = not self.rejoining
+        self._probe_nonce = self.rng.getrandbits(64).to_bytes(8, "big") if self.rejoining else b""
+        self._probe_answers: set[int] = set()
+        if self.rejoining:
+            self._probe_terms()
         self._prev_hs = HardState(term=hs.term, vote=hs.vote, commit=self.log.committed)
         self._prev_ss = SoftState()
         self._reset_randomized_timeout()
@@ -198,6 +205,15 @@ class RaftCore(ReadPath, SnapshotPath, MembershipPath):
         self.refusals.note(e.kind, f"{self.id} refuses {m.describe()[:200]}: {e}", self.clock)
 
     def _step(self, m: Message) -> None:
+        if m.type is MsgType.TERM_PROBE:  # answered in any role and term; the answer changes nothing here
+            self._send(Message(type=MsgType.TERM_PROBE_RESP, to=m.from_, from_=self.id, term=self.term,
+                               context=m.context))
+            return
+        if m.type is MsgType.TERM_PROBE_RESP:
+            self._on_term_probe_resp(m)
+            return
+        if not self.term_known and m.type in (MsgType.APP, MsgType.HEARTBEAT, MsgType.SNAP):
+            return  # its sender may be a deposed leader; it is resent once the highest term is known
         if m.term > self.term:
             if m.type in (MsgType.VOTE, MsgType.PRE_VOTE):
                 in_lease = (self.config.check_quorum and (self.lead != NONE or self.boot_lease)
@@ -354,6 +370,7 @@ class RaftCore(ReadPath, SnapshotPath, MembershipPath):
             return
         if self.rejoining:
             self.log_line(f"{self.id} does not campaign: rejoining, not caught up with a leader yet")
+            self._probe_terms()
             return
         if self.id not in self.voters:
             return  # a learner, or removed: it never campaigns
@@ -492,6 +509,30 @@ class RaftCore(ReadPath, SnapshotPath, MembershipPath):
             # a follower that forwarded to us thinks we lead; we do not: let it retry
             self._send(Message(type=MsgType.READ_INDEX_RESP, to=m.from_, from_=self.id, term=self.term,
                                context=m.context, reject=True))
+
+    def _probe_terms(self) -> None:
+        """Ask every voter that has not answered yet for its term (again on each election timeout)."""
+        if self.term_known:
+            return
+        for v in self.voters:
+            if v != self.id and v not in self._probe_answers:
+                self._send(Message(type=MsgType.TERM_PROBE, to=v, from_=self.id, term=self.term,
+                                   context=self._probe_nonce))
+
+    def _on_term_probe_resp(self, m: Message) -> None:
+        """Every term that elected a leader is durable on a quorum, and any quorum of the others
+        meets it in a member that still holds it: once such a quorum answered, our term is at least
+        that of any leader that may have counted our lost acknowledgements, and a deposed leader's
+        appends are refused as stale. An answer to an earlier boot (another nonce) does not count."""
+        if self.term_known or m.context != self._probe_nonce:
+            return
+        self._probe_answers.add(m.from_)
+        if m.term > self.term:
+            self._become_follower(m.term, NONE)
+        if self.quorum.vote_result(dict.fromkeys(self._probe_answers, True)) is VoteResult.WON:
+            self.term_known = True
+            self.log_line(f"{self.id} learned term {self.term} from {sorted(self._probe_answers)}: "
+                          f"follows leaders of that term or later")
 
     def _maybe_rejoined(self, leader: int) -> None:
         """A member repaired empty votes again once it holds an entry of this term as committed: the

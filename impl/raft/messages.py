@@ -32,6 +32,8 @@ class MsgType(enum.IntEnum):
     TIMEOUT_NOW = 11  # leader -> transferee: campaign now (leader transfer)
     SNAP = 12  # leader -> follower: one chunk of a snapshot (index/log_term name it, offset/data/done carry it)
     SNAP_RESP = 13  # follower -> leader: offset = bytes of snapshot `index` it has on disk (reject: resend from offset)
+    TERM_PROBE = 14  # member repaired empty -> voters: what is your term? (context = this boot's nonce)
+    TERM_PROBE_RESP = 15  # -> the prober: term = the answerer's current term, context echoed; changes no one
 
 
 class EntryType(enum.IntEnum):

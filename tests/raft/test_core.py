@@ -313,6 +313,9 @@ def test_a_rejoining_member_votes_again_once_a_heartbeat_commits_an_entry_of_thi
     write (found with real processes: tests/impl/test_storage_faults.py)."""
     core = core_with_log(3, [], term=0, rejoin=True)
     assert core.rejoining
+    for peer in (1, 2):
+        core.step(Message(type=MsgType.TERM_PROBE_RESP, to=3, from_=peer, term=2, context=core._probe_nonce))
+    assert core.term_known and core.term == 2
     entries = tuple(Entry(term=1 if i < 3 else 2, index=i) for i in range(1, 4))
     core.step(Message(type=MsgType.APP, to=3, from_=2, term=2, index=0, log_term=0, commit=0, entries=entries))
     assert core.rejoining  # it holds the entries, but none is committed yet
@@ -324,6 +327,40 @@ def test_a_rejoining_member_votes_again_once_a_heartbeat_commits_an_entry_of_thi
     rd = core.ready()
     assert rd.hard_state is not None and rd.hard_state.vote == 2  # counted as its vote for the leader
     assert [m.reject for m in rd.send_after_persist if m.type is MsgType.VOTE_RESP] == [True]
+
+
+def test_a_rejoining_member_follows_no_leader_before_a_quorum_of_the_others_told_it_their_terms() -> None:
+    """`node repair --empty` loses the term too. Leader 2 of term 2 committed with our acks; we
+    were wiped; leader 1 of term 1 was deposed but does not know it yet. If we acked 1's appends,
+    1 and we would be a majority of three and commit over 2's committed entries (found by the
+    simulator's swarm: seed 2962, tests/sim/test_storage_faults.py). A quorum of the *others*
+    meets every election quorum in a member that still holds its term, so we wait for one."""
+    core = core_with_log(3, [], term=0, rejoin=True)
+    probes = _sent(core)
+    assert sorted((m.type, m.to) for m in probes) == [(MsgType.TERM_PROBE, 1), (MsgType.TERM_PROBE, 2)]
+    nonce = probes[0].context
+    stale = Message(type=MsgType.APP, to=3, from_=1, term=1, index=0, log_term=0, commit=0,
+                    entries=(Entry(term=1, index=1),))
+    core.step(stale)
+    assert not core.term_known and not _sent(core) and core.log.last_index() == 0  # not acked
+    core.step(Message(type=MsgType.TERM_PROBE_RESP, to=3, from_=1, term=1, context=nonce))
+    core.step(Message(type=MsgType.TERM_PROBE_RESP, to=3, from_=2, term=2, context=b"another boot"))
+    assert not core.term_known  # one answer of this boot: 1 alone is no quorum of the others
+    core.step(Message(type=MsgType.TERM_PROBE_RESP, to=3, from_=2, term=2, context=nonce))
+    assert core.term_known and core.term == 2
+    core.step(stale)
+    assert core.log.last_index() == 0 and not [m for m in _sent(core) if m.type is MsgType.APP_RESP and m.term == 1]
+    core.step(Message(type=MsgType.APP, to=3, from_=2, term=2, index=0, log_term=0, commit=0,
+                      entries=(Entry(term=2, index=1),)))
+    assert core.log.last_index() == 1 and [m.index for m in _sent(core) if m.type is MsgType.APP_RESP] == [1]
+
+
+def test_any_member_answers_a_term_probe_with_its_term_and_changes_nothing() -> None:
+    core = core_with_log(1, [(1, 1)], term=3)
+    core.step(Message(type=MsgType.TERM_PROBE, to=1, from_=3, term=0, context=b"n"))
+    (answer,) = _sent(core)
+    assert (answer.type, answer.to, answer.term, answer.context) == (MsgType.TERM_PROBE_RESP, 3, 3, b"n")
+    assert core.term == 3 and core.role is Role.FOLLOWER
 
 
 def _sent(core: RaftCore) -> list[Message]:

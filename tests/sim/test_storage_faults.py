@@ -14,6 +14,7 @@ from raftlab.impl.storage.recovery import scan_segment
 
 from raftlab.sim.cluster import SimCluster, SimConfig, SimNode, simulate
 from raftlab.sim.hostile import DiskImage
+from raftlab.swarm import swarm_config
 
 
 def test_damaged_disks_are_refused_repaired_and_runs_stay_valid() -> None:
@@ -24,6 +25,16 @@ def test_damaged_disks_are_refused_repaired_and_runs_stay_valid() -> None:
         assert "--storage-faults" in outcome.replay
         refused += outcome.stats["refused_starts"]
     assert refused >= 6
+
+
+def test_a_member_repaired_empty_does_not_help_a_deposed_leader_commit() -> None:
+    """The swarm's seed 2962 (3 nodes, no check-quorum): node 3 loses its meta, is repaired empty
+    and, having forgotten its term, used to ack the appends of a leader already deposed; the two of
+    them committed over entries the current leader had committed (state-machine safety). It now
+    learns the highest term from a quorum of the others first (impl/raft/core.py, term probe)."""
+    outcome = simulate(2962, 1251, swarm_config(2962), time_limit=30)
+    assert outcome.stats["refused_starts"] >= 1
+    assert outcome.valid is True, (outcome.explanation, outcome.last_events)
 
 
 def test_the_image_is_the_wal_format_and_a_clean_one_recovers_whole() -> None:
