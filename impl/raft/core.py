@@ -127,8 +127,7 @@ class RaftCore(ReadPath, SnapshotPath, MembershipPath):
         self.term_known = not self.rejoining
         self._probe_nonce = self.rng.getrandbits(64).to_bytes(8, "big") if self.rejoining else b""
         self._probe_answers: set[int] = set()
-        if self.rejoining:
-            self._probe_terms()
+        self._probe_terms()  # nothing unless rejoining
         self._prev_hs = HardState(term=hs.term, vote=hs.vote, commit=self.log.committed)
         self._prev_ss = SoftState()
         self._reset_randomized_timeout()
