@@ -14,7 +14,7 @@ partitions. A history with no operation whose outcome is known proves nothing: `
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from raftlab.history import History, Operation, OpType
@@ -53,6 +53,7 @@ def check(
     max_memo: int | None = None,
     minimise: bool = True,
     workers: int | None = None,
+    keep: Callable[[Operation], bool] | None = None,
     **model_opts: Any,
 ) -> Result:
     """Is ``history`` linearizable with respect to ``model``? True, False or "unknown".
@@ -61,11 +62,15 @@ def check(
     (``checker/shrink.py``; its budget is counted in search steps, so the result is the same on
     every run). ``workers``: processes for the partitions (``None``: every core when the history
     has several partitions and at least ``PARALLEL_OPERATIONS`` operations, else this process only).
+    ``keep``: only the operations it accepts are the model's (another checker judges the rest);
+    they keep their ids in ``history``, so a counterexample names the run's own operations.
     """
     started = time.monotonic()
     m = make_model(model, **model_opts) if isinstance(model, str) else model
     name = model if isinstance(model, str) else getattr(model, "name", type(model).__name__)
     ops = history.operations()
+    if keep is not None:
+        ops = [op for op in ops if keep(op)]
     if not any(op.known for op in ops):
         invoked = sum(1 for e in history if e.is_client and e.type is OpType.INVOKE)
         reason = (f"none of its {len(ops)} operations completed with a known outcome" if ops else

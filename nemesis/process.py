@@ -106,8 +106,10 @@ FAMILY = Family(
               doc="SIGKILL the current leader, then start it again"),
         Fault(name="kill-majority", start="kill", stop="start", values=("majority",), color=_KILL,
               doc="SIGKILL a majority at once (the cluster stops until they restart)"),
-        Fault(name="pause", start="pause", stop="resume", values=("one", "minority", "leader"), color=_PAUSE,
-              doc="SIGSTOP node processes, then SIGCONT"),
+        # a majority too: resumed together, with their election timeouts overdue, they stand at
+        # once, the contested same-term elections a vote bug needs (one node at a time never does)
+        Fault(name="pause", start="pause", stop="resume", values=("one", "minority", "leader", "majority"),
+              color=_PAUSE, doc="SIGSTOP node processes (one, a minority, the leader or a majority), then SIGCONT"),
         Fault(name="pause-leader", start="pause", stop="resume", values=("leader",), color=_PAUSE,
               doc="SIGSTOP the current leader, then SIGCONT"),
     ),

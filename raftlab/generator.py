@@ -560,33 +560,39 @@ def each_process(make: Callable[[], GenLike]) -> Generator:
     return _EachProcess(make)
 
 
-class _UntilOk:
-    def __init__(self, gen: GenLike) -> None:
+class _Until:
+    def __init__(self, done: Callable[[Op], bool], gen: GenLike) -> None:
+        self.done = done
         self.gen = lift(gen)
         self.mine: set[Process] = set()
-        self.ok = False
+        self.ended = False
 
     def op(self, ctx: Context) -> Op | Pending | None:
-        if self.ok:
+        if self.ended:
             return None
         result = self.gen.op(ctx)
         if isinstance(result, Op):
             self.mine.add(result.process)
         elif result is None and self.mine:
-            return PENDING  # exhausted, but an op of ours may still come back ok: wait for it
+            return PENDING  # exhausted, but an op of ours may still come back done: wait for it
         return result
 
     def update(self, ctx: Context, event: Op) -> None:
         self.gen.update(ctx, event)
         if event.process in self.mine and event.type is not OpType.INVOKE:
             self.mine.discard(event.process)
-            if event.type is OpType.OK:
-                self.ok = True
+            if self.done(event):
+                self.ended = True
+
+
+def until(done: Callable[[Op], bool], gen: GenLike) -> Generator:
+    """``gen`` until one of its ops completes with ``done(completion)`` true."""
+    return _Until(done, gen)
 
 
 def until_ok(gen: GenLike) -> Generator:
     """``gen`` until one of its ops completes ``ok`` (e.g. retry a final read until it works)."""
-    return _UntilOk(gen)
+    return _Until(lambda e: e.type is OpType.OK, gen)
 
 
 # --- simulation -------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from typing import Any
 from raftlab.workloads import Workload
 
 from raftlab import generator as gen
-from raftlab.history import History
+from raftlab.history import History, Op, OpType
 
 
 class LockChecker:
@@ -50,14 +50,15 @@ class WatchChecker:
 
 
 class TtlChecker:
-    def __init__(self, ttl_ms: int, bound: float) -> None:
+    def __init__(self, ttl_ms: int, bound: float, missed_when_healed: bool = False) -> None:
         self.ttl_ms = ttl_ms
         self.bound = bound
+        self.missed_when_healed = missed_when_healed
 
     def check(self, history: History, opts: dict[str, Any]) -> Any:
         from raftlab.checker.leases import check_ttl
 
-        return check_ttl(history, ttl_ms=self.ttl_ms, bound_s=self.bound)
+        return check_ttl(history, ttl_ms=self.ttl_ms, bound_s=self.bound, missed_when_healed=self.missed_when_healed)
 
 
 def lock(*, lease_ms: int = 2000, hold_ms: int = 300, pause_ms: int = 0, fenced: bool | str = False,
@@ -90,17 +91,39 @@ def watch(*, keys: int = 5, **_: Any) -> Workload:
                     final_fs=frozenset({"watch"}), probe={"f": "watch", "key": "w"})
 
 
+def ttl_cycle(ttl_ms: int, refreshes: int, read_for: float) -> gen.Generator:
+    """One temp node's life as its owner sees it: create, ``refreshes`` refreshes every TTL/3, then
+    a read every 0.1 s for ``read_for`` seconds (long enough to see it go)."""
+    arg = {"ttl_ms": int(ttl_ms)}
+    return gen.seq(gen.once({"f": "ttl-create", "value": arg}),
+                   *(gen.seq(gen.sleep(ttl_ms / 3000), gen.once({"f": "ttl-refresh", "value": arg}))
+                     for _ in range(refreshes)),
+                   *(gen.seq(gen.sleep(0.1), gen.once({"f": "ttl-read", "value": arg}))
+                     for _ in range(int(read_for / 0.1))))
+
+
+def _gone(e: Op) -> bool:
+    return e.type is OpType.OK and not e.value["present"]
+
+
+def ttl_final_reads(ttl_ms: int, bound: float) -> gen.Generator:
+    """Each worker reads its last temp node every 0.2 s until it is gone, for at most TTL + bound
+    + 1 s: on a healed cluster it must go within TTL + bound of its owner's last write, so a last
+    read that still finds it is a missed expiry the checker names (the reads say ``healed``)."""
+    arg = {"ttl_ms": int(ttl_ms), "healed": True}
+    reads = int((ttl_ms / 1000 + bound + 1) / 0.2)
+    return gen.each_process(lambda: gen.until(_gone, gen.seq(
+        *(gen.seq(gen.sleep(0.2), gen.once({"f": "ttl-read", "value": arg})) for _ in range(reads)))))
+
+
 def ttl(*, ttl_ms: int = 800, refreshes: int = 4, bound: float = 3.0, **_: Any) -> Workload:
+    check_ttl_opts(ttl_ms, refreshes, bound)
+    return Workload(name="ttl",
+                    generator=gen.each_process(lambda: gen.repeat(lambda: ttl_cycle(ttl_ms, refreshes,
+                                                                                    ttl_ms / 1000 + bound + 1))),
+                    final_generator=None, checker=TtlChecker(int(ttl_ms), float(bound)), probe={"f": "read-set"})
+
+
+def check_ttl_opts(ttl_ms: int, refreshes: int, bound: float) -> None:
     if ttl_ms < 10 or refreshes < 0 or bound < 0:
         raise ValueError(f"ttl needs ttl_ms >= 10, refreshes >= 0, bound >= 0, not {ttl_ms}, {refreshes}, {bound}")
-    arg = {"ttl_ms": int(ttl_ms)}
-    reads = int((ttl_ms / 1000 + bound + 1) / 0.1)
-
-    def cycle() -> gen.Generator:
-        return gen.seq(gen.once({"f": "ttl-create", "value": arg}),
-                       *(gen.seq(gen.sleep(ttl_ms / 3000), gen.once({"f": "ttl-refresh", "value": arg}))
-                         for _ in range(refreshes)),
-                       *(gen.seq(gen.sleep(0.1), gen.once({"f": "ttl-read", "value": arg})) for _ in range(reads)))
-
-    return Workload(name="ttl", generator=gen.each_process(lambda: gen.repeat(cycle)), final_generator=None,
-                    checker=TtlChecker(int(ttl_ms), float(bound)), probe={"f": "read-set"})

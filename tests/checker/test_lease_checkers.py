@@ -67,6 +67,19 @@ def ttl_op(process: int, f: str, t0: int, t1: int, present: bool = True, *, kind
     return pair(process, f, t0, t1, {"key": f"ttl.p{process}_1", "present": present}, kind=kind)
 
 
+def test_ttl_missed_expiry_judged_only_on_healed_reads_when_asked() -> None:
+    base = [ttl_op(0, "ttl-create", 0, 10 * MS), ttl_op(0, "ttl-refresh", 300 * MS, 310 * MS)]
+    under_faults = history(*base, ttl_op(0, "ttl-read", 2500 * MS, 2510 * MS, True))
+    assert check_ttl(under_faults, ttl_ms=800, bound_s=1.0, missed_when_healed=True).valid is True
+    healed = ttl_op(0, "ttl-read", 2500 * MS, 2510 * MS, True)
+    healed[0] = Op(type=OpType.INVOKE, process=0, f="ttl-read", value={"ttl_ms": 800, "healed": True}, time=2500 * MS)
+    late = check_ttl(history(*base, healed), ttl_ms=800, bound_s=1.0, missed_when_healed=True)
+    assert late.valid is False and "missed expiry" in late.explanation
+    early = check_ttl(history(*base, ttl_op(0, "ttl-read", 600 * MS, 610 * MS, False)), ttl_ms=800, bound_s=1.0,
+                      missed_when_healed=True)
+    assert early.valid is False and "premature" in early.explanation  # premature is judged on every read
+
+
 def test_ttl_premature_and_missed_expiry() -> None:
     base = [ttl_op(0, "ttl-create", 0, 10 * MS), ttl_op(0, "ttl-refresh", 300 * MS, 310 * MS)]
     fine = check_ttl(history(*base, ttl_op(0, "ttl-read", 1200 * MS, 1210 * MS, False)), ttl_ms=800, bound_s=1.0)

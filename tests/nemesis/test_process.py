@@ -54,6 +54,15 @@ def test_kill_pause_and_heal_on_the_local_lab(tmp_path: Path, seed: int) -> None
             assert done.value["done"] == ["n1", "n3"]
             assert await process_state(lab.remote("n1"), pid(lab, "n1")) in ("S", "R")
 
+            # pause-majority (a value the pause fault draws): two of three stopped, then resumed together
+            done = await nem.invoke(op("pause", "majority"))
+            stopped = done.value["done"]
+            assert len(stopped) == 2 and done.value["targets"] == stopped
+            assert [await process_state(lab.remote(h), pid(lab, h)) for h in stopped] == ["T", "T"]
+            done = await nem.invoke(op("resume"))
+            assert done.value["done"] == stopped
+            assert {await process_state(lab.remote(h), pid(lab, h)) for h in stopped} <= {"S", "R"}
+
             # A fault that cannot apply is recorded as failed, never assumed.
             db.leader = None
             done = await nem.invoke(op("kill", "leader"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from typing import Any
 
 import pytest
 from raftlab.workloads import WORKLOADS, UnknownWorkload, make
@@ -38,6 +39,31 @@ def test_lease_workloads_speak_their_vocabulary(seed: int) -> None:
     assert fs[:4] == ["ttl-create", "ttl-refresh", "ttl-refresh", "ttl-read"]
     with pytest.raises(ValueError, match="ttl_ms"):
         make("ttl", ttl_ms=1)
+
+
+def test_mixed_gives_its_first_thread_temp_nodes_read_until_gone_on_the_healed_cluster(seed: int) -> None:
+    def gone_at_third_final_read(op: Op, rng: object) -> tuple[OpType, Any, int]:
+        if op.f == "ttl-read" and op.value.get("healed"):
+            reads[0] += 1
+            return OpType.OK, {"present": reads[0] < 3}, 1_000_000
+        return OpType.OK, {"present": True} if op.f.startswith("ttl") else op.value, 1_000_000
+
+    reads = [0]
+    h = campaign("mixed", 12000, seed, keys=3, dirs=2, ttl_ms=300, refreshes=2, bound=0.5,
+                 complete=gone_at_third_final_read)
+    invokes = [o for o in h if o.type is OpType.INVOKE]
+    ttl = [o for o in invokes if o.f.startswith("ttl")]
+    assert ttl and {o.process % 5 for o in ttl} == {0}  # thread 0 owns temp nodes, nobody else does
+    assert not any(o.f.startswith("ttl") for o in invokes if o.process % 5 != 0)
+    final = [o for o in ttl if o.value.get("healed")]
+    assert len(final) == 3 and {o.f for o in final} == {"ttl-read"}  # until gone, then no more
+    main = [o.f for o in ttl if not o.value.get("healed")]
+    assert main[:4] == ["ttl-create", "ttl-refresh", "ttl-refresh", "ttl-read"]
+    assert main.count("ttl-create") >= 2 and main[16] == "ttl-create"  # 1 + 2 refreshes + 13 reads (TTL + 1 s)
+    kv = make("mixed", ttl_workers=0)
+    assert kv.checker.ttl is None
+    with pytest.raises(ValueError, match="ttl_workers"):
+        make("mixed", ttl_workers=-1)
 
 
 def test_register_ops_follow_the_kv_vocabulary(seed: int) -> None:
@@ -139,7 +165,7 @@ def test_tree_ops_cover_the_dtkv_vocabulary_inside_one_directory(seed: int) -> N
 def test_mixed_sends_register_and_tree_ops_and_reads_both_at_the_end(seed: int) -> None:
     from raftlab.checker.tree import DtkvDirs
 
-    h = campaign("mixed", 1200, seed, keys=3, dirs=2)
+    h = campaign("mixed", 1200, seed, keys=3, dirs=2, ttl_workers=0)
     invokes = [o for o in h if o.type is OpType.INVOKE]
     during, final = invokes[:1200], invokes[1200:]
     fs = Counter(o.f for o in during)
