@@ -26,6 +26,10 @@ from raftlab.history import NEMESIS, History, Op, OpType
 WAIT_HEALTHY = "wait-healthy"
 """The harness's own nemesis-thread step between healing and the final reads."""
 
+RESTART_ALL = "restart-all"
+"""The harness's final restart (``--restart-check``): every node SIGKILLed at once and started
+again, then the health gate again, before the final reads."""
+
 Verdict = bool | str
 Finding = tuple[Verdict, str, dict[str, Any]]
 
@@ -129,6 +133,23 @@ def final(history: History, final_fs: frozenset[str]) -> Finding:
         return "unknown", (f"no final {'/'.join(sorted(final_fs))} succeeded after healing: "
                            "nothing shows what the cluster kept"), data
     return True, "", data
+
+
+def restart(history: History) -> Finding:
+    """Whether every node came back from the final restart (``--restart-check``) and the cluster
+    served again: a node that cannot recover from its own files is a finding, never noise."""
+    excused = {r.split(":", 1)[0] for r in refused_to_start(history)}  # a file fault's refusal, said as such
+    for op in history:
+        if op.process == NEMESIS and op.f == RESTART_ALL and op.type is not OpType.INVOKE:
+            value = op.value if isinstance(op.value, dict) else {}
+            failed = value.get("failed") or {}
+            problems = [f"{h} did not come back: {why}" for h, why in sorted(failed.items()) if h not in excused]
+            if not value.get("healthy"):
+                problems.append(f"the cluster did not serve again: {value.get('last_problem', op.error)}")
+            if not problems:
+                return True, "", value
+            return False, f"after the final restart (every node SIGKILLed and started again): {'; '.join(problems)}", value
+    return True, "", {}
 
 
 def recovery(history: History) -> Finding:

@@ -51,7 +51,7 @@ PACKAGES = ("raftlab", "raftlab.impl", "raftlab.checker", "raftlab.nemesis", "ra
 # the README's `./dev campaign` (dev runs `raftlab run` with exactly these arguments; a test checks)
 DEFAULT_CAMPAIGN = ("--workload mixed --nemesis kill,pause,partition,kill-leader,pause-leader,partition-leader,"
                     "kill-majority,kill-leader-uncommitted,partition-leader-uncommitted "
-                    "--swarm --interval 2 --rate 200 --time-limit 60")
+                    "--swarm --interval 2 --rate 200 --time-limit 60 --restart-check")
 METHODS = ("sim", "campaign")
 
 

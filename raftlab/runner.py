@@ -59,6 +59,7 @@ from raftlab.protocols import (
     HasLogFiles,
     Host,
     HostLab,
+    Killable,
     Lab,
     StopsLeftovers,
 )
@@ -98,6 +99,7 @@ class Campaign:
     final_timeout: float = 20.0
     min_ok: int = 10
     check_time_limit: float = 60.0
+    restart_check: bool = False  # every node SIGKILLed and restarted before the final reads
     workload_opts: dict[str, Any] = field(default_factory=dict)
     system_opts: dict[str, Any] = field(default_factory=dict)
     lab_opts: dict[str, Any] = field(default_factory=dict)
@@ -246,6 +248,9 @@ class Runner:
     async def _run(self, lab: Lab, hosts: list[Host], system: System, pkg: Any, writer: HistoryWriter) -> None:
         c = self.c
         db = system.db
+        if c.restart_check and not isinstance(db, Killable):
+            raise Incomplete("system", f"--restart-check kills and starts every node, and {system.name}'s DB is not "
+                                       "Killable (kill/start)")
         interp: Interpreter | None = None
         set_up = False
         try:
@@ -263,7 +268,8 @@ class Runner:
                 raise Incomplete("startup", f"the cluster was not serving within {c.recovery_timeout}s: {problem}")
             await pkg.nemesis.setup(lab)
             gate = HealthGate(pkg.nemesis, lambda: probe_health(system, hosts, self.workload.probe,
-                                                                c.recovery_timeout), c.recovery_timeout)
+                                                                c.recovery_timeout), c.recovery_timeout,
+                              restart=(db, hosts) if c.restart_check else None)
             interp = Interpreter(client=system.client, nemesis=gate, hosts=hosts, concurrency=c.concurrency,
                                  writer=writer, rng=self.rr.stream("workload"), op_timeout=c.op_timeout + 2.0,
                                  on_event=self.on_event)
@@ -290,6 +296,7 @@ class Runner:
             gen.time_limit(c.time_limit, gen.any_of(gen.on_clients(clients), gen.on_nemesis(faults))),
             gen.on_nemesis(pkg.healer()),
             gen.on_nemesis(gen.once({"f": evidence.WAIT_HEALTHY})),
+            *([gen.on_nemesis(gen.once({"f": evidence.RESTART_ALL}))] if c.restart_check else []),
             gen.on_clients(gen.time_limit(c.final_timeout, final) if final is not None else None),
             *([gen.on_nemesis(pkg.observer("end"))] if pkg.observe_fs else []),
         )
@@ -396,6 +403,7 @@ def judge(run: store.RunDir, campaign: Campaign, workload: Any, perf: Sequence[d
         "faults": evidence.faults(history, perf),
         "final": evidence.final(history, workload.final_fs),
         "recovery": evidence.recovery(history),
+        "restart": evidence.restart(history),
         **replicas.checks(run.path, evidence.refused_to_start(history)),
     }.items():
         checkers[name] = {"valid": valid, "explanation": explanation, **data}

@@ -242,6 +242,9 @@ def _execute(campaign: Campaign, junit: Path | None, quiet: bool) -> Outcome:
 @click.option("--system-opt", "system_opt", multiple=True, help="KEY=VALUE passed to the system (options.extra).")
 @click.option("--nemesis-opt", "nemesis_opt", multiple=True,
               help="KEY=VALUE for the fault families (clock-slow=0.1, link-latency=0.05; docs/campaigns.md).")
+@click.option("--restart-check", is_flag=True,
+              help="After healing, SIGKILL every node at once and start it again before the final reads: they, "
+                   "and the replica comparison, then judge what each node recovered from its own files.")
 @click.option("--swarm", is_flag=True,
               help="Draw this run's fault mix (a subset of --nemesis) and interval from the seed (raftlab/swarm.py).")
 @click.option("--campaign", "campaign_file", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -256,7 +259,7 @@ def run(workload: str, nemesis: str, time_limit: float, concurrency: int, lab: s
         leave_running: bool, junit: Path | None, system: str, node_args: tuple[str, ...], base_port: int | None,
         op_timeout: float, recovery_timeout: float, final_timeout: float, min_ok: int, check_time_limit: float,
         workload_opt: tuple[str, ...], lab_opt: tuple[str, ...], system_opt: tuple[str, ...],
-        nemesis_opt: tuple[str, ...], swarm: bool, campaign_file: str | None, repeat: int | None, until_fail: bool,
+        nemesis_opt: tuple[str, ...], restart_check: bool, swarm: bool, campaign_file: str | None, repeat: int | None, until_fail: bool,
         quiet: bool) -> None:
     """Run a workload against a cluster while faults are injected, then check the history.
 
@@ -273,7 +276,7 @@ def run(workload: str, nemesis: str, time_limit: float, concurrency: int, lab: s
         "interval": interval, "rate": rate, "store": store_dir, "leave_running": leave_running, "system": system,
         "node_args": node_args, "base_port": base_port, "op_timeout": op_timeout,
         "recovery_timeout": recovery_timeout, "final_timeout": final_timeout, "min_ok": min_ok,
-        "check_time_limit": check_time_limit,
+        "check_time_limit": check_time_limit, "restart_check": restart_check,
         "nemesis": tuple(f.strip() for f in nemesis.split(",") if f.strip() and f.strip() != "none"),
         "workload_opts": _key_values(workload_opt, "--workload-opt"), "system_opts": _key_values(system_opt, "--system-opt"),
         "lab_opts": _key_values(lab_opt, "--lab-opt"), "nemesis_opts": _key_values(nemesis_opt, "--nemesis-opt")}

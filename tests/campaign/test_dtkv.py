@@ -137,11 +137,28 @@ def test_unsafe_local_reads_are_caught_under_partitions(tmp_path: Path, lab_name
     assert out.results["checkers"]["workload"]["valid"] is False
 
 
-def test_the_set_workload_keeps_every_acknowledged_add_through_kills(tmp_path: Path, lab_name: str,
-                                                                     base_port: int) -> None:
-    out = campaign(tmp_path, lab_name, base_port, workload="set", nemesis=("kill",), time_limit=8.0)
+def test_the_set_workload_keeps_every_acknowledged_add_through_kills_and_a_whole_cluster_restart(
+        tmp_path: Path, lab_name: str, base_port: int) -> None:
+    out = campaign(tmp_path, lab_name, base_port, workload="set", nemesis=("kill",), time_limit=8.0,
+                   restart_check=True)
     assert out.exit_code == 0, out.reasons
     assert out.results["checkers"]["final"]["final_ok"] >= 1
+    history = History.read(out.run.history)
+    restart = [o for o in history if o.process == NEMESIS and o.f == "restart-all" and o.type is OpType.INFO]
+    assert len(restart) == 1 and restart[0].error is None and restart[0].value["healthy"] is True
+    healthy = next(o for o in history if o.process == NEMESIS and o.f == "wait-healthy" and o.type is OpType.INFO)
+    finals = [o for o in history if o.is_client and o.f == "read" and o.type is OpType.OK]
+    assert healthy.index < restart[0].index < finals[-1].index  # healed, restarted, then the final read
+    # every node really went down and came back: one boot at setup, one per nemesis kill, one more
+    kills = {h: 0 for h in ("n1", "n2", "n3", "n4", "n5")}
+    for o in history:
+        if o.process == NEMESIS and o.f == "kill" and o.type is OpType.INFO and isinstance(o.value, dict):
+            for h in o.value["done"]:
+                kills[h] += 1
+    for h, n in kills.items():
+        boots = (out.run.path / "nodes" / h / "node.log").read_text().count(": recovered ")
+        assert boots == n + 2, (h, boots, n)
+    assert out.results["checkers"]["restart"]["valid"] is True
 
 
 def test_a_campaign_over_ssh_in_network_namespaces(tmp_path: Path, lab_name: str, base_port: int) -> None:
