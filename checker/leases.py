@@ -26,12 +26,13 @@ or not, so a report shows more than a verdict.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import statistics
 from collections import defaultdict
 from typing import Any
 
-from raftlab.history import History, Op, OpType
+from raftlab.history import NEMESIS, History, Op, OpType
 
 from .result import UNKNOWN, Result
 
@@ -197,9 +198,13 @@ def _ranges(polls: list[tuple[Op, Op]]) -> list[tuple[int, int]]:
 def check_ttl(history: History, *, ttl_ms: int, bound_s: float, missed_when_healed: bool = False) -> Result:
     """Premature expiry on every read; missed expiry on every read, or with ``missed_when_healed``
     only on reads marked ``healed`` (sent on a healed cluster: under faults a chain of leader
-    changes re-arms a TTL again and again, so no bound holds there)."""
+    changes re-arms a TTL again and again, so no bound holds there), counted from the later of the
+    owner's last write and the nemesis's last step (a heal or the final restart elects a leader,
+    which re-arms every TTL in full)."""
     ttl = ttl_ms * 1_000_000
     bound = int(bound_s * 1e9)
+    settled = sorted(op.time for op in history if op.process == NEMESIS and op.type is not OpType.INVOKE) \
+        if missed_when_healed else []
     creates: dict[Any, int] = defaultdict(int)
     per_key: dict[str, list[tuple[Op, Op]]] = defaultdict(list)
     for inv, done in _pairs(history, frozenset({"ttl-create", "ttl-refresh", "ttl-read"})):
@@ -231,9 +236,12 @@ def check_ttl(history: History, *, ttl_ms: int, bound_s: float, missed_when_heal
             judged = not missed_when_healed or (isinstance(inv.value, dict) and inv.value.get("healed"))
             if present and attempts and judged:
                 last_attempt = max(d.time for _, d in attempts)
-                if last_attempt < inv.time and inv.time > last_attempt + ttl + bound:
+                k = bisect.bisect_right(settled, inv.time)
+                since = max(last_attempt, settled[k - 1]) if k else last_attempt
+                if last_attempt < inv.time and inv.time > since + ttl + bound:
+                    changed = f", {_ms(inv.time - since)} after the nemesis's last step" if since > last_attempt else ""
                     problems.append(f"{key}: still present {_ms(inv.time - last_attempt)} after its owner's last "
-                                    f"write (TTL {ttl_ms} ms + bound {bound_s} s): missed expiry")
+                                    f"write{changed} (TTL {ttl_ms} ms + bound {bound_s} s): missed expiry")
     lines = [f"{len(per_key)} temp nodes, TTL {ttl_ms} ms, missed-expiry bound TTL + {bound_s} s"]
     if delays:
         lines.append(f"expiry delay beyond the TTL (first absent read after the owner stopped): "

@@ -3,11 +3,12 @@ catches the violation it exists for, and passes the same history without it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from raftlab.checker.leases import check_lock, check_ttl, check_watch
 
-from raftlab.history import History, Op, OpType
+from raftlab.history import NEMESIS, History, Op, OpType
 
 MS = 1_000_000
 
@@ -75,6 +76,14 @@ def test_ttl_missed_expiry_judged_only_on_healed_reads_when_asked() -> None:
     healed[0] = Op(type=OpType.INVOKE, process=0, f="ttl-read", value={"ttl_ms": 800, "healed": True}, time=2500 * MS)
     late = check_ttl(history(*base, healed), ttl_ms=800, bound_s=1.0, missed_when_healed=True)
     assert late.valid is False and "missed expiry" in late.explanation
+    # the final restart at 2.0 s elected a new leader, which re-arms the TTL: 0.5 s after it is not late
+    restart = [Op(type=OpType.INVOKE, process=NEMESIS, f="restart-all", time=1500 * MS),
+               Op(type=OpType.INFO, process=NEMESIS, f="restart-all", time=2000 * MS, value={"healthy": True})]
+    assert check_ttl(history(*base, restart, healed), ttl_ms=800, bound_s=1.0, missed_when_healed=True).valid is True
+    later = ttl_op(0, "ttl-read", 3900 * MS, 3910 * MS, True)
+    later[0] = replace(later[0], value={"ttl_ms": 800, "healed": True})
+    late = check_ttl(history(*base, restart, later), ttl_ms=800, bound_s=1.0, missed_when_healed=True)
+    assert late.valid is False and "1900 ms after the nemesis's last step" in late.explanation, late.explanation
     early = check_ttl(history(*base, ttl_op(0, "ttl-read", 600 * MS, 610 * MS, False)), ttl_ms=800, bound_s=1.0,
                       missed_when_healed=True)
     assert early.valid is False and "premature" in early.explanation  # premature is judged on every read
