@@ -127,10 +127,13 @@ CATALOGUE: tuple[Mutant, ...] = (
        "commit=self.log.committed, index=self.clock",
        "heartbeats carry the full commit index to followers that may not match it",
        "a follower commits only what it knows matches the leader (etcd heartbeat commit)"),
-    _m("follower-commit-past-match", "raft", LOG,
-       "self.commit_to(min(commit, last_new))", "self.commit_to(min(commit, self.last_index()))",
-       "a follower commits past the entries this append verified",
-       "commit only the verified prefix (Raft §5.3, etcd log.maybeAppend)"),
+    # (``follower-commit-past-match``, a follower committing to min(leader commit, its last index)
+    # instead of the last entry the append verified, was dropped as equivalent: it differs only when
+    # the follower holds entries past the append that disagree with its sender. Every append after
+    # such a tail starts at the first conflicting index (the term hints never undershoot it: terms
+    # grow along a log) and truncates it, an older leader's appends are refused by term, and the
+    # sender's own entries match by Log Matching; no reachable state tells the two apart. Its one
+    # "catch", swarm seed 2962, was the empty-repair bug, a member that forgot its term, since fixed.)
     # (``leader-self-ack-early``, the leader counting its own entry before persisting it, was
     # dropped: NodeMachine steps no message while a Persist is out, so no acknowledgement can be
     # counted before the leader's own write completes; that mutant equals the original program.)
