@@ -194,6 +194,9 @@ def _ranges(polls: list[tuple[Op, Op]]) -> list[tuple[int, int]]:
 
 # -- ttl -------------------------------------------------------------------------------------
 
+TTL_FS = frozenset({"ttl-create", "ttl-refresh", "ttl-read"})
+"""The ttl workload's ops (also a temp-node owner's in the mixed workload)."""
+
 
 def check_ttl(history: History, *, ttl_ms: int, bound_s: float, missed_when_healed: bool = False) -> Result:
     """Premature expiry on every read; missed expiry on every read, or with ``missed_when_healed``
@@ -207,7 +210,7 @@ def check_ttl(history: History, *, ttl_ms: int, bound_s: float, missed_when_heal
         if missed_when_healed else []
     creates: dict[Any, int] = defaultdict(int)
     per_key: dict[str, list[tuple[Op, Op]]] = defaultdict(list)
-    for inv, done in _pairs(history, frozenset({"ttl-create", "ttl-refresh", "ttl-read"})):
+    for inv, done in _pairs(history, TTL_FS):
         if inv.f == "ttl-create":
             creates[inv.process] += 1
         per_key[f"p{inv.process}_{creates[inv.process]}"].append((inv, done))

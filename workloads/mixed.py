@@ -33,8 +33,6 @@ from raftlab.workloads import Workload, leases, register, tree
 from raftlab import generator as gen
 from raftlab.history import History
 
-TTL_FS = frozenset({"ttl-create", "ttl-refresh", "ttl-read"})
-
 
 class MixedChecker:
     """Linearizability of every register key and every directory (``KvDirs``), and with temp nodes
@@ -47,6 +45,7 @@ class MixedChecker:
 
     def check(self, history: History, opts: dict[str, Any]) -> Any:
         from raftlab.checker import check, merge_valid
+        from raftlab.checker.leases import TTL_FS
         from raftlab.checker.tree import KvDirs
 
         kv = check(history, KvDirs(), time_limit=opts.get("time_limit", self.time_limit), workers=1,
@@ -64,12 +63,12 @@ def workload(*, keys: int = 10, ops_per_key: int = 120, dirs: int = 6, ops_per_d
              check_time_limit: float | None = 60.0, final_retry: float = 0.1, **_: Any) -> Workload:
     if not 0.0 <= tree_share <= 1.0:
         raise ValueError(f"tree_share must be between 0 and 1, not {tree_share}")
-    if int(ttl_workers) < 0:
+    n_ttl = int(ttl_workers)
+    if n_ttl < 0:
         raise ValueError(f"ttl_workers must be 0 or more, not {ttl_workers}")
     leases.check_ttl_opts(ttl_ms, refreshes, bound)
     keyspace = register.KeySpace(keys, ops_per_key)
     dirspace = tree.TreeSpace(dirs, ops_per_dir)
-    n_ttl = int(ttl_workers)
 
     def next_op(ctx: gen.Context) -> dict[str, Any]:
         rng: random.Random = ctx.rng
