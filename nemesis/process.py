@@ -2,8 +2,8 @@
 
 The nemesis decides *whom* to hit (``raftlab.nemesis.targets``: one, the leader, a minority, a
 majority, all) and asks the DB to do it (``Killable.kill/start``, ``Pausable.pause/resume``),
-because only the DB knows how its processes run. ``signal_pid_file`` and ``process_state`` are
-the shell pieces a DB uses for that on any ``Remote``. Heal ranks: ``resume`` early (a paused
+because only the DB knows how its processes run. ``signal_pid_file``, ``pid_file_process`` and
+``process_state`` are the shell pieces a DB uses for that on any ``Remote``. Heal ranks: ``resume`` early (a paused
 process holds up nothing else, but must run before the cluster can recover), ``start`` last (a
 node restarts once its disk, network and host are back).
 """
@@ -66,16 +66,38 @@ class ProcessNemesis:
 # --- shell pieces for DB implementations -----------------------------------------------------
 
 
+def _owned_pid(pid_file: str) -> str:
+    """A shell test that sets ``$p`` to the pid in ``pid_file`` and succeeds only if that process
+    is alive and works in the pid file's directory (or below it).
+
+    Why the directory: a pid file outlives its process, and after a power cut or a reboot the
+    host's fresh PID namespace hands out the same pids in the same order (measured on the
+    containers lab: a node started by the same SSH commands got pid 66 on every boot), so the
+    stale pid names whatever runs now, often the very shell that checks it. Every node a DB
+    starts runs in its node directory (the rule docs/campaigns.md states and ``raftlab system
+    check`` tests), an unrelated process never does; a zombie has no cwd, so it is not alive.
+    """
+    pf = shlex.quote(pid_file)
+    return (f"p=$(cat {pf} 2>/dev/null) && [ -n \"$p\" ] && d=$(cd \"$(dirname {pf})\" && pwd -P) "
+            f"&& c=$(readlink \"/proc/$p/cwd\" 2>/dev/null) && case \"$c/\" in \"$d\"/*) true;; *) false;; esac")
+
+
+async def pid_file_process(remote: Remote, pid_file: str) -> int | None:
+    """The pid in ``pid_file`` if that process is alive and is the one that wrote it, else None."""
+    r = await remote.run(f"{_owned_pid(pid_file)} && echo $p", check=False)
+    return int(r.stdout.split()[0]) if r.exit_status == 0 and r.stdout.split() else None
+
+
 async def signal_pid_file(remote: Remote, pid_file: str, signal: str, *, wait_gone: float = 0.0) -> int | None:
-    """Send ``signal`` (KILL, STOP, CONT, TERM) to the pid in ``pid_file``; the pid, or None if not running.
+    """Send ``signal`` (KILL, STOP, CONT, TERM) to the pid in ``pid_file``; the pid, or None if
+    not running (no file, a dead or zombie process, or a pid now used by another process, which
+    is never signalled: see ``_owned_pid``).
 
     With ``wait_gone`` > 0, wait up to that many seconds for the process to disappear (a zombie
     counts as gone) and raise ``TimeoutError`` if it does not.
     """
-    pf = shlex.quote(pid_file)
-    r = await remote.run(f"p=$(cat {pf} 2>/dev/null) && [ -n \"$p\" ] && kill -{signal} \"$p\" 2>/dev/null && echo $p",
-                         check=False)
-    if r.exit_status != 0:
+    r = await remote.run(f"{_owned_pid(pid_file)} && kill -{signal} \"$p\" 2>/dev/null && echo $p", check=False)
+    if r.exit_status != 0 or not r.stdout.split():
         return None
     pid = int(r.stdout.split()[0])
     if wait_gone > 0:

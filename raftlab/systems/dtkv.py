@@ -48,7 +48,7 @@ from raftlab.history import Op, OpType
 from raftlab.impl.client import CasMismatch, DefiniteError, IndeterminateError, KeyNotFound, KvClient
 from raftlab.impl.groups import GROUPS_DIR, MAX_GROUPS
 from raftlab.impl.net.auth import encode_key, new_cluster_key
-from raftlab.nemesis.process import process_state, signal_pid_file
+from raftlab.nemesis.process import pid_file_process, signal_pid_file
 from raftlab.protocols import Host, HostLab
 from raftlab.systems import System, SystemLoadError, SystemOptions, wait_serving
 from raftlab.systems.dtkv_leases import LEASE_FS, LeaseOps
@@ -226,15 +226,8 @@ class DtkvDB:
         await signal_pid_file(remote, self.pid_file(host), "KILL", wait_gone=KILL_TIMEOUT)
 
     async def running(self, host: Host) -> int | None:
-        """The node's pid if it is alive (a zombie is not), else None."""
-        pf = shlex.quote(self.pid_file(host))
-        r = await self.lab.remote(host).run(f"cat {pf} 2>/dev/null", check=False)
-        try:
-            pid = int(r.stdout.split()[0])
-        except (IndexError, ValueError):
-            return None
-        state = await process_state(self.lab.remote(host), pid)
-        return pid if state not in (None, "Z", "X") else None
+        """The node's pid if it is alive (a zombie, or a pid reused after a reboot, is not), else None."""
+        return await pid_file_process(self.lab.remote(host), self.pid_file(host))
 
     # -- Killable ------------------------------------------------------------------------------
 

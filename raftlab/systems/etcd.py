@@ -42,7 +42,7 @@ from dataclasses import replace
 from typing import Any
 
 from raftlab.history import Op, OpType
-from raftlab.nemesis.process import process_state, signal_pid_file
+from raftlab.nemesis.process import pid_file_process, signal_pid_file
 from raftlab.protocols import Host, HostLab
 from raftlab.systems import System, SystemLoadError, SystemOptions, wait_serving
 
@@ -215,11 +215,8 @@ class EtcdDB:
         await self.lab.remote(host).run(f"mkdir -p {nd} && cd {nd} && rm -rf data etcd.log etcd.pid")
 
     async def running(self, host: Host) -> int | None:
-        r = await self.lab.remote(host).run(f"cat {shlex.quote(self.pid_file(host))} 2>/dev/null", check=False)
-        if not r.stdout.strip().isdigit():
-            return None
-        pid = int(r.stdout)
-        return pid if await process_state(self.lab.remote(host), pid) not in (None, "Z", "X") else None
+        """The member's pid if it is alive (a zombie, or a pid reused after a reboot, is not), else None."""
+        return await pid_file_process(self.lab.remote(host), self.pid_file(host))
 
     # -- Killable ------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from raftlab.nemesis.process import process_state, signal_pid_file
+from raftlab.nemesis.process import pid_file_process, signal_pid_file
 
 from raftlab.history import Op, OpType
 from raftlab.protocols import Host, HostLab
@@ -58,8 +58,7 @@ class ToyDB:
     async def start(self, host: Host) -> None:
         d = shlex.quote(self.dir(host))
         py = self.lab.python(host)
-        pid = (await self.lab.remote(host).run(f"cat {d}/toy.pid 2>/dev/null", check=False)).stdout.strip()
-        if pid.isdigit() and await process_state(self.lab.remote(host), int(pid)) not in (None, "Z"):
+        if await pid_file_process(self.lab.remote(host), self.pid_file(host)) is not None:
             return  # running (a killed server may linger as a zombie: that one is dead)
         server = f"{py} toyserver.py state.json {self.port(host)} 127.0.0.1"
         if self.start_delay:

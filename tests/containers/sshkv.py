@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from raftlab.nemesis.process import process_state, signal_pid_file
+from raftlab.nemesis.process import pid_file_process, signal_pid_file
 
 from raftlab.history import Op, OpType
 from raftlab.protocols import Host, Lab
@@ -60,9 +60,8 @@ class SshKvDB:
     async def start(self, host: Host) -> None:
         remote = self.lab.remote(host)
         d = shlex.quote(self.dir(host))
-        pid = (await remote.run(f"cat {d}/kv.pid 2>/dev/null", check=False)).stdout.strip()
-        if pid.isdigit() and await process_state(remote, int(pid)) not in (None, "Z"):
-            return
+        if await pid_file_process(remote, self.pid_file(host)) is not None:
+            return  # running (after a power cut the file names a pid the new boot reuses: not ours)
         py = self.lab.python(host)  # type: ignore[attr-defined]
         await remote.run(f"cd {d} && nohup setsid {py} kvserver.py data/state.json {self.port(host)} 0.0.0.0 "
                          f">> kv.out 2>&1 < /dev/null & echo $! > {d}/kv.pid")

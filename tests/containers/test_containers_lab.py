@@ -23,14 +23,17 @@ import paramiko
 import pytest
 from raftlab.nemesis import package
 from raftlab.nemesis.disk import FuseDisk
+from raftlab.nemesis.process import pid_file_process
 from raftlab.nemesis.targets import op
 
 from raftlab.history import NEMESIS, History, OpType
 from raftlab.lab import LabConflict, LabState, lab_down, lab_up
 from raftlab.lab.containers import VENV_PYTHON, ContainersLab, attach, hosts
 from raftlab.runner import Campaign, Outcome, run_campaign
+from raftlab.systems import SystemOptions
 from tests.campaign.needs import need_checker, need_raft_core
 from tests.conftest import need_binary, need_root
+from tests.containers.sshkv import SshKvDB
 from tests.nemesis.standin import ClockDB
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -206,6 +209,39 @@ def test_power_cut_kills_the_whole_host_and_power_on_boots_it_from_its_disk(stat
     assert counted >= 5  # systemd, journald, sshd, the victim, ...: all of them were there
     assert new_pid1
     assert back == ["n4", "kept", "inactive"]  # same disk, fresh processes
+
+
+def test_a_node_starts_after_a_power_cut_though_the_new_boot_reuses_its_pid(state: LabState) -> None:
+    """The CI failure of 2026-12-02, made deterministic: a fresh boot hands out the same pids in
+    the same order, so the pid file a power cut leaves names a process of the new boot. Here a
+    stranger is made to take that pid; the DB must not take it for its node, and must start one."""
+    async def body(lab: ContainersLab) -> list[object]:
+        db = SshKvDB(lab, SystemOptions(base_port=17150))
+        r = lab.remote("n3")
+        await db.setup("n3")
+        stale = int((await r.run(f"cat {db.pid_file('n3')}")).stdout)
+        await lab.power_cut("n3")
+        await lab.power_on("n3")
+        # pids count up from the boot's last one: spawn sleepers in / until one gets the stale pid
+        await r.run(f"cd / && for i in $(seq 500); do setsid sleep 120 >/dev/null 2>&1 </dev/null & "
+                    f"[ $! -ge {stale} ] && break; done; true")
+        stranger = (await r.run(f"readlink /proc/{stale}/cwd", check=False)).stdout.strip()
+        running_before = await pid_file_process(r, db.pid_file("n3"))
+        await db.start("n3")
+        fresh = await pid_file_process(r, db.pid_file("n3"))
+        reader, writer = await asyncio.open_connection(*lab.endpoint(None, "n3", db.port("n3")))
+        writer.write(b'{"f": "read", "key": "k", "value": null}\n')
+        answer = json.loads(await asyncio.wait_for(reader.readline(), 5.0))
+        writer.close()
+        still = (await r.run(f"readlink /proc/{stale}/cwd", check=False)).stdout.strip()
+        await r.run("pkill -f '^sleep 120$' || true")
+        await db.teardown("n3")
+        return [stranger, running_before, fresh not in (None, stale), answer["ok"], still]
+    stranger, running_before, fresh, answered, still = with_lab(state, body)
+    assert stranger == "/"  # the stale pid now names a process of the new boot
+    assert running_before is None  # not taken for the node
+    assert fresh and answered is True  # the node was started, and serves
+    assert still == "/"  # and the stranger was not signalled
 
 
 def _host_pids(cgroup: str) -> list[int]:
