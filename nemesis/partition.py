@@ -13,7 +13,9 @@ Shapes (after jepsen.nemesis.combined):
 * ``bridge``: two halves that cannot talk, joined by one host that sees both;
 * ``leader``: isolate the current leader;
 * ``leader-minority``: the leader in the minority side of a halves split;
-* ``random``: a random non-empty proper subset against the rest.
+* ``random``: a random non-empty proper subset against the rest;
+* ``follower``: isolate one follower (not the leader): what ``stale-candidate`` (nemesis/timed.py)
+  builds on; the ``partition`` fault does not draw it, so its seeds keep their schedules.
 """
 
 from __future__ import annotations
@@ -112,6 +114,13 @@ def leader_minority(hosts: Sequence[Host], rng: random.Random, leader: Host | No
     return complete([[leader, *others[: size - 1]], others[size - 1:]])
 
 
+def isolate_follower(hosts: Sequence[Host], rng: random.Random, leader: Host | None) -> Grudge:
+    if leader is None:
+        raise ShapeError("shape 'follower' needs the current leader, and none is known")
+    _need(hosts, 2, "follower")
+    return isolate(hosts, rng.choice([h for h in hosts if h != leader]))
+
+
 def random_split(hosts: Sequence[Host], rng: random.Random) -> Grudge:
     _need(hosts, 2, "random")
     shuffled = list(hosts)
@@ -135,7 +144,9 @@ SHAPES: dict[str, Shape] = {s.name: s for s in [
     Shape(name="random", build=lambda h, r, _: random_split(h, r)),
     Shape(name="leader", build=isolate_leader, needs_leader=True),
     Shape(name="leader-minority", build=leader_minority, needs_leader=True),
+    Shape(name="follower", build=isolate_follower, needs_leader=True),
 ]}
+JEPSEN_SHAPES = ("one", "halves", "ring", "bridge", "random", "leader", "leader-minority")  # what `partition` draws
 
 
 def build(shape: str, hosts: Sequence[Host], rng: random.Random, leader: Host | None = None) -> Grudge:
@@ -173,7 +184,8 @@ def to_json(grudge: Grudge) -> dict[str, list[Host]]:
 
 
 class PartitionNemesis:
-    """``start-partition`` (value: a shape name) and ``stop-partition``, through ``lab.net``."""
+    """``start-partition`` (value: a shape name, or ``{"isolate": HOST}``) and ``stop-partition``,
+    through ``lab.net``."""
 
     def __init__(self, db: object, rng: random.Random) -> None:
         self.db = db
@@ -200,9 +212,12 @@ class PartitionNemesis:
         shape = op.value or "halves"
         leader = None
         try:
-            if shape in SHAPES and SHAPES[shape].needs_leader:
-                leader = await current_leader(self.db)
-            grudge = build(shape, list(self.lab.hosts), self.rng, leader)
+            if isinstance(shape, dict) and "isolate" in shape:  # one named host (stale-candidate's second cut)
+                grudge = isolate(list(self.lab.hosts), shape["isolate"])
+            else:
+                if shape in SHAPES and SHAPES[shape].needs_leader:
+                    leader = await current_leader(self.db)
+                grudge = build(shape, list(self.lab.hosts), self.rng, leader)
         except (ShapeError, TargetError) as e:
             return failure(op, str(e))
         try:
@@ -227,7 +242,7 @@ FAMILY = Family(
     heal_ranks={"stop-partition": 40},
     build=lambda ctx: PartitionNemesis(ctx.db, ctx.rng),
     faults=(
-        Fault(name="partition", start="start-partition", stop="stop-partition", values=tuple(SHAPES),
+        Fault(name="partition", start="start-partition", stop="stop-partition", values=JEPSEN_SHAPES,
               color="#E9DCA0", doc="cut the network in one of Jepsen's shapes, then heal"),
         Fault(name="partition-leader", start="start-partition", stop="stop-partition",
               values=("leader", "leader-minority"), color="#E9DCA0",

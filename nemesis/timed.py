@@ -5,13 +5,19 @@ window (``{"when": "uncommitted"}``); ``TimedNemesis`` polls the system's status
 ``async status()``, as ``DtkvDB`` has: each node's ``NodeMachine.status``) every ``poll`` seconds,
 feeds each snapshot to a ``Watch``, and once the window opens hands the real fault to the
 process or partition component (``kill`` of the leader the snapshot named, ``start-partition``
-of the op's shape, ``leader`` or ``leader-minority``). The heal is the usual one (``start``, ``stop-partition``), so the final phase heals
-timed faults like any other. If the window does not open within ``max_wait`` seconds the fault
+of the op's shape, ``leader`` or ``leader-minority``). The heal is the usual one (``start``,
+``stop-partition``), so the final phase heals timed faults like any other.
+
+``stale-candidate`` (``timed-stale``) is timed by the lag it makes: it isolates a follower
+(shape ``follower``) for at least ``hold`` seconds and until it has missed ``lag`` committed
+entries (``lag_of``; at most ``stale_wait`` seconds, at least one entry or the fault is not
+applied), then SIGKILLs the leader and heals the partition. Its completion names ``candidate``, ``leader`` and ``lag``;
+``start`` heals the leader. If the window does not open within ``max_wait`` seconds the fault
 is not applied and the completion says so: a fault is never assumed to have happened.
 
 The completion adds ``when``, ``waited`` (seconds until the window opened) and ``polls``.
 The family uses the campaign's process and partition components when it has them (one
-component per f); otherwise it owns private ones for the inner fault and its heal.
+component per family); otherwise it owns private ones for the inner faults and their heals.
 """
 
 from __future__ import annotations
@@ -23,27 +29,37 @@ from typing import Any
 from raftlab.nemesis.package import BuildContext, Family, Fault
 from raftlab.nemesis.partition import PartitionNemesis
 from raftlab.nemesis.process import ProcessNemesis, failure
-from raftlab.nemesis.windows import WINDOWS, Watch
+from raftlab.nemesis.windows import LAG, WINDOWS, Watch, lag_of, leader_of
 
 from raftlab.history import Op
 from raftlab.protocols import Lab, Nemesis
 
 INNER = {"timed-kill": "kill", "timed-partition": "start-partition"}
+USES = {"timed-kill": ("process",), "timed-partition": ("partition",), "timed-stale": ("process", "partition")}
+# The stale candidate stays cut off at least HOLD seconds, long enough for its election timer to
+# run out (it then stands the moment the voters' leases let it, racing the up-to-date voters'
+# own timers), and at most STALE_WAIT seconds waiting to miss LAG committed entries.
+HOLD = 1.5
+STALE_WAIT = 4.0
 
 
 class TimedNemesis:
-    """``timed-kill`` / ``timed-partition``: wait for a window in the status, then fault."""
+    """``timed-kill`` / ``timed-partition``: wait for a window in the status, then fault;
+    ``timed-stale``: make a stale candidate, then take its leader away."""
 
-    def __init__(self, db: object, inner: dict[str, Nemesis], *, owned: tuple[Nemesis, ...] = (),
-                 poll: float = 0.05, max_wait: float = 10.0) -> None:
+    def __init__(self, db: object, timed: frozenset[str], inner: dict[str, Nemesis], *, owned: tuple[Nemesis, ...] = (),
+                 poll: float = 0.05, max_wait: float = 10.0, hold: float = HOLD, stale_wait: float = STALE_WAIT) -> None:
         self.db = db
-        self.inner = inner  # timed f -> the component doing the real fault
+        self.timed = timed  # the timed fs this campaign asked for (each one's USES are in inner)
+        self.inner = inner  # component family (process, partition) -> the component doing its faults
         self.owned = owned  # inner components no other family built: this one sets them up and heals through them
         self.poll = poll
         self.max_wait = max_wait
+        self.hold = hold
+        self.stale_wait = stale_wait
 
     def fs(self) -> frozenset[str]:
-        return frozenset(self.inner).union(*(c.fs() for c in self.owned))
+        return self.timed.union(*(c.fs() for c in self.owned))
 
     async def setup(self, lab: Lab) -> None:
         for c in self.owned:
@@ -55,41 +71,96 @@ class TimedNemesis:
 
     async def invoke(self, op: Op) -> Op:
         status = getattr(self.db, "status", None)
-        when = op.value.get("when") if isinstance(op.value, dict) else None
-        if op.f not in INNER:  # the heal of a fault an owned component did
+        if op.f not in self.timed:  # the heal of a fault an owned component did
             return await next(c for c in self.owned if op.f in c.fs()).invoke(op)
         if status is None:
             return failure(op, "the DB offers no status() to time faults by")
+        if op.f == "timed-stale":
+            return await self._stale(op, status)
+        when = op.value.get("when") if isinstance(op.value, dict) else None
         if when not in WINDOWS:
             return failure(op, f"unknown window {when!r} (known: {', '.join(WINDOWS)})")
         watch = Watch(when)
         loop = asyncio.get_running_loop()
         start = loop.time()
         polls = 0
+        component = self.inner[USES[op.f][0]]
         while loop.time() - start < self.max_wait:
             polls += 1
             leader = watch.observe(await status(timeout=max(0.2, self.poll * 4)), loop.time())
             if leader is not None:
                 value: Any = [leader] if op.f == "timed-kill" else op.value.get("shape", "leader")
-                done = await self.inner[op.f].invoke(replace(op, f=INNER[op.f], value=value))
+                done = await component.invoke(replace(op, f=INNER[op.f], value=value))
                 extra = {"when": when, "waited": round(loop.time() - start, 3), "polls": polls}
                 return replace(done, f=op.f, value={**(done.value or {}), **extra})
             await asyncio.sleep(self.poll)
         return failure(op, f"window {when} not seen in {self.max_wait:g}s ({polls} status polls)")
+
+    async def _stale(self, op: Op, status: Any) -> Op:
+        """Cut one follower off until its election timer ran out and it missed ``lag`` committed
+        entries, then SIGKILL the leader and heal, in that order (healed first, the leader would
+        catch it up within a heartbeat).
+
+        Why: the follower's election timer ran out long ago, so it stands as soon as the voters'
+        leases let it, with a log that lacks committed entries. Only the election restriction
+        (the up-to-date check, §5.4.1) keeps it from winning and truncating them away; no random
+        kill or partition lines this up. The killed leader is healed by ``start`` as usual."""
+        process, partition = self.inner["process"], self.inner["partition"]
+        want = int(op.value.get("lag", LAG)) if isinstance(op.value, dict) else LAG
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        before = await status(timeout=0.5)
+        cut = await partition.invoke(replace(op, f="start-partition", value="follower"))
+        if cut.error:
+            return replace(cut, f=op.f)
+        candidate = next(h for h, drops in cut.value["grudge"].items() if len(drops) == len(cut.value["grudge"]) - 1)
+        last = int(before.get(candidate, {}).get("applied", 0)) if "error" not in before.get(candidate, {}) else 0
+        lag, leader, polls = None, None, 0
+        while loop.time() - start < self.stale_wait:
+            polls += 1
+            snapshot = await status(timeout=max(0.2, self.poll * 4))
+            lag = lag_of(snapshot, candidate, last)
+            found = leader_of(snapshot)
+            leader = found[0] if found is not None and found[0] != candidate else None
+            if leader is not None and lag is not None and lag >= want and loop.time() - start >= self.hold:
+                break
+            await asyncio.sleep(self.poll)
+        extra = {"candidate": candidate, "lag": lag, "waited": round(loop.time() - start, 3), "polls": polls}
+        if leader is None or not lag or lag < 1:
+            healed = await partition.invoke(replace(op, f="stop-partition", value=None))
+            why = "no leader" if leader is None else f"{candidate} missed no committed entry"
+            reason = f"no stale candidate in {self.stale_wait:g}s ({why})" + (f"; {healed.error}" if healed.error else "")
+            return replace(failure(op, reason), value={"applied": False, **extra})
+        killed = await process.invoke(replace(op, f="kill", value=[leader]))
+        # The candidate rejoins the others, but not the dead leader: the heartbeats queued on that
+        # link while it was cut (TCP delivers them on heal, raftlab/lab/proxy.py) would make it a
+        # follower again and restart its election timer, and it would stand no sooner than anyone.
+        rejoined = await partition.invoke(replace(op, f="start-partition", value={"isolate": leader}))
+        elected = None
+        while elected is None and loop.time() - start < self.stale_wait + self.max_wait:
+            found = leader_of(await status(timeout=max(0.2, self.poll * 4)))
+            elected = found[0] if found is not None and found[0] != leader else None
+            if elected is None:
+                await asyncio.sleep(self.poll)
+        healed = await partition.invoke(replace(op, f="stop-partition", value=None))
+        value = {**(killed.value or {}), **extra, "leader": leader, "elected": elected,
+                 "healed": rejoined.error is None and healed.error is None}
+        errors = "; ".join(e for e in (killed.error, rejoined.error, healed.error) if e)
+        return replace(killed, f=op.f, value=value, error=errors or None)
 
 
 def _build(ctx: BuildContext) -> TimedNemesis:
     wanted = {FAULT_F[name] for name in ctx.names if name in FAULT_F}
     inner: dict[str, Nemesis] = {}
     owned: list[Nemesis] = []
-    for f, family, make in (("timed-kill", "process", ProcessNemesis), ("timed-partition", "partition", PartitionNemesis)):
-        if f in wanted:
+    for family, make in (("process", ProcessNemesis), ("partition", PartitionNemesis)):
+        if any(family in USES[f] for f in wanted):
             component = ctx.built.get(family)
             if component is None:
                 component = make(ctx.db, ctx.rng)
                 owned.append(component)
-            inner[f] = component
-    return TimedNemesis(ctx.db, inner, owned=tuple(owned))
+            inner[family] = component
+    return TimedNemesis(ctx.db, frozenset(wanted), inner, owned=tuple(owned))
 
 
 _KILL, _CUT = "#E9A4A0", "#E9DCA0"
@@ -108,6 +179,8 @@ FAMILY = Family(
               color=_KILL, doc="SIGKILL the leader while a follower lags 20+ entries behind"),
         # leader-minority (the leader and one follower of five) lets a commit rule one ack short
         # commit, and a minority elect, on the cut-off side: isolating the leader alone cannot
+        Fault(name="stale-candidate", start="timed-stale", stop="start", values=({"lag": LAG},), color=_KILL,
+              doc="cut a follower off until it misses committed entries, then SIGKILL the leader and heal"),
         Fault(name="partition-leader-uncommitted", start="timed-partition", stop="stop-partition",
               values=({"when": "uncommitted", "shape": "leader"}, {"when": "uncommitted", "shape": "leader-minority"}),
               color=_CUT, doc="isolate the leader, or put it in a minority, while it holds uncommitted entries"),

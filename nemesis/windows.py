@@ -42,6 +42,18 @@ def leader_of(snapshot: Mapping[Any, Mapping[str, Any]]) -> tuple[Any, Mapping[s
     return host, st
 
 
+def lag_of(snapshot: Mapping[Any, Mapping[str, Any]], host: Any, last_applied: int = 0) -> int | None:
+    """How many entries the leader has committed that ``host`` has not applied (None: no leader
+    answered). ``last_applied`` stands in for a host that did not answer (cut off, its last
+    answer is all that is known, and it cannot have applied more since)."""
+    found = leader_of(snapshot)
+    if found is None:
+        return None
+    st = snapshot.get(host, {})
+    applied = int(st.get("applied", 0)) if "error" not in st and "applied" in st else last_applied
+    return int(found[1].get("commit", 0)) - applied
+
+
 @dataclass(slots=True)
 class Watch:
     """One fault's wait for ``window``: feed it snapshots with their times, it says when to fire."""

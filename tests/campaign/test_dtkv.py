@@ -200,6 +200,29 @@ def test_state_timed_faults_hit_the_leader_inside_their_window(tmp_path: Path, l
         assert sorted(len(side) for side in sides) == ([1, 4] if o.value["shape"] == "leader" else [2, 3]), o.value
 
 
+def test_a_stale_candidate_is_made_and_its_leader_killed_as_it_rejoins(tmp_path: Path, lab_name: str,
+                                                                       base_port: int) -> None:
+    """stale-candidate really happens: one follower cut off until it missed committed entries,
+    then the leader SIGKILLed and the cut healed; the healthy node never elects the stale
+    candidate next (the up-to-date check, Raft §5.4.1: the vote-stale-log mutant does), stays
+    valid, and every node agrees at the end."""
+    out = campaign(tmp_path, lab_name, base_port, nemesis=("stale-candidate",), interval=2.0, rate=150.0,
+                   time_limit=14.0)
+    assert out.exit_code == 0, out.reasons
+    history = History.read(out.run.history)
+    stale = [o for o in history if o.process == NEMESIS and o.type is OpType.INFO and o.f == "timed-stale"]
+    hit = [o for o in stale if not o.error]
+    assert hit, [o.error for o in stale]
+    for o in hit:
+        v = o.value
+        assert v["lag"] >= 1 and v["candidate"] != v["leader"], v
+        assert v["done"] == [v["leader"]] and v["healed"] is True, v  # the leader it named was killed
+        assert v["elected"] not in (None, v["leader"], v["candidate"]), v
+    starts = [o for o in history if o.process == NEMESIS and o.type is OpType.INFO and o.f == "start" and not o.error]
+    assert {h for o in hit for h in o.value["done"]} <= {h for o in starts for h in o.value["done"]}  # and restarted
+    assert out.results["checkers"]["replicas"]["valid"] is True
+
+
 def test_campaign_nodes_snapshot_often_and_a_bad_snapshot_option_is_refused() -> None:
     """The dtkv system passes small snapshot intervals to every node, --system-opt changes them,
     and a value that is not a whole number stops the campaign (before any lab is touched) with

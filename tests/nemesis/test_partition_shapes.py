@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from raftlab.nemesis.partition import SHAPES, ShapeError, build, components, describe, halves
+from raftlab.nemesis.partition import FAMILY, SHAPES, ShapeError, build, components, describe, halves
 
 HOSTS = ["n1", "n2", "n3", "n4", "n5"]
 
@@ -69,3 +69,14 @@ def test_random_split_and_errors(seed: int) -> None:
     with pytest.raises(ShapeError, match="needs at least 4 hosts"):
         build("ring", HOSTS[:3], random.Random(0))
     assert describe({h: frozenset() for h in HOSTS}) == "fully connected"
+
+
+def test_follower_isolates_one_host_that_is_not_the_leader(seed: int) -> None:
+    g = build("follower", HOSTS, random.Random(seed), leader="n2")
+    groups = components(g)
+    assert groups is not None and sorted(map(len, groups)) == [1, 4]
+    alone = next(grp for grp in groups if len(grp) == 1)[0]
+    assert alone != "n2"
+    with pytest.raises(ShapeError, match="none is known"):
+        build("follower", HOSTS, random.Random(seed), leader=None)
+    assert "follower" not in FAMILY.faults[0].values  # `partition` never draws it: seeds keep their schedules

@@ -6,7 +6,7 @@ import random
 
 import pytest
 from raftlab.nemesis import FAMILIES, package, parse_faults
-from raftlab.nemesis.windows import UnknownWindow, Watch
+from raftlab.nemesis.windows import UnknownWindow, Watch, lag_of
 
 
 def st(role: str, term: int, commit: int = 10, last: int = 10, applied: int = 10) -> dict[str, object]:
@@ -50,3 +50,18 @@ def test_a_timed_fault_alone_brings_the_components_for_its_fault_and_its_heal() 
     # with the plain faults chosen too, each f still has exactly one component (ComposedNemesis checks)
     both = package("kill,partition,kill-leader-uncommitted", db=object(), rng=random.Random(1))
     assert {"timed-kill", "kill", "start", "start-partition"} <= both.nemesis.fs()
+
+
+def test_lag_of_counts_the_committed_entries_a_host_has_not_applied() -> None:
+    snap = {"n1": st("leader", 4, commit=50), "n2": st("follower", 4, applied=31), "n3": {"error": "timeout"}}
+    assert lag_of(snap, "n2") == 19
+    assert lag_of(snap, "n3", last_applied=44) == 6  # cut off: its last answer stands in
+    assert lag_of({"n2": st("follower", 4, applied=31)}, "n2") is None  # no leader answered
+
+
+def test_stale_candidate_brings_both_the_kill_and_the_partition_and_heals_by_start() -> None:
+    (fault,) = parse_faults("stale-candidate")
+    assert fault.start == "timed-stale" and fault.stop == "start"
+    alone = package("stale-candidate", db=object(), rng=random.Random(1))
+    assert {"timed-stale", "kill", "start", "start-partition", "stop-partition"} <= alone.nemesis.fs()
+    assert "timed-kill" not in alone.nemesis.fs()  # only what was asked for
