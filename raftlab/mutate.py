@@ -50,7 +50,7 @@ from raftlab.mutants import Mutant, patch
 PACKAGES = ("raftlab", "raftlab.impl", "raftlab.checker", "raftlab.nemesis", "raftlab.workloads")
 # the README's `./dev campaign` (dev runs `raftlab run` with exactly these arguments; a test checks)
 DEFAULT_CAMPAIGN = ("--workload mixed --nemesis kill,pause,partition,kill-leader,pause-leader,partition-leader,"
-                    "kill-majority,kill-leader-uncommitted,partition-leader-uncommitted "
+                    "kill-majority,kill-leader-uncommitted,partition-leader-uncommitted,stale-candidate "
                     "--swarm --interval 2 --rate 200 --time-limit 60 --restart-check")
 METHODS = ("sim", "campaign")
 
