@@ -36,9 +36,11 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -152,7 +154,7 @@ def _run(cmd: list[str], root: Path, timeout: float, env_extra: dict[str, str] |
     env.update(env_extra or {})
     start = time.monotonic()
     with subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as proc:
+                          text=True) as proc, _sigterm_as_ctrl_c(proc):
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -163,6 +165,26 @@ def _run(cmd: list[str], root: Path, timeout: float, env_extra: dict[str, str] |
             _finish(proc)
             raise
     return proc.returncode, out, err, time.monotonic() - start
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c(proc: subprocess.Popen[str]) -> Iterator[None]:
+    """While ``proc`` runs, a SIGTERM to this process is a Ctrl-C: ``proc`` gets the SIGINT a
+    terminal would have sent it (a SIGTERM reaches only us) and we wait for it as on Ctrl-C.
+    Without this a ``kill`` of ``raftlab mutate`` left the campaign's cluster running."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        proc.send_signal(signal.SIGINT)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _finish(proc: subprocess.Popen[str]) -> tuple[str, str]:

@@ -62,6 +62,18 @@ class _Progress:
         self.started = time.monotonic()
         self.running_since: float | None = None
         self.live = Live(console=self.console, auto_refresh=False, transient=True) if self.enabled else None
+        self.muted = False
+
+    def say(self, text: str) -> None:
+        """A progress line on stderr. A reader that went away (a closed pipe: the parent of a
+        ``raftlab mutate`` campaign killed) mutes the lines, never the run: the heal and the
+        teardown that follow must not fail on a line nobody reads (they did: nodes were left)."""
+        if self.muted:
+            return
+        try:
+            click.echo(text, err=True)
+        except OSError:
+            self.muted = True
 
     def on_event(self, op: Op) -> None:
         self.stats.count(op)
@@ -71,7 +83,7 @@ class _Progress:
         if stage == "running":
             self.running_since = time.monotonic()
         if not self.enabled:
-            click.echo(f"[{time.monotonic() - self.started:6.1f}s] {stage}", err=True)
+            self.say(f"[{time.monotonic() - self.started:6.1f}s] {stage}")
         self.refresh()
 
     def line(self) -> Any:
@@ -98,7 +110,7 @@ class _Progress:
             await asyncio.sleep(0.25)
             if not self.enabled and time.monotonic() - last >= STATUS_EVERY:  # a CI log shows where it is
                 last = time.monotonic()
-                click.echo(f"[{last - self.started:6.1f}s] status: {self.stage}; {status(self.stats)}", err=True)
+                self.say(f"[{last - self.started:6.1f}s] status: {self.stage}; {status(self.stats)}")
 
 
 async def _with_progress(campaign: Campaign, progress: _Progress) -> Outcome:

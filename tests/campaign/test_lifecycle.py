@@ -190,3 +190,23 @@ def test_a_failed_lab_up_leaves_no_record_and_lab_down_refuses_a_lab_in_use(lab_
     finally:
         lock.release()
     assert asyncio.run(lab_down(lab_name)) is not None
+
+
+def test_a_reader_gone_from_stderr_never_stops_the_heal_or_the_teardown(tmp_path: Path, lab_name: str,
+                                                                        base_port: int) -> None:
+    """The parent of a ``raftlab mutate`` campaign killed: the campaign's stderr is a closed pipe.
+    Its progress lines raised BrokenPipeError in the healing stage and left five nodes running;
+    now they are muted and the run heals, tears down, checks and gives its verdict."""
+    need_checker()
+    args = toy_run(tmp_path, lab_name, base_port, "--nemesis", "kill,pause", "--interval", "0.3",
+                   "--time-limit", "2")
+    with (tmp_path / "out.txt").open("w") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+        assert proc.stderr is not None
+        proc.stderr.close()  # nobody reads the progress lines any more
+        proc.wait(timeout=120)
+    text = (tmp_path / "out.txt").read_text()
+    assert "verdict: valid" in text, text
+    assert not processes_under(tmp_path / "labs")
+    results = json.loads(next((tmp_path / "store").glob("register/*/results.json")).read_text())
+    assert results["valid"] is True and results["checkers"]["recovery"]["healthy"] is True

@@ -12,9 +12,12 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
 import socket
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -136,3 +139,31 @@ def test_list_prints_the_catalogue_and_an_unknown_id_is_bad_usage() -> None:
     assert f"{sum(m.layer == 'raft' for m in CATALOGUE)} mutants" in raft.stdout and "wal-" not in raft.stdout
     bad = subprocess.run([*cli, "--only", "no-such-bug"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "unknown mutant no-such-bug" in bad.stderr
+
+
+@pytest.mark.slow
+def test_a_sigterm_to_mutate_stops_its_campaign_as_ctrl_c_would(tmp_path: Path) -> None:
+    """``kill`` of ``raftlab mutate`` mid-campaign: the campaign gets the SIGINT a terminal would
+    have sent, heals and tears its cluster down (it was left running: a SIGTERM reaches only
+    the driver, whose death then broke the campaign's stderr pipe)."""
+    from raftlab.lab.local import processes_under
+
+    labs = tmp_path / "labs"
+    trees = set(Path(tempfile.gettempdir()).glob("raftlab-mutant-read-one-ack-*"))
+    cli = [sys.executable, "-m", "raftlab.cli", "mutate", "--only", "read-one-ack", "--method", "campaign",
+           "--campaign", "--workload register --time-limit 60 --nodes 3", "--base-port", str(_free_block(19620, 10)),
+           "--store", str(tmp_path / "store")]
+    proc = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "RAFTLAB_LABS_DIR": str(labs)})
+    deadline = time.monotonic() + 90
+    while len(processes_under(labs)) < 3 if labs.exists() else True:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+        time.sleep(0.1)
+    time.sleep(2)  # into the run
+    proc.terminate()
+    out = proc.communicate(timeout=150)[0]
+    assert proc.returncode != 0, out
+    assert not processes_under(labs), out
+    assert set(Path(tempfile.gettempdir()).glob("raftlab-mutant-read-one-ack-*")) <= trees  # the patched copy went too
+    runs = list((tmp_path / "store").rglob("results.json"))
+    assert runs and json.loads(runs[0].read_text())["reasons"][0].startswith("interrupted"), out
