@@ -48,6 +48,7 @@ CAMPAIGN_SITUATIONS: dict[str, str] = {
     "cas-absent-refused": "a cas on an absent key was refused (the key existed)",
     "read-during-fault": "a read succeeded while a fault was in effect",
     "fault-in-window": "a state-timed fault hit the leader inside its window (just elected, uncommitted, lagging)",
+    "stale-candidate": "a follower that missed committed entries rejoined as its leader was killed",
 }
 
 
@@ -159,6 +160,12 @@ def campaign(history: History, nodes_dir: Path) -> dict[str, Any]:
     active = 0
     for op in history:
         if op.process == NEMESIS:
+            if op.f == "timed-stale":  # a stale candidate made, then its leader killed (nemesis/timed.py)
+                if op.type is OpType.INFO and not op.error:
+                    counts["stale-candidate"] += 1
+                    counts["leader-killed"] += 1
+                    active += 1
+                continue
             f = TIMED.get(op.f, op.f)  # a state-timed fault (nemesis/timed.py) always hits the leader
             if op.type is OpType.INVOKE:
                 asked[f] = "leader" if f != op.f else op.value

@@ -82,3 +82,16 @@ def test_campaign_coverage_counts_a_state_timed_kill_as_a_leader_kill_in_its_win
     ]
     cov = coverage.campaign(History(events), tmp_path)
     assert cov["counts"]["leader-killed"] == 1 and cov["counts"]["fault-in-window"] == 1
+
+
+def test_campaign_coverage_counts_a_stale_candidate_and_its_leader_kill(tmp_path: Path) -> None:
+    stale = {"targets": ["n1"], "done": ["n1"], "candidate": "n4", "lag": 150, "leader": "n1", "elected": "n5"}
+    events = [
+        op("invoke", NEMESIS, "timed-stale", {"lag": 20}, i=0), op("info", NEMESIS, "timed-stale", stale, i=1),
+        op("invoke", 0, "read", i=2), op("ok", 0, "read", 5, i=3),
+        op("invoke", NEMESIS, "timed-stale", {"lag": 20}, i=4),
+        op("info", NEMESIS, "timed-stale", {"applied": False}, error="no stale candidate in 4s (no leader)", i=5),
+    ]
+    cov = coverage.campaign(History(events), tmp_path)
+    assert cov["counts"]["stale-candidate"] == 1 and cov["counts"]["leader-killed"] == 1
+    assert cov["counts"]["read-during-fault"] == 1  # the killed leader is down until start
