@@ -29,7 +29,7 @@ from typing import Any
 from raftlab.nemesis.package import BuildContext, Family, Fault
 from raftlab.nemesis.partition import PartitionNemesis
 from raftlab.nemesis.process import ProcessNemesis, failure
-from raftlab.nemesis.windows import LAG, WINDOWS, Watch, lag_of, leader_of
+from raftlab.nemesis.windows import LAG, WINDOWS, Watch, lag_of, leader_of, stale_leader
 
 from raftlab.history import Op
 from raftlab.protocols import Lab, Nemesis
@@ -120,15 +120,15 @@ class TimedNemesis:
             polls += 1
             snapshot = await status(timeout=max(0.2, self.poll * 4))
             lag = lag_of(snapshot, candidate, last)
-            found = leader_of(snapshot)
-            leader = found[0] if found is not None and found[0] != candidate else None
-            if leader is not None and lag is not None and lag >= want and loop.time() - start >= self.hold:
+            ready = stale_leader(snapshot, candidate, last, want)
+            leader = ready or stale_leader(snapshot, candidate, last, 1)  # when time runs out, one missed entry does
+            if ready is not None and loop.time() - start >= self.hold:
                 break
             await asyncio.sleep(self.poll)
         extra = {"candidate": candidate, "lag": lag, "waited": round(loop.time() - start, 3), "polls": polls}
-        if leader is None or not lag or lag < 1:
+        if leader is None:  # past stale_wait with no leader, or one the candidate lags by nothing
             healed = await partition.invoke(replace(op, f="stop-partition", value=None))
-            why = "no leader" if leader is None else f"{candidate} missed no committed entry"
+            why = "no leader" if lag is None else f"{candidate} missed no committed entry"
             reason = f"no stale candidate in {self.stale_wait:g}s ({why})" + (f"; {healed.error}" if healed.error else "")
             return replace(failure(op, reason), value={"applied": False, **extra})
         killed = await process.invoke(replace(op, f="kill", value=[leader]))

@@ -54,6 +54,16 @@ def lag_of(snapshot: Mapping[Any, Mapping[str, Any]], host: Any, last_applied: i
     return int(found[1].get("commit", 0)) - applied
 
 
+def stale_leader(snapshot: Mapping[Any, Mapping[str, Any]], candidate: Any, last_applied: int, want: int) -> Any | None:
+    """The leader to kill for ``stale-candidate``: once the cut-off ``candidate`` has missed at
+    least ``want`` of the entries that leader committed (None: not yet, or no other leader)."""
+    found = leader_of(snapshot)
+    if found is None or found[0] == candidate:
+        return None
+    lag = lag_of(snapshot, candidate, last_applied)
+    return found[0] if lag is not None and lag >= want else None
+
+
 @dataclass(slots=True)
 class Watch:
     """One fault's wait for ``window``: feed it snapshots with their times, it says when to fire."""

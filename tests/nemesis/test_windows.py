@@ -6,7 +6,7 @@ import random
 
 import pytest
 from raftlab.nemesis import FAMILIES, package, parse_faults
-from raftlab.nemesis.windows import UnknownWindow, Watch, lag_of
+from raftlab.nemesis.windows import UnknownWindow, Watch, lag_of, stale_leader
 
 
 def st(role: str, term: int, commit: int = 10, last: int = 10, applied: int = 10) -> dict[str, object]:
@@ -65,3 +65,12 @@ def test_stale_candidate_brings_both_the_kill_and_the_partition_and_heals_by_sta
     alone = package("stale-candidate", db=object(), rng=random.Random(1))
     assert {"timed-stale", "kill", "start", "start-partition", "stop-partition"} <= alone.nemesis.fs()
     assert "timed-kill" not in alone.nemesis.fs()  # only what was asked for
+
+
+def test_stale_leader_names_the_leader_once_the_cut_off_candidate_missed_enough() -> None:
+    snap = {"n1": st("leader", 4, commit=50), "n2": {"error": "timeout"}, "n3": st("follower", 4, applied=50)}
+    assert stale_leader(snap, "n2", last_applied=40, want=20) is None  # 10 missed
+    assert stale_leader(snap, "n2", last_applied=30, want=20) == "n1"
+    assert stale_leader(snap, "n3", last_applied=0, want=1) is None  # it missed nothing (it answered: 50)
+    assert stale_leader({"n2": st("leader", 5, commit=80)}, "n2", 0, 1) is None  # the candidate leads: no
+    assert stale_leader({"n3": st("follower", 4)}, "n2", 0, 1) is None  # no leader answered
