@@ -3,9 +3,9 @@
 The nemesis decides *whom* to hit (``raftlab.nemesis.targets``: one, the leader, a minority, a
 majority, all) and asks the DB to do it (``Killable.kill/start``, ``Pausable.pause/resume``),
 because only the DB knows how its processes run. ``signal_pid_file``, ``pid_file_process`` and
-``process_state`` are the shell pieces a DB uses for that on any ``Remote``. Heal ranks: ``resume`` early (a paused
-process holds up nothing else, but must run before the cluster can recover), ``start`` last (a
-node restarts once its disk, network and host are back).
+``process_state`` are the shell pieces a DB uses for that on any ``Remote``. Heal ranks:
+``resume`` early (a paused process holds up nothing else, but must run before the cluster can
+recover), ``start`` last (a node restarts once its disk, network and host are back).
 """
 
 from __future__ import annotations
