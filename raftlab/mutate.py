@@ -169,15 +169,17 @@ def _run(cmd: list[str], root: Path, timeout: float, env_extra: dict[str, str] |
 
 @contextlib.contextmanager
 def _sigterm_as_ctrl_c(proc: subprocess.Popen[str]) -> Iterator[None]:
-    """While ``proc`` runs, a SIGTERM to this process is a Ctrl-C: ``proc`` gets the SIGINT a
-    terminal would have sent it (a SIGTERM reaches only us) and we wait for it as on Ctrl-C.
-    Without this a ``kill`` of ``raftlab mutate`` left the campaign's cluster running."""
+    """While ``proc`` runs, a SIGTERM to this process is a Ctrl-C: it is passed on to ``proc``
+    (a SIGTERM reaches only us; ``raftlab run`` stops on it as on Ctrl-C, and unlike SIGINT it
+    is never ignored: a job started in the background, as CI runs, inherits SIGINT ignored) and
+    we wait for it as on Ctrl-C. Without this a ``kill`` of ``raftlab mutate`` left the
+    campaign's cluster running."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def interrupt(signum: int, frame: object) -> None:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)
