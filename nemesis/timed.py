@@ -10,9 +10,10 @@ of the op's shape, ``leader`` or ``leader-minority``). The heal is the usual one
 
 ``stale-candidate`` (``timed-stale``) is timed by the lag it makes: it isolates a follower
 (shape ``follower``) for at least ``hold`` seconds and until it has missed ``lag`` committed
-entries (``lag_of``; at most ``stale_wait`` seconds, at least one entry or the fault is not
-applied), then SIGKILLs the leader and heals the partition. Its completion names ``candidate``, ``leader`` and ``lag``;
-``start`` heals the leader. If the window does not open within ``max_wait`` seconds the fault
+entries (``windows.stale_leader``; at most ``stale_wait`` seconds, at least one entry or the
+fault is not applied), then SIGKILLs the leader, lets the candidate rejoin all but the dead
+leader until a new leader is seen, and heals. Its completion names ``candidate``, ``lag``,
+``leader`` and ``elected``; ``start`` heals the leader. If the window does not open within ``max_wait`` seconds the fault
 is not applied and the completion says so: a fault is never assumed to have happened.
 
 The completion adds ``when``, ``waited`` (seconds until the window opened) and ``polls``.
